@@ -1,0 +1,57 @@
+"""Named limits with their defaults, and the token bucket that enforces rates.
+
+Every number a client can run into lives here, so the daemon's options, the
+docs and the tests all read one source.
+"""
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_line: int = 4096  # bytes in one line (line protocol, before decoding)
+    max_frame: int = 16384  # bytes in one WebSocket message
+    max_message: int = 2000  # characters of chat text in one message
+    max_nick: int = 24
+    max_room: int = 50
+    max_rooms_per_session: int = 20
+    rate: float = 5.0  # requests per second a session may sustain
+    burst: int = 20  # requests a session may send at once
+    flood_strikes: int = 30  # refused requests in a row before disconnecting
+    nick_interval: float = 5.0  # seconds between nick changes
+    max_connections: int = 20000
+    max_per_ip: int = 100
+    send_queue: int = 256 * 1024  # bytes of unsent output before a session is dropped
+    ping_interval: float = 30.0  # ping a session silent this long
+    ping_timeout: float = 60.0  # drop a session silent this long
+    register_timeout: float = 60.0  # drop a connection that never picks a nick
+
+    def __post_init__(self):
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"{f.name} must be positive")
+        if self.ping_timeout <= self.ping_interval:
+            raise ValueError("ping_timeout must be longer than ping_interval")
+
+
+class TokenBucket:
+    """Classic token bucket; ``take`` returns whether a request may proceed."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
+
+    def __init__(self, rate: float, capacity: int, now: float):
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = float(capacity)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.capacity:
+            tokens = self.capacity
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False

@@ -1,0 +1,1 @@
+"""Front ends: each frames bytes, calls the dispatcher, and writes what it is handed."""

@@ -1,0 +1,156 @@
+"""The TCP line front end: readable text for people, JSON lines for scripts.
+
+Input lines may end in LF or CRLF; every server line ends in CRLF.  ``/json``
+switches the connection to one JSON object per line, with the WebSocket schema.
+"""
+
+import json
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from chatd import commands, wire
+from chatd.errors import ChatError
+from chatd.events import Ack, Bye, Error, Ping
+from chatd.interfaces import IClientSink
+from chatd.outbuf import OutputQueue
+
+
+def parse_json_request(text: str) -> dict:
+    try:
+        req = json.loads(text)
+    except ValueError as e:
+        raise ChatError("invalid_json", f"not valid JSON: {e.msg} at column {e.colno}")
+    if not isinstance(req, dict):
+        raise ChatError("bad_request", "a request is a JSON object with a \"type\"")
+    return req
+
+
+@implementer(IClientSink)
+class LineProtocol(LineReceiver):
+    delimiter = b"\n"
+    log = Logger()
+
+    session = None
+    out = None
+    wire_format = staticmethod(wire.TEXT)
+    _discarding = False
+    _leftover = b""
+
+    def __init__(self, service, dispatcher):
+        self.service = service
+        self.dispatcher = dispatcher
+        self.MAX_LENGTH = service.limits.max_line
+
+    # -- connection --------------------------------------------------------
+    def connectionMade(self):
+        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            # Chat lines are small and latency matters more than packet count.
+            set_nodelay(True)
+        self.out = OutputQueue(self.transport, self.service.limits.send_queue,
+                               self._overflow)
+        self.write = self.out.write
+        try:
+            self.session = self.service.connect(self, self.transport.getPeer().host)
+        except ChatError as e:
+            self.transport.write(wire.TEXT(Error(e.code, e.message)))
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if self.session is not None:
+            self.service.disconnected(self.session, "connection closed")
+
+    # -- input ---------------------------------------------------------------
+    def dataReceived(self, data):
+        while data:
+            if self._discarding:
+                # The rest of an over-long line: skip to its end.
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                self._discarding = False
+                data = data[end + 1:]
+                continue
+            self._leftover = b""
+            super().dataReceived(data)
+            data, self._leftover = self._leftover, b""
+
+    def lineLengthExceeded(self, line):
+        # LineReceiver hands over its whole buffer and clears it: refuse the long
+        # line, then keep whatever follows it (dataReceived feeds it back in).
+        self._refuse(ChatError("line_too_long",
+                               f"lines are at most {self.MAX_LENGTH} bytes; line ignored"))
+        end = line.find(b"\n")
+        if end < 0:
+            self._discarding = True
+        else:
+            self._leftover = line[end + 1:]
+
+    def lineReceived(self, line):
+        if self.session is None or not self.session.attached:
+            return
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._refuse(ChatError("invalid_utf8", "input must be UTF-8; line ignored"))
+            return
+        try:
+            if self.wire_format is wire.JSONL:
+                if not text.strip():
+                    self.service.touch(self.session)
+                    return
+                req = parse_json_request(text)
+            else:
+                req = commands.parse(text)
+                if req is None:
+                    self.service.touch(self.session)
+                    return
+        except ChatError as e:
+            self._refuse(e)
+            return
+        if req.get("type") == "json":
+            self._json_mode(req)
+        else:
+            self.dispatcher.handle(self.session, req)
+
+    def _refuse(self, error: ChatError) -> None:
+        if self.session is not None and self.session.attached:
+            self.dispatcher.refuse(self.session, error)
+
+    def _json_mode(self, req: dict) -> None:
+        self.service.admit(self.session)
+        self.wire_format = wire.JSONL
+        self.service.set_format(self.session, wire.JSONL)
+        self.session.send(Ack("json", req.get("id"), {"mode": "json"}))
+
+    # -- IClientSink -----------------------------------------------------------
+    def send_ping(self):
+        self.write(self.wire_format(Ping(self.service.clock.seconds())))
+
+    def close_session(self, reason):
+        self.out.write(self.wire_format(Bye(reason)))
+        self.out.flush()
+        self.transport.loseConnection()
+
+    def abort(self):
+        self.transport.abortConnection()
+
+    def _overflow(self):
+        self.log.warn("dropping {session}: send queue exceeded", session=self.session)
+        if self.session is not None:
+            self.service.drop(self.session, "send queue exceeded")
+        self.transport.abortConnection()
+
+
+class LineFactory(Factory):
+    def __init__(self, service, dispatcher):
+        self.service = service
+        self.dispatcher = dispatcher
+
+    def buildProtocol(self, addr):
+        return LineProtocol(self.service, self.dispatcher)

@@ -1,0 +1,114 @@
+"""The WebSocket front end: one JSON object per text frame, same schema as JSON lines."""
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatd import wire
+from chatd.errors import ChatError
+from chatd.events import Bye, Error
+from chatd.interfaces import IClientSink
+from chatd.outbuf import OutputQueue
+from chatd.protocols.line import parse_json_request
+
+# Autobahn lets a server close with 1000 or an application code; the reason
+# (and the "bye" event before it) says why.
+NORMAL = 1000
+
+
+@implementer(IClientSink)
+class ChatWebSocketProtocol(WebSocketServerProtocol):
+    log = Logger()
+    wire_format = staticmethod(wire.WEBSOCKET)
+    session = None
+    out = None
+
+    def onOpen(self):
+        service = self.factory.service
+        transport = self.transport
+        # twisted.web's HTTP channel registered itself as the transport's producer
+        # before the upgrade; the connection is ours now.
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        self.out = OutputQueue(transport, service.limits.send_queue, self._overflow)
+        self.write = self.out.write
+        try:
+            self.session = service.connect(self, self.peer_host())
+        except ChatError as e:
+            self.out.write(wire.WEBSOCKET(Error(e.code, e.message)))
+            self.sendClose(NORMAL, e.message)
+
+    def peer_host(self) -> str:
+        peer = self.transport.getPeer()
+        return getattr(peer, "host", str(peer))
+
+    def onMessage(self, payload, isBinary):
+        session = self.session
+        if session is None or not session.attached:
+            return
+        dispatcher = self.factory.dispatcher
+        if isBinary:
+            dispatcher.refuse(session, ChatError("binary_frame",
+                                                 "send JSON in text frames, not binary"))
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            # RFC 6455 says fail the connection; say why first.
+            dispatcher.refuse(session, ChatError("invalid_utf8", "text frames must be UTF-8"))
+            self.factory.service.drop(session, "invalid UTF-8")
+            return
+        try:
+            req = parse_json_request(text)
+        except ChatError as e:
+            dispatcher.refuse(session, e)
+            return
+        dispatcher.handle(session, req)
+
+    def onPong(self, payload):
+        if self.session is not None:
+            self.factory.service.touch(self.session)
+
+    def onClose(self, wasClean, code, reason):
+        if self.session is not None:
+            self.factory.service.disconnected(self.session,
+                                              reason or "connection closed")
+
+    # -- IClientSink -------------------------------------------------------------
+    def send_ping(self):
+        self.sendPing()
+
+    def close_session(self, reason):
+        self.out.write(wire.WEBSOCKET(Bye(reason)))
+        self.out.flush()
+        # A close reason must fit in a control frame (123 bytes).
+        self.sendClose(NORMAL, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+
+    def abort(self):
+        self.transport.abortConnection()
+
+    def _overflow(self):
+        self.log.warn("dropping {session}: send queue exceeded", session=self.session)
+        if self.session is not None:
+            self.factory.service.drop(self.session, "send queue exceeded")
+        self.transport.abortConnection()
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):
+    protocol = ChatWebSocketProtocol
+
+    def __init__(self, service, dispatcher, url=None):
+        super().__init__(url)
+        self.service = service
+        self.dispatcher = dispatcher
+        limits = service.limits
+        self.setProtocolOptions(
+            maxFramePayloadSize=limits.max_frame,
+            maxMessagePayloadSize=limits.max_frame,
+            # We decode ourselves so the client gets an error frame before the close.
+            utf8validateIncoming=False,
+            # Heartbeats are the service's job, one LoopingCall for every front end.
+            autoPingInterval=0,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=3,
+        )

@@ -1,0 +1,100 @@
+"""``twistd chatd``: options and the service tree they build."""
+
+from dataclasses import fields
+
+import txaio
+from twisted.application import service, strports
+from twisted.python import usage
+
+from chatd.dispatch import Dispatcher
+from chatd.limits import Limits
+from chatd.protocols.line import LineFactory
+from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.service import ChatService
+from chatd.web import make_site
+
+DEFAULT_LINE = "tcp:9000"
+DEFAULT_WS = "tcp:8080"
+
+_LIMIT_HELP = {
+    "max_line": "longest input line in bytes (line protocol)",
+    "max_frame": "largest WebSocket message in bytes",
+    "max_message": "longest chat message in characters",
+    "max_nick": "longest nick",
+    "max_room": "longest room name, '#' included",
+    "max_rooms_per_session": "rooms one session may be in",
+    "rate": "requests per second a session may sustain",
+    "burst": "requests a session may send in one burst",
+    "flood_strikes": "refused requests in a row before a flooder is disconnected",
+    "nick_interval": "seconds between nick changes",
+    "max_connections": "connections in total",
+    "max_per_ip": "connections from one address",
+    "send_queue": "bytes of unsent output before a client that does not read is dropped",
+    "ping_interval": "seconds of silence before a session is pinged",
+    "ping_timeout": "seconds of silence before a session is dropped",
+    "register_timeout": "seconds a connection may stay without a nick",
+}
+
+
+def _limit_params():
+    defaults = Limits()
+    for f in fields(Limits):
+        yield [f.name.replace("_", "-"), None, getattr(defaults, f.name),
+               _LIMIT_HELP[f.name], float if f.type is float else int]
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("chatd: one chat service behind a TCP line protocol (telnet, nc, "
+                "NDJSON scripts) and a WebSocket endpoint at /ws with a web client at /.")
+    optParameters = [
+        ["name", None, "chatd", "server name shown to clients"],
+    ] + list(_limit_params())
+
+    def __init__(self):
+        super().__init__()
+        self["line"] = []
+        self["ws"] = []
+
+    def opt_line(self, endpoint):
+        """Line protocol endpoint, repeatable (default tcp:9000; 'none': off)"""
+        self["line"].append(endpoint)
+
+    def opt_ws(self, endpoint):
+        """HTTP/WebSocket endpoint, repeatable (default tcp:8080; 'none': off)"""
+        self["ws"].append(endpoint)
+
+    def postOptions(self):
+        if not self["line"]:
+            self["line"] = [DEFAULT_LINE]
+        if not self["ws"]:
+            self["ws"] = [DEFAULT_WS]
+        self["line"] = [e for e in self["line"] if e != "none"]
+        self["ws"] = [e for e in self["ws"] if e != "none"]
+        try:
+            self["limits"] = Limits(**{f.name: self[f.name.replace("_", "-")]
+                                       for f in fields(Limits)})
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+
+
+def makeService(config, reactor=None) -> service.MultiService:
+    if reactor is None:
+        from twisted.internet import reactor
+    # twistd's observer records every level; Autobahn's per-frame debug lines
+    # would flood the log (and cost CPU on the hot path).
+    txaio.use_twisted()
+    txaio.set_global_log_level("info")
+    top = service.MultiService()
+    chat = ChatService(config["limits"], clock=reactor, server_name=config["name"])
+    # Added first so it stops last: listeners close, then clients are told.
+    chat.setServiceParent(top)
+    dispatcher = Dispatcher(chat)
+    line_factory = LineFactory(chat, dispatcher)
+    for endpoint in config["line"]:
+        strports.service(endpoint, line_factory, reactor=reactor).setServiceParent(top)
+    if config["ws"]:
+        site = make_site(chat, ChatWebSocketFactory(chat, dispatcher))
+        for endpoint in config["ws"]:
+            strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+    return top
