@@ -123,7 +123,12 @@ class LineProtocol(LineReceiver):
             self.dispatcher.refuse(self.session, error)
 
     def _json_mode(self, req: dict) -> None:
-        self.service.admit(self.session)
+        try:
+            self.service.admit(self.session)
+        except ChatError as e:
+            if self.session.attached:
+                self.session.send(Error(e.code, e.message, req.get("id"), "json"))
+            return
         self.wire_format = wire.JSONL
         self.service.set_format(self.session, wire.JSONL)
         self.session.send(Ack("json", req.get("id"), {"mode": "json"}))

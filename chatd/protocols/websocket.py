@@ -27,9 +27,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         service = self.factory.service
         transport = self.transport
         # twisted.web's HTTP channel registered itself as the transport's producer
-        # before the upgrade; the connection is ours now.
-        if getattr(transport, "producer", None) is not None:
+        # before the upgrade (TCP and TLS transports alike); the connection is ours now.
+        try:
             transport.unregisterProducer()
+        except RuntimeError:  # test transports refuse when none is registered
+            pass
         self.out = OutputQueue(transport, service.limits.send_queue, self._overflow)
         self.write = self.out.write
         try:
