@@ -9,8 +9,8 @@ the transport buffer plus ``cap`` bytes, and the fan-out loop never waits.
 
 from collections import deque
 
-from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 
 @implementer(IPushProducer)
