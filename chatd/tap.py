@@ -3,7 +3,7 @@
 from dataclasses import fields
 
 import txaio
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.python import usage
 
 from chatd.dispatch import Dispatcher
@@ -11,6 +11,14 @@ from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.service import ChatService
+from chatd.tls import (
+    CertificateError,
+    ReloadableTLS,
+    ReloadOnHangup,
+    is_tls,
+    listener,
+    load_options,
+)
 from chatd.web import make_site
 
 DEFAULT_LINE = "tcp:9000"
@@ -49,6 +57,9 @@ class Options(usage.Options):
                 "NDJSON scripts) and a WebSocket endpoint at /ws with a web client at /.")
     optParameters = [
         ["name", None, "chatd", "server name shown to clients"],
+        ["tls-cert", None, None,
+         "PEM certificate chain, leaf first (fullchain.pem) for tls: listeners; SIGHUP reloads it"],
+        ["tls-key", None, None, "PEM private key (privkey.pem) for tls: listeners"],
     ] + list(_limit_params())
 
     def __init__(self):
@@ -57,11 +68,13 @@ class Options(usage.Options):
         self["ws"] = []
 
     def opt_line(self, endpoint):
-        """Line protocol endpoint, repeatable (default tcp:9000; 'none': off)"""
+        """Line protocol endpoint, repeatable (default tcp:9000; 'none': off;
+        tls:9443 serves TLS with --tls-cert/--tls-key)"""
         self["line"].append(endpoint)
 
     def opt_ws(self, endpoint):
-        """HTTP/WebSocket endpoint, repeatable (default tcp:8080; 'none': off)"""
+        """HTTP/WebSocket endpoint, repeatable (default tcp:8080; 'none': off;
+        tls:8443 serves HTTPS/wss with --tls-cert/--tls-key)"""
         self["ws"].append(endpoint)
 
     def postOptions(self):
@@ -71,11 +84,25 @@ class Options(usage.Options):
             self["ws"] = [DEFAULT_WS]
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
+        self._check_tls()
         try:
             self["limits"] = Limits(**{f.name: self[f.name.replace("_", "-")]
                                        for f in fields(Limits)})
         except ValueError as e:
             raise usage.UsageError(str(e))
+
+    def _check_tls(self):
+        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"])
+        have = [self["tls-cert"] is not None, self["tls-key"] is not None]
+        if any(have) and not all(have):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        if wants_tls and not all(have):
+            raise usage.UsageError("a tls: endpoint needs --tls-cert and --tls-key")
+        if all(have):
+            try:
+                load_options(self["tls-cert"], self["tls-key"])
+            except CertificateError as e:
+                raise usage.UsageError(str(e))
 
 
 def makeService(config, reactor=None) -> service.MultiService:
@@ -90,11 +117,15 @@ def makeService(config, reactor=None) -> service.MultiService:
     # Added first so it stops last: listeners close, then clients are told.
     chat.setServiceParent(top)
     dispatcher = Dispatcher(chat)
+    tls = None
+    if config["tls-cert"] is not None:
+        tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
+        ReloadOnHangup(tls, reactor).setServiceParent(top)
     line_factory = LineFactory(chat, dispatcher)
     for endpoint in config["line"]:
-        strports.service(endpoint, line_factory, reactor=reactor).setServiceParent(top)
+        listener(endpoint, line_factory, reactor, tls).setServiceParent(top)
     if config["ws"]:
         site = make_site(chat, ChatWebSocketFactory(chat, dispatcher))
         for endpoint in config["ws"]:
-            strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+            listener(endpoint, site, reactor, tls).setServiceParent(top)
     return top

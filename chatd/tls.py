@@ -1,0 +1,145 @@
+"""Server-side TLS whose certificate can be replaced on SIGHUP without a restart.
+
+``tls:PORT[:interface=ADDR]`` (or ``tls:`` in front of any other server
+endpoint description, e.g. ``tls:systemd:domain=INET:index=0``) wraps that
+listener in TLS using the ``--tls-cert``/``--tls-key`` files.  Every listener
+shares one :class:`ReloadableTLS`; a reload builds a new context from the files
+and only swaps it in once it loaded cleanly, so a bad renewal keeps the old
+certificate serving.  Connections already open keep the context they started
+with.  Twisted's own ``ssl:`` endpoints work too, but cannot be reloaded.
+"""
+
+import signal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+from twisted.application import internet, service, strports
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+PREFIX = "tls:"
+MINIMUM_VERSION = TLSVersion.TLSv1_2
+
+
+class CertificateError(Exception):
+    """The certificate or key files cannot be used; the message says why."""
+
+
+def load_options(cert_path: str, key_path: str) -> tuple[CertificateOptions, x509.Certificate]:
+    """Read a PEM certificate chain (leaf first, as in fullchain.pem) and its key."""
+    try:
+        with open(cert_path, "rb") as f:
+            chain = x509.load_pem_x509_certificates(f.read())
+        with open(key_path, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise CertificateError(f"cannot read {cert_path} / {key_path}: {e}") from e
+    leaf, *intermediates = chain
+    options = CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(leaf),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in intermediates],
+        raiseMinimumTo=MINIMUM_VERSION,
+    )
+    try:
+        # Builds the context now, so a key that does not match fails here
+        # rather than on the first handshake.
+        options.getContext()
+    except SSL.Error as e:
+        raise CertificateError(f"{key_path} does not match {cert_path}: {e}") from e
+    return options, leaf
+
+
+def describe(cert: x509.Certificate) -> dict:
+    return {"serial": format(cert.serial_number, "x"),
+            "subject": cert.subject.rfc4514_string(),
+            "not_after": cert.not_valid_after_utc.isoformat()}
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableTLS:
+    """The one TLS context every ``tls:`` listener uses; ``reload()`` replaces it."""
+
+    log = Logger()
+
+    def __init__(self, cert_path: str, key_path: str):
+        self.cert_path = cert_path
+        self.key_path = key_path
+        # Fails loudly at startup: a daemon that cannot serve TLS should not start.
+        self._options, self.certificate = load_options(cert_path, key_path)
+        self.log.info("TLS certificate {serial} for {subject} (expires {not_after})",
+                      **describe(self.certificate))
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return SSL.Connection(self._options.getContext(), None)
+
+    def reload(self) -> bool:
+        """Load the files again; keep the old certificate if the new ones are unusable."""
+        try:
+            options, cert = load_options(self.cert_path, self.key_path)
+        except CertificateError as e:
+            self.log.error("TLS certificate reload failed, still serving {serial}: {error}",
+                           serial=describe(self.certificate)["serial"], error=str(e))
+            return False
+        self._options, self.certificate = options, cert
+        self.log.info("TLS certificate reloaded: {serial} for {subject} (expires {not_after})",
+                      **describe(cert))
+        return True
+
+
+def is_tls(description: str) -> bool:
+    return description.startswith(PREFIX)
+
+
+def listener(description: str, factory, reactor, tls: ReloadableTLS | None) -> service.Service:
+    """A listening service for an endpoint description, ours (``tls:``) or Twisted's."""
+    if not is_tls(description):
+        return strports.service(description, factory, reactor=reactor)
+    if tls is None:
+        raise ValueError(f"{description}: a tls: listener needs --tls-cert and --tls-key")
+    inner = description[len(PREFIX):]
+    if inner[:1].isdigit():
+        inner = "tcp:" + inner
+    endpoint = serverFromString(reactor, inner)
+    return internet.StreamServerEndpointService(
+        endpoint, TLSMemoryBIOFactory(tls, False, factory))
+
+
+class ReloadOnHangup(service.Service):
+    """SIGHUP reloads the certificate (``systemctl reload``, a certbot deploy hook).
+
+    Any SIGHUP handler installed before ours still runs, so other parts of the
+    daemon can listen for the same signal.
+    """
+
+    log = Logger()
+
+    def __init__(self, tls: ReloadableTLS, reactor):
+        self.tls = tls
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self):
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self):
+        super().stopService()
+        signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
+
+    def _hangup(self, signum, frame):
+        # A signal handler may interrupt the reactor anywhere: do the work in
+        # the reactor's own time.
+        self.reactor.callFromThread(self._reload)
+        if callable(self._previous):
+            self._previous(signum, frame)
+
+    def _reload(self):
+        self.log.info("SIGHUP: reloading the TLS certificate from {cert}",
+                      cert=self.tls.cert_path)
+        self.tls.reload()
