@@ -74,12 +74,12 @@ class Chat:
         with ``fresh`` its output so far (greeting, acks) is discarded."""
         self._port += 1
         client = LineClient(self, host, self._port)
-        if json_mode:
-            client.send("/json")
         if nick is not None:
             client.send(f"/nick {nick}")
         if room is not None:
             client.send(f"/join {room}")
+        if json_mode:
+            client.send("/json")
         if fresh:
             client.raw()
         return client
