@@ -1,0 +1,239 @@
+"""Run the real daemon (``twistd -n chatd``) as a subprocess on ephemeral ports.
+
+A test module sets ``DAEMON_OPTIONS = [...]`` (extra ``chatd`` options) and
+uses the module-scoped ``daemon`` fixture; a test that needs a daemon of its
+own (one it will SIGTERM, or one with odd limits) calls ``start_daemon(...)``.
+Every daemon is stopped with SIGTERM at the end and must exit 0; the log of a
+failing test's daemon is attached to the pytest report.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .clients import LineClient, WSClient
+
+# The checkout this file lives in, so a clean clone tests its own code.
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+_PORT_RE = re.compile(r"\b(LineFactory|Site) starting on (\d+)")
+
+
+class Daemon:
+    def __init__(self, workdir: Path, options=()):
+        self.workdir = workdir
+        self.options = list(options)
+        self.log_path = workdir / "chatd.log"
+        self.out_path = workdir / "stdout.txt"
+        self.proc = None
+        self.line_port = None
+        self.ws_port = None
+        self.returncode = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "Daemon":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # twistd appends; ports are read from this run's lines only.
+        self.log_path.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", f"--logfile={self.log_path}",
+                "chatd",
+                "--line", "tcp:0:interface=127.0.0.1",
+                "--ws", "tcp:0:interface=127.0.0.1",
+                *self.options]
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen(args, cwd=self.workdir, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        try:
+            self._learn_ports()
+            self._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _learn_ports(self) -> None:
+        # twistd logs "<factory> starting on <port>" once the port is bound:
+        # the only place an ephemeral port is visible from outside.
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            ports = dict()
+            for kind, port in _PORT_RE.findall(self.log()):
+                ports.setdefault(kind, int(port))
+            if "LineFactory" in ports and "Site" in ports:
+                self.line_port, self.ws_port = ports["LineFactory"], ports["Site"]
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chatd exited with {self.proc.returncode}\n{self.output()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"chatd never reported its ports\n{self.output()}")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.line_port), timeout=2) as s:
+                    if s.recv(1024).startswith(b"* Welcome"):
+                        self.health()
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"chatd does not answer\n{self.output()}")
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM and wait; the exit status (idempotent)."""
+        if self.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.returncode = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"chatd did not exit within {timeout}s of SIGTERM\n"
+                                     f"{self.output()}")
+        return self.returncode
+
+    def exited_cleanly(self) -> bool:
+        """Exit 0, or twistd's own way of ending after an orderly SIGTERM shutdown.
+
+        twistd re-raises the signal that stopped it once the reactor has shut
+        down (so the parent sees "terminated by SIGTERM", which systemd counts as
+        a clean stop); "Server Shut Down." in the log is what tells that apart
+        from being killed outright.
+        """
+        if self.returncode == 0:
+            return True
+        return (self.returncode == -signal.SIGTERM
+                and "Main loop terminated." in self.log()
+                and "Server Shut Down." in self.log())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.returncode = self.proc.returncode
+
+    # -- inspection --------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def output(self) -> str:
+        out = self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+        return f"--- chatd log ---\n{self.log()}\n--- chatd stdout/stderr ---\n{out}"
+
+    def health(self) -> dict:
+        url = f"http://127.0.0.1:{self.ws_port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    def rss_kib(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+
+    def wait_for(self, condition, what: str, timeout: float = 5.0):
+        """Poll ``condition()`` until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    def wait_connections(self, n: int, timeout: float = 5.0) -> None:
+        self.wait_for(lambda: self.health()["connections"] == n,
+                      f"{n} connections (now {self.health()['connections']})", timeout)
+
+    # -- clients -----------------------------------------------------------
+    def line(self, **kw) -> LineClient:
+        return LineClient(self.line_port, **kw)
+
+    def ws(self, **kw) -> WSClient:
+        return WSClient(self.ws_port, **kw)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        seen = set()
+        for value in getattr(item, "funcargs", {}).values():
+            for d in _daemons_in(value):
+                if id(d) not in seen:
+                    seen.add(id(d))
+                    report.sections.append(
+                        (f"chatd (pid {d.proc.pid if d.proc else '-'}) output",
+                         d.output()[-20000:]))
+
+
+def _daemons_in(value):
+    if isinstance(value, Daemon):
+        yield value
+    elif isinstance(value, DaemonStarter):
+        yield from value.started
+
+
+class DaemonStarter:
+    """``start_daemon(*options)``: start a daemon of one's own; stopped at teardown."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory = tmp_path_factory
+        self.started = []
+
+    def __call__(self, *options) -> Daemon:
+        d = Daemon(self.tmp_path_factory.mktemp("chatd"), options)
+        self.started.append(d)
+        return d.start()
+
+    def stop_all(self) -> None:
+        problems = []
+        for d in self.started:
+            if d.proc is None:
+                continue
+            try:
+                rc = d.stop()
+            except AssertionError as e:
+                problems.append(str(e))
+                continue
+            if not d.exited_cleanly():
+                problems.append(f"chatd exited with {rc} after SIGTERM\n{d.output()}")
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def start_daemon(tmp_path_factory):
+    starter = DaemonStarter(tmp_path_factory)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def daemon(request, tmp_path_factory):
+    """One daemon per test module, started with the module's ``DAEMON_OPTIONS``."""
+    starter = DaemonStarter(tmp_path_factory)
+    d = starter(*getattr(request.module, "DAEMON_OPTIONS", ()))
+    yield d
+    starter.stop_all()
