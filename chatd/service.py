@@ -89,9 +89,11 @@ class Room:
                 del self.outlets[session.fmt]
 
     def broadcast(self, event) -> None:
-        for fmt, writes in self.outlets.items():
+        # Iterate over snapshots: a write can overflow a member's send queue, and
+        # dropping that member removes it from this room in the middle of the loop.
+        for fmt, writes in tuple(self.outlets.items()):
             payload = fmt(event)
-            for write in writes.values():
+            for write in tuple(writes.values()):
                 write(payload)
 
 

@@ -145,7 +145,7 @@ def test_utf8_text_round_trips(chat):
     bob = chat.line("bob", "#r")
     alice.raw()
     bob.send("naïve café ☕")
-    assert alice.raw() == "[#r] <bob> naïve café ☕\r\n".encode("utf-8")
+    assert alice.raw() == "[#r] <bob> naïve café ☕\r\n".encode()
 
 
 # -- over-long lines ---------------------------------------------------------------
