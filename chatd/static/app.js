@@ -1,0 +1,772 @@
+/* chatd web client: one WebSocket to /ws, JSON frames (see docs/protocol.rst).
+ *
+ * Server text only ever reaches the page through textContent, never as HTML.
+ * The connection is kept alive by reconnecting with exponential backoff; on
+ * reconnect the client logs in again, rejoins its rooms asking for everything
+ * after the last message id it saw ("since"), and drops any message id it has
+ * already shown, so nothing is shown twice or lost.
+ */
+"use strict";
+
+(function () {
+  const BACKOFF_CAP = 30; // seconds
+  const IDLE_PROBE = 25000; // ms of silence before we ask the server whether it is there
+  const PROBE_TIMEOUT = 10000; // ms to wait for any answer before giving the socket up
+  const MAX_LINES = 2000; // lines kept per conversation
+  const MAX_SEEN = 5000; // message ids remembered per conversation for de-duplication
+
+  /* Seconds to wait before reconnect attempt number `attempt` (0-based):
+   * 1, 2, 4, 8 ... capped at 30, each scaled by a jitter in [0.75, 1.25) so a
+   * crowd of clients does not come back in lockstep after a restart. */
+  function backoffDelay(attempt, random) {
+    const base = Math.min(BACKOFF_CAP, Math.pow(2, Math.min(attempt, 16)));
+    const jitter = 0.75 + 0.5 * (random === undefined ? Math.random() : random);
+    return Math.min(BACKOFF_CAP, base * jitter);
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, cls, text) => {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const lower = (s) => String(s).toLowerCase();
+
+  const state = {
+    ws: null,
+    identity: null, // {nick, password}: kept in memory only, to log in again on reconnect
+    nick: null,
+    registered: false, // the server accepted our nick on the current connection
+    entered: false, // the chat view is showing (we got in at least once)
+    quitting: false,
+    attempt: 0,
+    reconnectAt: 0,
+    reconnectTimer: null,
+    countdownTimer: null,
+    probeTimer: null,
+    probing: false,
+    nextId: 1,
+    pending: new Map(), // request id -> {type, ...context}
+    convs: new Map(), // "r:#room" / "p:nick" (lower case) -> conversation
+    active: null,
+  };
+
+  // -- connection --------------------------------------------------------------
+  function wsUrl() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    return scheme + location.host + "/ws";
+  }
+
+  function connect() {
+    clearTimeout(state.reconnectTimer);
+    clearInterval(state.countdownTimer);
+    state.reconnectTimer = state.countdownTimer = null;
+    dropSocket();
+    setStatus("connecting", "connecting");
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.onmessage = (e) => {
+      if (ws !== state.ws) return;
+      armProbe();
+      let ev;
+      try {
+        ev = JSON.parse(e.data);
+      } catch (err) {
+        return;
+      }
+      if (ev && typeof ev === "object") handle(ev);
+    };
+    ws.onclose = () => {
+      if (ws === state.ws) lost();
+    };
+    ws.onerror = () => {}; // onclose follows and does the work
+  }
+
+  // Forget the current socket without waiting for its close handshake.
+  function dropSocket() {
+    const ws = state.ws;
+    state.ws = null;
+    state.registered = false;
+    state.pending.clear();
+    clearTimeout(state.probeTimer);
+    state.probing = false;
+    if (ws) {
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(); } catch (e) { /* already closed */ }
+    }
+  }
+
+  function lost() {
+    dropSocket();
+    setComposerEnabled(false);
+    if (state.quitting) {
+      setStatus("offline", "offline");
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    const delay = backoffDelay(state.attempt++);
+    state.reconnectAt = Date.now() + delay * 1000;
+    state.reconnectTimer = setTimeout(connect, delay * 1000);
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((state.reconnectAt - Date.now()) / 1000));
+      setStatus("offline", "offline · reconnecting in " + left + " s");
+    };
+    tick();
+    state.countdownTimer = setInterval(tick, 1000);
+    $("retry").hidden = false;
+  }
+
+  // Browsers answer WebSocket ping frames themselves; this catches the other
+  // half, a socket that died without a close (laptop lid, lost Wi-Fi).
+  function armProbe() {
+    clearTimeout(state.probeTimer);
+    state.probing = false;
+    state.probeTimer = setTimeout(() => {
+      if (!state.ws) return;
+      state.probing = true;
+      if (state.registered) send({ type: "ping" }, { quiet: true });
+      state.probeTimer = setTimeout(() => { if (state.probing) lost(); }, PROBE_TIMEOUT);
+    }, IDLE_PROBE);
+  }
+
+  function send(req, context) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      showBanner("You are offline; that was not sent. It will be possible again once reconnected.");
+      return null;
+    }
+    const id = state.nextId++;
+    state.pending.set(id, Object.assign({ type: req.type }, context || {}));
+    ws.send(JSON.stringify(Object.assign({ id: id }, req)));
+    return id;
+  }
+
+  function register() {
+    const who = state.identity;
+    if (who.password) {
+      send({ type: "login", nick: who.nick, password: who.password }, { register: true });
+    } else {
+      send({ type: "nick", nick: who.nick }, { register: true });
+    }
+  }
+
+  // -- events from the server ----------------------------------------------------
+  const handlers = {
+    hello(ev) {
+      $("server-info").textContent = "Connected to " + ev.server + " " + ev.version;
+      if (state.identity) {
+        register();
+      } else {
+        state.attempt = 0;
+        setStatus("online", "online");
+        $("retry").hidden = true;
+        $("login-button").disabled = false;
+      }
+    },
+    ack(ev) {
+      const req = state.pending.get(ev.id) || { type: ev.request };
+      state.pending.delete(ev.id);
+      const fn = acks[ev.request];
+      if (fn) fn(ev, req);
+    },
+    error(ev) {
+      const req = ev.id !== undefined ? state.pending.get(ev.id) : undefined;
+      state.pending.delete(ev.id);
+      onError(ev, req || {});
+    },
+    message: onMessage,
+    action: onMessage,
+    private(ev) {
+      const mine = state.nick && lower(ev.from) === lower(state.nick);
+      const conv = privateConv(mine ? ev.to : ev.from);
+      if (isDuplicate(conv, ev)) return;
+      appendMessage(conv, ev, "message");
+    },
+    join(ev) {
+      const conv = roomConv(ev.room);
+      if (isMe(ev.nick)) return; // the ack says it, with the member list
+      conv.members.set(lower(ev.nick), ev.nick);
+      system(conv, ev.nick + " joined", ev.ts, "presence");
+      if (conv === current()) renderMembers();
+    },
+    part(ev) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv || isMe(ev.nick)) return;
+      conv.members.delete(lower(ev.nick));
+      system(conv, ev.nick + " left" + (ev.reason ? " (" + ev.reason + ")" : ""), ev.ts,
+             "presence");
+      if (conv === current()) renderMembers();
+    },
+    quit(ev) {
+      for (const conv of state.convs.values()) {
+        if (conv.kind === "room" && conv.members.delete(lower(ev.nick))) {
+          system(conv, ev.nick + " quit" + (ev.reason ? " (" + ev.reason + ")" : ""), ev.ts,
+                 "presence");
+        } else if (conv.kind === "private" && lower(conv.name) === lower(ev.nick)) {
+          system(conv, ev.nick + " went offline", ev.ts, "presence");
+        }
+      }
+      renderMembers();
+    },
+    nick(ev) {
+      if (isMe(ev.old)) {
+        state.nick = ev.new;
+        if (state.identity) state.identity.nick = ev.new;
+        showMe();
+      }
+      for (const conv of state.convs.values()) {
+        if (conv.kind === "room" && conv.members.delete(lower(ev.old))) {
+          conv.members.set(lower(ev.new), ev.new);
+          system(conv, ev.old + " is now known as " + ev.new, ev.ts, "presence");
+        }
+      }
+      const pm = state.convs.get(privateKey(ev.old));
+      if (pm && !state.convs.has(privateKey(ev.new))) {
+        state.convs.delete(pm.key);
+        pm.key = privateKey(ev.new);
+        pm.name = ev.new;
+        pm.label.textContent = "@" + ev.new;
+        state.convs.set(pm.key, pm);
+        system(pm, ev.old + " is now known as " + ev.new, ev.ts, "presence");
+      }
+      renderMembers();
+      renderHead();
+    },
+    notice(ev) {
+      system(current() || null, ev.text);
+      if (!current()) showBanner(ev.text);
+    },
+    ping() {
+      send({ type: "pong" }, { quiet: true });
+    },
+    bye(ev) {
+      if (!state.quitting) showBanner("The server closed the connection: " + ev.reason + ".");
+    },
+  };
+
+  function handle(ev) {
+    const fn = handlers[ev.type];
+    if (fn) fn(ev);
+  }
+
+  const acks = {
+    nick(ev, req) {
+      if (req.register) return registered(ev.nick);
+      state.nick = ev.nick;
+      if (state.identity) state.identity.nick = ev.nick;
+      showMe();
+    },
+    login(ev, req) {
+      registered(ev.nick || state.identity.nick);
+    },
+    join(ev, req) {
+      const conv = roomConv(ev.room);
+      const rejoin = conv.joined;
+      conv.joined = true;
+      conv.members.clear();
+      for (const n of ev.nicks || []) conv.members.set(lower(n), n);
+      if (rejoin) {
+        system(conv, "Reconnected to " + conv.name);
+      } else {
+        system(conv, "You joined " + conv.name + ".");
+      }
+      if (req.activate || !state.active) activate(conv);
+      else if (conv === current()) renderMembers();
+      if (!rejoin) send({ type: "rooms" }, { quiet: true });
+    },
+    part(ev) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (conv) removeConv(conv);
+      send({ type: "rooms" }, { quiet: true });
+    },
+    who(ev) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv) return;
+      conv.members.clear();
+      for (const n of ev.nicks || []) conv.members.set(lower(n), n);
+      if (conv === current()) renderMembers();
+    },
+    rooms(ev) {
+      renderDirectory(ev.rooms || []);
+    },
+    help(ev) {
+      for (const line of ev.lines || []) system(current(), line);
+    },
+    ping() {},
+    quit() {},
+  };
+
+  function registered(nick) {
+    state.nick = nick;
+    state.identity.nick = nick;
+    state.registered = true;
+    state.attempt = 0;
+    setStatus("online", "online");
+    $("retry").hidden = true;
+    setComposerEnabled(true);
+    showMe();
+    if (!state.entered) {
+      state.entered = true;
+      $("login-view").hidden = true;
+      $("chat-view").hidden = false;
+      $("login-error").hidden = true;
+      $("password-input").value = "";
+      const hash = decodeURIComponent(location.hash.slice(1));
+      const wanted = hash ? hash.split(",") : [];
+      for (const room of wanted) {
+        if (room) send({ type: "join", room: room.startsWith("#") ? room : "#" + room },
+                       { activate: true });
+      }
+      if (!wanted.length) $("join-input").focus();
+    } else {
+      hideBanner();
+    }
+    // Rejoin every room, asking for whatever was said after the last message we saw.
+    for (const conv of state.convs.values()) {
+      if (conv.kind !== "room" || !conv.joined) continue;
+      const req = { type: "join", room: conv.name };
+      if (conv.lastMid !== null) req.since = conv.lastMid;
+      send(req, { room: conv.name, conv: conv.key });
+    }
+    send({ type: "rooms" }, {});
+    renderHead();
+  }
+
+  function onError(ev, req) {
+    const words = ev.message || ev.code;
+    if (req.register) {
+      if (!state.entered) {
+        loginError(ev.code === "unknown_type" && req.type === "login"
+          ? "This server does not support accounts (it answered: " + words + "). " +
+            "Leave the password empty to chat as a guest."
+          : words);
+        state.identity = null;
+        $("login-button").disabled = false;
+        return;
+      }
+      if (ev.code === "nick_taken") {
+        // Most likely our own previous connection, which the server has not
+        // noticed is gone yet; it will time out, so keep trying.
+        showBanner("Your nick " + state.identity.nick + " is still held by your previous " +
+                   "connection; trying again shortly.");
+        lost();
+        return;
+      }
+      // The nick or password stopped being good: ask the person again.
+      state.identity = null;
+      state.entered = false;
+      $("chat-view").hidden = true;
+      $("login-view").hidden = false;
+      $("login-button").disabled = false;
+      loginError(words);
+      return;
+    }
+    if (req.quiet) return;
+    let text = words;
+    if (req.type === "join") text = "Could not join " + (req.room || "the room") + ": " + words;
+    else if (req.type === "message" || req.type === "action" || req.type === "private") {
+      text = "Not sent: " + words;
+    } else if (req.type === "nick") text = "Could not change nick: " + words;
+    showBanner(text);
+    const conv = req.conv ? state.convs.get(req.conv) : current();
+    if (conv) system(conv, text, undefined, "error");
+  }
+
+  function onMessage(ev) {
+    const conv = roomConv(ev.room);
+    if (isDuplicate(conv, ev)) return;
+    appendMessage(conv, ev, ev.type);
+  }
+
+  /* A message id we already showed is a duplicate only if it carries the same
+   * sender and text: a server without persistent history restarts its ids at
+   * 1, and those new messages must not be mistaken for old ones. */
+  function isDuplicate(conv, ev) {
+    if (typeof ev.mid !== "number") return false;
+    const signature = ev.from + "\n" + ev.text;
+    if (conv.seen.get(ev.mid) === signature) return true;
+    conv.seen.set(ev.mid, signature);
+    if (conv.seen.size > MAX_SEEN) conv.seen.delete(conv.seen.keys().next().value);
+    if (conv.lastMid === null || ev.mid > conv.lastMid) conv.lastMid = ev.mid;
+    return false;
+  }
+
+  const isMe = (nick) => state.nick !== null && lower(nick) === lower(state.nick);
+
+  // -- conversations ---------------------------------------------------------------
+  const roomKey = (name) => "r:" + lower(name);
+  const privateKey = (nick) => "p:" + lower(nick);
+
+  function makeConv(key, kind, name) {
+    const conv = {
+      key: key, kind: kind, name: name, joined: false, unread: 0,
+      members: new Map(), seen: new Map(), lastMid: null,
+      log: el("div", "log"),
+    };
+    conv.log.setAttribute("role", "log");
+    conv.log.setAttribute("aria-label", (kind === "room" ? "" : "private with ") + name);
+    conv.log.dataset.conversation = (kind === "room" ? "" : "@") + name;
+    conv.log.hidden = true;
+    $("log-holder").appendChild(conv.log);
+
+    const li = el("li", "tab");
+    li.dataset.conversation = conv.log.dataset.conversation;
+    const open = el("button", "tab-open");
+    open.type = "button";
+    conv.label = el("span", "tab-name", kind === "room" ? name : "@" + name);
+    conv.badge = el("span", "badge");
+    conv.badge.hidden = true;
+    open.append(conv.label, conv.badge);
+    open.addEventListener("click", () => { activate(conv); closeDrawer(); });
+    const close = el("button", "tab-close", "\u00d7");
+    close.type = "button";
+    close.setAttribute("aria-label", (kind === "room" ? "Leave " : "Close ") + name);
+    close.addEventListener("click", () => closeConv(conv));
+    li.append(open, close);
+    conv.tab = li;
+    const list = $(kind === "room" ? "room-tabs" : "private-tabs");
+    const empty = list.querySelector(".empty");
+    if (empty) empty.remove();
+    list.appendChild(li);
+    state.convs.set(key, conv);
+    return conv;
+  }
+
+  function roomConv(name) {
+    return state.convs.get(roomKey(name)) || makeConv(roomKey(name), "room", name);
+  }
+
+  function privateConv(nick) {
+    return state.convs.get(privateKey(nick)) || makeConv(privateKey(nick), "private", nick);
+  }
+
+  const current = () => (state.active ? state.convs.get(state.active) || null : null);
+
+  function activate(conv) {
+    const old = current();
+    if (old) {
+      old.log.hidden = true;
+      old.tab.classList.remove("active");
+      old.tab.querySelector(".tab-open").removeAttribute("aria-current");
+    }
+    state.active = conv.key;
+    $("welcome").hidden = true;
+    conv.log.hidden = false;
+    conv.tab.classList.add("active");
+    conv.tab.querySelector(".tab-open").setAttribute("aria-current", "page");
+    conv.unread = 0;
+    conv.badge.hidden = true;
+    conv.log.scrollTop = conv.log.scrollHeight;
+    renderHead();
+    renderMembers();
+    if (window.matchMedia("(min-width: 720px)").matches) $("message-input").focus();
+  }
+
+  function closeConv(conv) {
+    if (conv.kind === "room" && conv.joined && state.registered) {
+      send({ type: "part", room: conv.name }, { conv: conv.key });
+    } else {
+      removeConv(conv);
+    }
+  }
+
+  function removeConv(conv) {
+    state.convs.delete(conv.key);
+    conv.log.remove();
+    conv.tab.remove();
+    if (!$("private-tabs").children.length) {
+      $("private-tabs").appendChild(el("li", "empty", "No conversations yet"));
+    }
+    if (state.active === conv.key) {
+      state.active = null;
+      const next = Array.from(state.convs.values()).pop();
+      if (next) activate(next);
+      else {
+        $("welcome").hidden = false;
+        renderHead();
+        renderMembers();
+      }
+    }
+  }
+
+  // -- rendering ---------------------------------------------------------------------
+  function timeOf(ts) {
+    const d = ts ? new Date(ts * 1000) : new Date();
+    const node = el("time", "ts", d.toTimeString().slice(0, 5));
+    node.dateTime = d.toISOString();
+    node.title = d.toLocaleString();
+    return node;
+  }
+
+  function nickColour(nick) {
+    let h = 0;
+    for (const ch of lower(nick)) h = (h * 31 + ch.codePointAt(0)) % 360;
+    return "hsl(" + h + " 55% var(--nick-lightness))";
+  }
+
+  function appendLine(conv, line, countUnread) {
+    const log = conv.log;
+    const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.appendChild(line);
+    while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+    if (stick || log.hidden) log.scrollTop = log.scrollHeight;
+    if (countUnread && conv !== current()) {
+      conv.unread += 1;
+      conv.badge.textContent = String(conv.unread);
+      conv.badge.hidden = false;
+    }
+  }
+
+  function appendMessage(conv, ev, kind) {
+    const line = el("div", "line " + (kind === "action" ? "action" : "msg"));
+    if (ev.history) line.classList.add("history");
+    if (isMe(ev.from)) line.classList.add("mine");
+    line.dataset.mid = String(ev.mid);
+    const who = el("span", "nick", kind === "action" ? "* " + ev.from : ev.from);
+    who.style.color = nickColour(ev.from);
+    line.append(timeOf(ev.ts), who, el("span", "text", ev.text));
+    appendLine(conv, line, !ev.history);
+  }
+
+  function system(conv, text, ts, cls) {
+    if (!conv) return;
+    const line = el("div", "line system" + (cls ? " " + cls : ""));
+    line.append(timeOf(ts), el("span", "text", text));
+    appendLine(conv, line, false);
+  }
+
+  function renderHead() {
+    const conv = current();
+    $("conversation-title").textContent = conv
+      ? (conv.kind === "room" ? conv.name : "@" + conv.name) : "No room";
+    $("conversation-sub").textContent = conv
+      ? (conv.kind === "room" ? conv.members.size + " present" : "private conversation") : "";
+    $("leave-button").hidden = !conv;
+    $("leave-button").textContent = conv && conv.kind === "private" ? "Close" : "Leave";
+    $("members-toggle").hidden = !conv || conv.kind !== "room";
+    $("message-input").placeholder = conv
+      ? "Message " + (conv.kind === "room" ? conv.name : conv.name) : "Join a room first";
+  }
+
+  function renderMembers() {
+    const conv = current();
+    const list = $("member-list");
+    list.replaceChildren();
+    const inRoom = conv && conv.kind === "room";
+    document.body.classList.toggle("no-members", !inRoom);
+    if (!inRoom) return;
+    const nicks = Array.from(conv.members.values()).sort(
+      (a, b) => lower(a).localeCompare(lower(b)));
+    for (const nick of nicks) {
+      const li = el("li");
+      const b = el("button", "member", nick);
+      b.type = "button";
+      b.style.setProperty("--dot", nickColour(nick));
+      if (isMe(nick)) {
+        b.classList.add("self");
+        b.disabled = true;
+        b.append(el("span", "you", " (you)"));
+      } else {
+        b.title = "Private message to " + nick;
+        b.addEventListener("click", () => { activate(privateConv(nick)); closeMembers(); });
+      }
+      li.appendChild(b);
+      list.appendChild(li);
+    }
+    $("member-count").textContent = String(nicks.length);
+    $("conversation-sub").textContent = nicks.length + " present";
+  }
+
+  function renderDirectory(rooms) {
+    const list = $("room-directory");
+    list.replaceChildren();
+    if (!rooms.length) {
+      list.appendChild(el("li", "empty", "No rooms yet: join one to create it"));
+      return;
+    }
+    for (const r of rooms) {
+      const b = el("button", "directory-room");
+      b.type = "button";
+      b.append(el("span", "room-name", r.room), el("span", "room-count", String(r.members)));
+      b.addEventListener("click", () => { joinRoom(r.room); closeDrawer(); });
+      const li = el("li");
+      li.appendChild(b);
+      list.appendChild(li);
+    }
+  }
+
+  function setStatus(kind, text) {
+    const s = $("status");
+    s.dataset.state = kind;
+    s.textContent = text;
+    document.body.dataset.connection = kind;
+  }
+
+  function showMe() {
+    $("me").hidden = !state.nick;
+    $("me").textContent = state.nick || "";
+  }
+
+  function setComposerEnabled(on) {
+    $("message-input").disabled = !on;
+    $("send-button").disabled = !on;
+  }
+
+  function showBanner(text) {
+    $("banner-text").textContent = text;
+    $("banner").hidden = false;
+  }
+
+  function hideBanner() {
+    $("banner").hidden = true;
+  }
+
+  function loginError(text) {
+    $("login-error").textContent = text;
+    $("login-error").hidden = false;
+  }
+
+  function closeDrawer() {
+    document.body.classList.remove("drawer-open");
+    $("menu-toggle").setAttribute("aria-expanded", "false");
+  }
+
+  function closeMembers() {
+    document.body.classList.remove("members-open");
+    $("members-toggle").setAttribute("aria-expanded", "false");
+  }
+
+  // -- user input ----------------------------------------------------------------------
+  function joinRoom(name) {
+    name = name.trim();
+    if (!name) return;
+    if (!name.startsWith("#")) name = "#" + name;
+    const known = state.convs.get(roomKey(name));
+    if (known && known.joined) {
+      activate(known);
+      return;
+    }
+    send({ type: "join", room: name }, { activate: true, room: name });
+  }
+
+  function submitText(text) {
+    if (!text.trim()) return;
+    const conv = current();
+    if (text.startsWith("/") && !text.startsWith("//")) {
+      command(text, conv);
+      return;
+    }
+    if (text.startsWith("//")) text = text.slice(1);
+    if (!conv) {
+      showBanner("Join a room first, then write.");
+      return;
+    }
+    if (conv.kind === "room") send({ type: "message", room: conv.name, text: text }, { conv: conv.key });
+    else send({ type: "private", to: conv.name, text: text }, { conv: conv.key });
+  }
+
+  function command(text, conv) {
+    const match = /^\/(\S+)\s*(.*)$/.exec(text);
+    const name = lower(match[1]);
+    const rest = match[2];
+    const inRoom = conv && conv.kind === "room";
+    switch (name) {
+      case "join":
+        return joinRoom(rest);
+      case "part":
+      case "leave": {
+        const target = rest.startsWith("#") ? rest.split(/\s+/)[0] : (inRoom ? conv.name : null);
+        if (!target) return showBanner("Say which room to leave: /part #room");
+        const reason = rest.startsWith("#") ? rest.slice(target.length).trim() : rest;
+        return send({ type: "part", room: target, reason: reason }, {});
+      }
+      case "msg": {
+        const m = /^(\S+)\s+(.+)$/.exec(rest);
+        if (!m) return showBanner("Usage: /msg NICK text");
+        activate(privateConv(m[1]));
+        return send({ type: "private", to: m[1], text: m[2] }, { conv: privateKey(m[1]) });
+      }
+      case "me":
+        if (!inRoom) return showBanner("/me works in a room.");
+        return send({ type: "action", room: conv.name, text: rest }, { conv: conv.key });
+      case "nick":
+        return send({ type: "nick", nick: rest.trim() }, {});
+      case "who":
+      case "names":
+        return send({ type: "who", room: rest.trim() || (inRoom ? conv.name : undefined) }, {});
+      case "rooms":
+      case "list":
+        return send({ type: "rooms" }, {});
+      case "help":
+        return send({ type: "help" }, {});
+      default:
+        showBanner("Unknown command /" + match[1] + ". Try /join, /part, /msg, /me, /nick, /who.");
+    }
+  }
+
+  function bind() {
+    $("login-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const nick = $("nick-input").value.trim();
+      if (!nick) {
+        loginError("Pick a nick first.");
+        return;
+      }
+      $("login-error").hidden = true;
+      state.identity = { nick: nick, password: $("password-input").value };
+      if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+        $("login-button").disabled = true;
+        register();
+      } else {
+        loginError("Not connected to the server yet; your nick will be sent once it is.");
+      }
+    });
+    $("join-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      joinRoom($("join-input").value);
+      $("join-input").value = "";
+    });
+    $("composer").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const input = $("message-input");
+      submitText(input.value);
+      input.value = "";
+    });
+    $("rooms-refresh").addEventListener("click", () => send({ type: "rooms" }, {}));
+    $("leave-button").addEventListener("click", () => { const c = current(); if (c) closeConv(c); });
+    $("banner-close").addEventListener("click", hideBanner);
+    $("retry").addEventListener("click", () => { state.attempt = 0; connect(); });
+    $("menu-toggle").addEventListener("click", () => {
+      const open = document.body.classList.toggle("drawer-open");
+      $("menu-toggle").setAttribute("aria-expanded", String(open));
+    });
+    $("members-toggle").addEventListener("click", () => {
+      const open = document.body.classList.toggle("members-open");
+      $("members-toggle").setAttribute("aria-expanded", String(open));
+    });
+    // On a phone the drawers cover the conversation; a tap on it closes them.
+    document.querySelector(".conversation").addEventListener("click", (e) => {
+      if (e.target.closest("#members-toggle")) return;
+      closeDrawer();
+      closeMembers();
+    });
+    // The network came back: no reason to sit out the rest of the backoff.
+    window.addEventListener("online", () => { if (!state.ws) connect(); });
+  }
+
+  window.chatdClient = { backoffDelay: backoffDelay };
+  bind();
+  $("login-button").disabled = true;
+  document.body.classList.add("no-members");
+  connect();
+})();
