@@ -113,4 +113,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             autoPingInterval=0,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=3,
+            # Fail with a close frame (1009 for an oversized frame, 1002 for a
+            # protocol error) so the client learns why; the close handshake
+            # timeout still drops a peer that never answers it.
+            failByDrop=False,
         )
