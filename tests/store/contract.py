@@ -1,0 +1,190 @@
+"""The behaviour every IStore must have; each back end's test module runs it.
+
+A subclass provides ``make_store()`` (a new, unopened store on the same
+database each call) and ``raw_connection()`` (a DB-API connection to that
+database, for building old schemas and checking what is really on disk).
+"""
+
+from twisted.internet import defer
+from twisted.internet.defer import inlineCallbacks
+from zope.interface.verify import verifyObject
+
+from chatd.store import MAX_PAGE, IStore, RoomRecord
+from chatd.store.migrations import LATEST, migrate
+
+
+class StoreContract:
+    dialect = None
+
+    def make_store(self):
+        raise NotImplementedError
+
+    def raw_connection(self):
+        raise NotImplementedError
+
+    @inlineCallbacks
+    def opened(self):
+        store = self.make_store()
+        self.addCleanup(store.close)
+        version = yield store.open()
+        self.assertEqual(version, LATEST)
+        return store
+
+    # -- lifecycle ------------------------------------------------------------
+    @inlineCallbacks
+    def test_provides_interface_and_reopens_at_latest_version(self):
+        store = yield self.opened()
+        verifyObject(IStore, store)
+        yield store.close()
+        again = yield self.opened()
+        self.assertEqual((yield again.last_mid()), 0)
+
+    # -- messages ---------------------------------------------------------------
+    @inlineCallbacks
+    def test_group_commit_keeps_arrival_order_and_batches(self):
+        store = yield self.opened()
+        transactions = []
+        insert = store._insert_messages
+
+        def counting(txn, rows):
+            transactions.append(len(rows))
+            return insert(txn, rows)
+        store._insert_messages = counting
+        fired = []
+        ds = []
+        for i in range(200):
+            d = store.append_message("#a", "#A", f"n{i % 3}", f"text {i}", "message", 1000.0 + i)
+            d.addCallback(lambda mid, i=i: fired.append((i, mid)) or mid)
+            ds.append(d)
+        mids = yield defer.gatherResults(ds)
+        self.assertEqual([i for i, _ in fired], list(range(200)))
+        self.assertEqual(mids, sorted(mids))
+        self.assertEqual(len(set(mids)), 200)
+        # The first message went alone; everything that queued behind it shared
+        # far fewer transactions than one each.
+        self.assertEqual(sum(transactions), 200)
+        self.assertLess(len(transactions), 20)
+        self.assertEqual((yield store.last_mid()), mids[-1])
+        rows = yield store.history("#a", limit=500)
+        self.assertEqual([m.text for m in rows], [f"text {i}" for i in range(200)])
+        self.assertEqual(rows[5].nick, "n2")
+        self.assertEqual(rows[5].room, "#A")
+        self.assertEqual(rows[5].ts, 1005.0)
+
+    @inlineCallbacks
+    def test_history_pages_back_and_forward_per_room(self):
+        store = yield self.opened()
+        mids = []
+        for i in range(10):
+            mids.append((yield store.append_message("#a", "#a", "x", f"a{i}", "message", i)))
+            yield store.append_message("#b", "#b", "y", f"b{i}", "action", i)
+        last3 = yield store.history("#a", limit=3)
+        self.assertEqual([m.text for m in last3], ["a7", "a8", "a9"])
+        before = yield store.history("#a", before=last3[0].mid, limit=3)
+        self.assertEqual([m.text for m in before], ["a4", "a5", "a6"])
+        since = yield store.history("#a", since=mids[2], limit=4)
+        self.assertEqual([m.text for m in since], ["a3", "a4", "a5", "a6"])
+        bounded = yield store.history("#a", since=mids[6], upto=mids[8], limit=50)
+        self.assertEqual([m.text for m in bounded], ["a7", "a8"])
+        upto = yield store.history("#a", upto=mids[1], limit=50)
+        self.assertEqual([m.text for m in upto], ["a0", "a1"])
+        b = yield store.history("#b", limit=1)
+        self.assertEqual((b[0].text, b[0].kind), ("b9", "action"))
+        self.assertEqual((yield store.history("#nothing", limit=5)), [])
+        self.assertGreater(MAX_PAGE, 0)
+
+    @inlineCallbacks
+    def test_messages_survive_close_and_reopen(self):
+        store = yield self.opened()
+        ds = [store.append_message("#a", "#a", "x", f"m{i}", "message", i) for i in range(30)]
+        # close() waits for the group commit in flight and for what queued behind it.
+        yield store.close()
+        mids = yield defer.gatherResults(ds)
+        again = yield self.opened()
+        rows = yield again.history("#a", limit=100)
+        self.assertEqual([m.mid for m in rows], mids)
+
+    # -- accounts ----------------------------------------------------------------
+    @inlineCallbacks
+    def test_accounts(self):
+        store = yield self.opened()
+        self.assertTrue((yield store.create_account("alice", "Alice", "h1", 5.0)))
+        self.assertFalse((yield store.create_account("alice", "ALICE", "h2", 6.0)))
+        acct = yield store.get_account("alice")
+        self.assertEqual((acct.key, acct.nick, acct.password_hash, acct.created),
+                         ("alice", "Alice", "h1", 5.0))
+        self.assertIsNone((yield store.get_account("bob")))
+        yield store.set_password("alice", "h3")
+        self.assertEqual((yield store.get_account("alice")).password_hash, "h3")
+        yield store.create_account("bob", "bob", "hb", 7.0)
+        self.assertEqual(sorted((yield store.account_keys())), ["alice", "bob"])
+
+    # -- offline private messages -----------------------------------------------------
+    @inlineCallbacks
+    def test_offline_privates_in_order_and_deleted_once_delivered(self):
+        store = yield self.opened()
+        ids = []
+        for i in range(3):
+            ids.append((yield store.queue_private("bob", "alice", "Bob", f"p{i}", float(i))))
+        yield store.queue_private("carol", "alice", "carol", "other", 9.0)
+        pending = yield store.pending_privates("bob")
+        self.assertEqual([(p.nick, p.to, p.text) for p in pending],
+                         [("alice", "Bob", "p0"), ("alice", "Bob", "p1"), ("alice", "Bob", "p2")])
+        self.assertEqual([p.pid for p in pending], ids)
+        yield store.delete_privates("bob", ids[1])
+        self.assertEqual([p.text for p in (yield store.pending_privates("bob"))], ["p2"])
+        self.assertEqual(len((yield store.pending_privates("carol"))), 1)
+
+    # -- rooms ---------------------------------------------------------------------------
+    @inlineCallbacks
+    def test_room_state_round_trips_and_updates(self):
+        store = yield self.opened()
+        rec = RoomRecord(key="#ops", name="#Ops", topic="hi", topic_by="alice", topic_ts=3.0,
+                         invite_only=True, password="sekrit", ops={"alice"}, bans={"mallory"},
+                         created=1.0)
+        yield store.save_room(rec)
+        yield store.save_room(RoomRecord(key="#other", name="#other", created=2.0))
+        rec.topic = "changed"
+        rec.bans = set()
+        rec.ops.add("bob")
+        rec.invite_only = False
+        yield store.save_room(rec)
+        yield store.close()
+        again = yield self.opened()
+        rooms = {r.key: r for r in (yield again.load_rooms())}
+        self.assertEqual(set(rooms), {"#ops", "#other"})
+        ops = rooms["#ops"]
+        self.assertEqual((ops.name, ops.topic, ops.topic_by, ops.topic_ts, ops.invite_only,
+                          ops.password, ops.ops, ops.bans, ops.created),
+                         ("#Ops", "changed", "alice", 3.0, False, "sekrit", {"alice", "bob"},
+                          set(), 1.0))
+        self.assertEqual(rooms["#other"].ops, set())
+
+    # -- migrations ------------------------------------------------------------------------
+    @inlineCallbacks
+    def test_upgrades_a_version_1_database_in_place(self):
+        conn = self.raw_connection()
+        cur = conn.cursor()
+        self.assertEqual(migrate(cur, self.dialect, target=1), (0, 1))
+        p = "%s" if self.dialect == "postgresql" else "?"
+        cur.execute("INSERT INTO messages (room_key, room, nick, text, kind, ts) "
+                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                    ("#old", "#Old", "ann", "from version 1", "message", 1.0))
+        cur.execute(f"INSERT INTO accounts VALUES ({p}, {p}, {p}, {p})",
+                    ("ann", "Ann", "hash", 1.0))
+        conn.commit()
+        conn.close()
+        store = yield self.opened()
+        old = yield store.history("#old", limit=10)
+        self.assertEqual([(m.nick, m.text) for m in old], [("ann", "from version 1")])
+        self.assertEqual((yield store.get_account("ann")).nick, "Ann")
+        # What version 2 added works, and new ids continue after the old ones.
+        self.assertEqual((yield store.load_rooms()), [])
+        yield store.queue_private("ann", "bob", "Ann", "hi", 2.0)
+        mid = yield store.append_message("#old", "#Old", "bob", "new", "message", 2.0)
+        self.assertGreater(mid, old[0].mid)
+        conn = self.raw_connection()
+        cur = conn.cursor()
+        cur.execute("SELECT version FROM schema_version")
+        self.assertEqual(cur.fetchall(), [(LATEST,)])
+        conn.close()

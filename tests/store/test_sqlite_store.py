@@ -1,0 +1,60 @@
+"""The store contract on SQLite, plus what only SQLite has (the file, WAL, fsync)."""
+
+import os
+import sqlite3
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from chatd.store import StoreUnavailable, open_store
+from chatd.store.sqlite import FILENAME, SQLiteStore
+
+from .contract import StoreContract
+
+
+class SQLiteContract(StoreContract, TestCase):
+    dialect = "sqlite"
+
+    def setUp(self):
+        self.data_dir = os.path.join(self.mktemp(), "data")
+
+    def make_store(self):
+        return open_store(None, self.data_dir)
+
+    def raw_connection(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        return sqlite3.connect(os.path.join(self.data_dir, FILENAME))
+
+
+class SQLiteSpecifics(TestCase):
+    @inlineCallbacks
+    def test_creates_data_dir_and_runs_in_wal_with_full_sync(self):
+        data_dir = os.path.join(self.mktemp(), "nested", "data")
+        store = open_store(None, data_dir)
+        self.addCleanup(store.close)
+        yield store.open()
+        self.assertTrue(os.path.exists(os.path.join(data_dir, FILENAME)))
+
+        def pragmas(txn):
+            txn.execute("PRAGMA journal_mode")
+            mode = txn.fetchone()[0]
+            txn.execute("PRAGMA synchronous")
+            return mode, txn.fetchone()[0]
+        mode, sync = yield store.pool.runInteraction(pragmas)
+        self.assertEqual((mode, sync), ("wal", 2))  # 2 is FULL
+
+    @inlineCallbacks
+    def test_unopenable_file_is_store_unavailable(self):
+        blocker = self.mktemp()
+        open(blocker, "w").close()
+        # A path under a regular file can never be opened.
+        store = SQLiteStore(os.path.join(blocker, "db.sqlite3"))
+        self.addCleanup(store.close)
+        with self.assertRaises(StoreUnavailable):
+            yield store.open()
+        self.assertFalse(store.healthy)
+        self.flushLoggedErrors()
+
+    def test_rejects_unknown_database_url(self):
+        with self.assertRaises(ValueError):
+            open_store("mysql://x/y", self.mktemp())
