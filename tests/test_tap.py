@@ -1,0 +1,144 @@
+"""``twistd chatd`` options and the service tree makeService builds (nothing listens)."""
+
+import pytest
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.web.server import Site
+
+from chatd.limits import Limits
+from chatd.protocols.line import LineFactory
+from chatd.service import ChatService
+from chatd.tap import Options, makeService
+
+DEFAULT_LIMITS = {
+    "max-line": 4096, "max-frame": 16384, "max-message": 2000, "max-nick": 24,
+    "max-room": 50, "max-rooms-per-session": 20, "rate": 5.0, "burst": 20,
+    "flood-strikes": 30, "nick-interval": 5.0, "max-connections": 20000, "max-per-ip": 100,
+    "send-queue": 262144, "ping-interval": 30.0, "ping-timeout": 60.0,
+    "register-timeout": 60.0,
+}
+
+
+def parse(*argv) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_defaults():
+    assert dict(parse()) == {
+        "name": "chatd", "tls-cert": None, "tls-key": None,
+        "line": ["tcp:9000"], "ws": ["tcp:8080"],
+        **DEFAULT_LIMITS,
+        "limits": Limits(),
+    }
+
+
+def test_full_command_line():
+    options = parse(
+        "--name", "town-square",
+        "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
+        "--ws", "none",
+        "--max-line", "1024", "--max-frame", "8192", "--max-message", "500",
+        "--max-nick", "16", "--max-room", "32", "--max-rooms-per-session", "5",
+        "--rate", "2.5", "--burst", "10", "--flood-strikes", "7", "--nick-interval", "1.5",
+        "--max-connections", "300", "--max-per-ip", "3", "--send-queue", "65536",
+        "--ping-interval", "20", "--ping-timeout", "45", "--register-timeout", "30",
+    )
+    limits = {
+        "max-line": 1024, "max-frame": 8192, "max-message": 500, "max-nick": 16,
+        "max-room": 32, "max-rooms-per-session": 5, "rate": 2.5, "burst": 10,
+        "flood-strikes": 7, "nick-interval": 1.5, "max-connections": 300, "max-per-ip": 3,
+        "send-queue": 65536, "ping-interval": 20.0, "ping-timeout": 45.0,
+        "register-timeout": 30.0,
+    }
+    assert dict(options) == {
+        "name": "town-square", "tls-cert": None, "tls-key": None,
+        "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
+        **limits,
+        "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
+    }
+    assert isinstance(options["rate"], float) and isinstance(options["burst"], int)
+
+
+def test_none_turns_a_front_end_off():
+    options = parse("--line", "none", "--ws", "tcp:0")
+    assert (options["line"], options["ws"]) == ([], ["tcp:0"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--ping-interval", "60", "--ping-timeout", "30"],
+    ["--ping-interval", "30", "--ping-timeout", "30"],
+    ["--max-per-ip", "-1"],
+    ["--burst", "0"],
+    ["--rate", "-0.5"],
+    ["--send-queue", "lots"],
+    ["--max-line", "1.5"],
+    ["--line", "tls:9443"],
+    ["--tls-cert", "/nonexistent.pem"],
+    ["--frobnicate"],
+])
+def test_bad_values_are_usage_errors(argv):
+    with pytest.raises(usage.UsageError):
+        parse(*argv)
+
+
+def test_help_lists_options():
+    text = str(Options())
+    for option in ("--line", "--ws", "--ping-timeout", "--send-queue", "--max-per-ip"):
+        assert option in text
+
+
+def endpoint_port(svc):
+    return svc.endpoint._port
+
+
+def test_make_service_builds_chat_and_listeners():
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--name", "x", "--line", "tcp:7001", "--line", "tcp:7002",
+                            "--ws", "tcp:7003", "--burst", "9"), reactor=reactor)
+    children = list(top)
+    chat = children[0]
+    assert isinstance(chat, ChatService)
+    assert chat.server_name == "x"
+    assert chat.limits.burst == 9
+    assert chat.clock is reactor
+    listeners = children[1:]
+    assert all(isinstance(s, StreamServerEndpointService) for s in listeners)
+    assert [endpoint_port(s) for s in listeners] == [7001, 7002, 7003]
+    line1, line2, web = (s.factory for s in listeners)
+    assert isinstance(line1, LineFactory) and line1 is line2
+    assert line1.service is chat
+    assert isinstance(web, Site)
+    ws_resource = web.resource.children[b"ws"]
+    assert ws_resource._factory.service is chat
+    assert b"healthz" in web.resource.children
+    assert reactor.tcpServers == []  # built, not started
+
+
+def test_make_service_with_front_ends_off():
+    top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
+    assert [type(s) for s in top] == [ChatService]
+
+
+def test_started_tree_listens_where_told_and_stops_cleanly():
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--line", "tcp:7001", "--ws", "tcp:7003:interface=127.0.0.1"),
+                      reactor=reactor)
+    top.startService()
+    assert [(port, iface) for port, _, _, iface in reactor.tcpServers] == [
+        (7001, ""), (7003, "127.0.0.1")]
+    done = []
+    top.stopService().addBoth(done.append)
+    [results] = done
+    assert all(ok for ok, _ in results)
+    assert not top.running
+
+
+def test_plugin_points_at_tap():
+    from twisted.plugins.chatd_plugin import chatd
+
+    assert chatd.tapname == "chatd"
+    assert chatd.module == "chatd.tap"
+    assert chatd.options is Options
