@@ -22,6 +22,11 @@ def subset(event, want: dict) -> bool:
     return isinstance(event, dict) and all(event.get(k) == v for k, v in want.items())
 
 
+def _tail(items, n=8) -> str:
+    more = f"{len(items) - n} more, then " if len(items) > n else ""
+    return f"[{more}{', '.join(map(repr, items[-n:]))}]"
+
+
 def _matcher(want):
     if callable(want):
         return want
@@ -57,7 +62,7 @@ class _Expecting:
                 item = self.read(max(0.0, deadline - time.monotonic()))
             except (TimeoutError, Closed) as e:
                 raise AssertionError(
-                    f"never got {want!r}; unconsumed: {self.backlog!r}; {e}") from e
+                    f"never got {want!r}; unconsumed: {_tail(self.backlog)}; {e}") from e
             if match(item):
                 return item
             self.backlog.append(item)
@@ -76,7 +81,7 @@ class _Expecting:
             except Closed:
                 return self.drain()
             except TimeoutError as e:
-                raise AssertionError(f"connection still open; got: {self.backlog!r}") from e
+                raise AssertionError(f"connection still open; got: {_tail(self.backlog)}") from e
 
     def request(self, obj: dict, timeout: float | None = None) -> dict:
         """Send a request carrying an id; return its ack or error."""
@@ -124,10 +129,10 @@ class LineClient(_Expecting):
     def _read_raw_line(self, deadline: float) -> bytes:
         while b"\n" not in self.buf:
             if self.closed:
-                raise Closed(f"connection closed; seen: {self.seen[-20:]!r}")
+                raise Closed(f"connection closed; last seen: {_tail(self.seen)}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no complete line in time; seen: {self.seen[-20:]!r}")
+                raise TimeoutError(f"no complete line in time; last seen: {_tail(self.seen)}")
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
@@ -223,7 +228,7 @@ class WSClient(_Expecting):
                 raise Closed(f"closed {self.close_code} {self.close_reason!r}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no frame in time; seen: {self.seen[-20:]!r}")
+                raise TimeoutError(f"no frame in time; last seen: {_tail(self.seen)}")
             self.ws.settimeout(remaining)
             try:
                 opcode, frame = self.ws.recv_data_frame(control_frame=True)

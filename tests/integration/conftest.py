@@ -39,10 +39,12 @@ class Daemon:
         self.line_port = None
         self.ws_port = None
         self.returncode = None
+        self.clients = []  # opened by the running test; closed after it
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "Daemon":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.returncode = None
         # twistd appends; ports are read from this run's lines only.
         self.log_path.unlink(missing_ok=True)
         env = dict(os.environ)
@@ -51,8 +53,9 @@ class Daemon:
         args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", f"--logfile={self.log_path}",
                 "chatd",
-                "--line", "tcp:0:interface=127.0.0.1",
-                "--ws", "tcp:0:interface=127.0.0.1",
+                # Ephemeral ports the first time; a restart keeps the same ones.
+                "--line", f"tcp:{self.line_port or 0}:interface=127.0.0.1",
+                "--ws", f"tcp:{self.ws_port or 0}:interface=127.0.0.1",
                 *self.options]
         with open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(args, cwd=self.workdir, env=env,
@@ -105,6 +108,14 @@ class Daemon:
                 raise AssertionError(f"chatd did not exit within {timeout}s of SIGTERM\n"
                                      f"{self.output()}")
         return self.returncode
+
+    def restart(self) -> "Daemon":
+        """SIGTERM, check the exit was clean, start again on the same ports and workdir."""
+        self.stop()
+        if not self.exited_cleanly():
+            raise AssertionError(f"chatd exited with {self.returncode} after SIGTERM\n"
+                                 f"{self.output()}")
+        return self.start()
 
     def exited_cleanly(self) -> bool:
         """Exit 0, or twistd's own way of ending after an orderly SIGTERM shutdown.
@@ -167,10 +178,28 @@ class Daemon:
 
     # -- clients -----------------------------------------------------------
     def line(self, **kw) -> LineClient:
-        return LineClient(self.line_port, **kw)
+        c = LineClient(self.line_port, **kw)
+        self.clients.append(c)
+        return c
 
     def ws(self, **kw) -> WSClient:
-        return WSClient(self.ws_port, **kw)
+        c = WSClient(self.ws_port, **kw)
+        self.clients.append(c)
+        return c
+
+    def close_clients(self) -> None:
+        clients, self.clients = self.clients, []
+        for c in clients:
+            c.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(request):
+    """A failing test must not leave its users online for the next one."""
+    yield
+    for value in list(request.node.funcargs.values()):
+        for d in _daemons_in(value):
+            d.close_clients()
 
 
 @pytest.hookimpl(hookwrapper=True)
