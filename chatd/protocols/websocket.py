@@ -15,10 +15,13 @@ from chatd.protocols.line import parse_json_request
 # (and the "bye" event before it) says why.
 NORMAL = 1000
 
+# Not a class attribute: Autobahn logs every frame through ``self.log`` at
+# debug level, and its own txaio logger is what filters that out.
+log = Logger()
+
 
 @implementer(IClientSink)
 class ChatWebSocketProtocol(WebSocketServerProtocol):
-    log = Logger()
     wire_format = staticmethod(wire.WEBSOCKET)
     session = None
     out = None
@@ -90,7 +93,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         self.transport.abortConnection()
 
     def _overflow(self):
-        self.log.warn("dropping {session}: send queue exceeded", session=self.session)
+        log.warn("dropping {session}: send queue exceeded", session=self.session)
         if self.session is not None:
             self.factory.service.drop(self.session, "send queue exceeded")
         self.transport.abortConnection()
