@@ -216,6 +216,12 @@ def test_json_mode(chat):
                    "mid": msg["mid"], "ts": msg["ts"]}
 
 
+def test_json_request_in_json_mode_is_acked_with_its_id(chat):
+    client = chat.line(json_mode=True)
+    client.send_json({"type": "json", "id": "again"})
+    assert client.json() == [{"type": "ack", "request": "json", "id": "again", "mode": "json"}]
+
+
 def test_json_mode_output_lines_end_in_crlf(chat):
     client = chat.line(json_mode=True)
     client.send_json({"type": "ping", "id": 9})

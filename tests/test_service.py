@@ -8,6 +8,7 @@ import json
 
 import pytest
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -135,6 +136,14 @@ def test_nick_changed_too_fast(chat):
     # the old nick is free again
     assert error(Member(chat).req("nick", nick="alicia")) == "nick_taken"
     assert Member(chat).req("nick", nick="alice")[0]["type"] == "ack"
+
+
+def test_nick_recase_is_a_change_not_a_clash(chat):
+    alice = Member(chat, "alice", "#r")
+    bob = Member(chat, "bob", "#r")
+    chat.clock.advance(5)
+    assert alice.req("nick", nick="Alice")[-1]["nick"] == "Alice"
+    assert [(e["old"], e["new"]) for e in bob.of("nick")] == [("alice", "Alice")]
 
 
 # -- rooms ------------------------------------------------------------------------
@@ -504,8 +513,15 @@ def test_failing_session_does_not_stop_heartbeat(beating):
 
     broken.sink.send_ping = explode
     fine = Member(beating, "fine")
-    beating.clock.advance(30)
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        beating.clock.advance(30)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
     assert fine.sink.pings == 1
+    [failure] = [e for e in logged if "log_failure" in e]
+    assert failure["log_failure"].check(RuntimeError)
     assert beating.service._heartbeat.running
     fine.req("pong")
     beating.clock.advance(30)

@@ -325,3 +325,31 @@ def test_room_broadcast_encodes_once_per_front_end_format(ws, monkeypatch):
     assert len({w.transport.value() for w in webs}) == 1
     assert len({t.transport.value() for t in lines}) == 1
     assert [json.loads(p)["text"] for _, p in webs[0].frames()] == ["one broadcast"]
+
+
+def test_connection_over_the_limit_is_told_and_closed(ws):
+    chat, connect = ws(max_per_ip=1)
+    connect(host="10.0.0.7")
+    late = connect(host="10.0.0.7")
+    frames = late.frames()
+    assert [op for op, _ in frames] == [TEXT, CLOSE]
+    assert json.loads(frames[0][1])["code"] == "too_many_from_ip"
+    late.send_frame(frames[1][1][:2], CLOSE)
+    assert not late.transport.connected
+    assert chat.service.connections == 1
+    assert chat.service.per_host == {"10.0.0.7": 1}
+
+
+def test_shutdown_waits_for_the_close_handshake(ws):
+    chat, connect = ws()
+    chat.service.startService()
+    client = connect()
+    client.frames()
+    done = []
+    chat.service.stopService().addBoth(done.append)
+    frames = client.frames()
+    assert json.loads(frames[0][1]) == {"type": "bye", "reason": "server shutting down"}
+    assert frames[1][0] == CLOSE
+    assert done == []
+    client.send_frame(frames[1][1][:2], CLOSE)
+    assert done == [None]
