@@ -1,7 +1,9 @@
 """The store contract on SQLite, plus what only SQLite has (the file, WAL, fsync)."""
 
 import os
+import shutil
 import sqlite3
+import tempfile
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -12,11 +14,18 @@ from chatd.store.sqlite import FILENAME, SQLiteStore
 from .contract import StoreContract
 
 
+def scratch(case: TestCase) -> str:
+    """A fresh temp directory removed after the test (trial's mktemp writes under the cwd)."""
+    path = tempfile.mkdtemp(prefix="chatd-store-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
 class SQLiteContract(StoreContract, TestCase):
     dialect = "sqlite"
 
     def setUp(self):
-        self.data_dir = os.path.join(self.mktemp(), "data")
+        self.data_dir = os.path.join(scratch(self), "data")
 
     def make_store(self):
         return open_store(None, self.data_dir)
@@ -29,7 +38,7 @@ class SQLiteContract(StoreContract, TestCase):
 class SQLiteSpecifics(TestCase):
     @inlineCallbacks
     def test_creates_data_dir_and_runs_in_wal_with_full_sync(self):
-        data_dir = os.path.join(self.mktemp(), "nested", "data")
+        data_dir = os.path.join(scratch(self), "nested", "data")
         store = open_store(None, data_dir)
         self.addCleanup(store.close)
         yield store.open()
@@ -45,7 +54,7 @@ class SQLiteSpecifics(TestCase):
 
     @inlineCallbacks
     def test_unopenable_file_is_store_unavailable(self):
-        blocker = self.mktemp()
+        blocker = os.path.join(scratch(self), "file")
         open(blocker, "w").close()
         # A path under a regular file can never be opened.
         store = SQLiteStore(os.path.join(blocker, "db.sqlite3"))
@@ -57,4 +66,4 @@ class SQLiteSpecifics(TestCase):
 
     def test_rejects_unknown_database_url(self):
         with self.assertRaises(ValueError):
-            open_store("mysql://x/y", self.mktemp())
+            open_store("mysql://x/y", scratch(self))
