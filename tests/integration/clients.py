@@ -67,6 +67,13 @@ class _Expecting:
                 return item
             self.backlog.append(item)
 
+    def poll(self, timeout: float) -> None:
+        """Read whatever arrives within ``timeout`` into the backlog (answering pings)."""
+        try:
+            self.backlog.append(self.read(timeout))
+        except TimeoutError:
+            pass
+
     def drain(self) -> list:
         """Take the backlog (what arrived but no ``expect`` asked for)."""
         items, self.backlog = self.backlog, []
@@ -161,11 +168,12 @@ class LineClient(_Expecting):
             self.seen.append(item)
             if self._is_ping(item):
                 self.pings += 1
-                if self.auto_pong:
-                    if self.json:
-                        self.send_json({"type": "pong"})
-                    else:
-                        self.send("/pong")
+                if not self.auto_pong:
+                    return item
+                if self.json:
+                    self.send_json({"type": "pong"})
+                else:
+                    self.send("/pong")
                 continue
             return item
 
@@ -271,3 +279,13 @@ class WSClient(_Expecting):
         except Exception:
             # Best effort: the server may already have gone.
             self.ws.shutdown()
+
+
+def pump(*clients, until, what: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Keep several clients reading (and answering pings) until ``until()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        for c in clients:
+            c.poll(0.02)

@@ -39,6 +39,7 @@ class Daemon:
         self.line_port = None
         self.ws_port = None
         self.returncode = None
+        self.terminated = False
         self.clients = []  # opened by the running test; closed after it
 
     # -- lifecycle ---------------------------------------------------------
@@ -97,10 +98,16 @@ class Daemon:
                     raise RuntimeError(f"chatd does not answer\n{self.output()}")
                 time.sleep(0.05)
 
+    def terminate(self) -> None:
+        """Send SIGTERM once (a second one mid-shutdown makes twistd log an error)."""
+        if not self.terminated:
+            self.terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM and wait; the exit status (idempotent)."""
         if self.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.returncode = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -248,6 +255,9 @@ class DaemonStarter:
                 continue
             if not d.exited_cleanly():
                 problems.append(f"chatd exited with {rc} after SIGTERM\n{d.output()}")
+            elif "Traceback" in d.log():
+                # Every failure inside the daemon is a bug, even one a client never saw.
+                problems.append(f"chatd logged a traceback\n{d.output()}")
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
 

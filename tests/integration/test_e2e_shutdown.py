@@ -1,0 +1,24 @@
+"""SIGTERM: every client is told why, connections close, the daemon exits promptly."""
+
+BYE = "server shutting down"
+
+
+def test_sigterm_says_bye_to_every_client_and_exits(start_daemon):
+    d = start_daemon()
+    tel = d.line().login("tel", "#end")
+    newbie = d.line()  # connected, no nick yet
+    newbie.expect("Welcome")
+    script = d.line().login("script", "#end").json_mode()
+    web = d.ws().login("web", "#end")
+    d.wait_connections(4)
+
+    d.terminate()
+    assert f"* closing connection: {BYE}" in tel.expect_closed()
+    assert f"* closing connection: {BYE}" in newbie.expect_closed()
+    assert {"type": "bye", "reason": BYE} in script.expect_closed()
+    assert {"type": "bye", "reason": BYE} in web.expect_closed()
+    assert web.close_code == 1000 and web.close_reason == BYE
+
+    d.stop(timeout=5)
+    assert d.exited_cleanly(), d.output()
+    assert "Traceback" not in d.log()
