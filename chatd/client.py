@@ -309,6 +309,8 @@ class ChatClient:
 
     def stop(self, reason: str = "") -> Deferred:
         """Quit politely if connected, stop reconnecting; fires once disconnected."""
+        if self._stopped:
+            return succeed(None) if not self._service.running else self._service.stopService()
         self._stopped = True
         if self._proto is not None:
             self._proto.send({"type": "quit", "reason": reason})
