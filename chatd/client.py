@@ -408,18 +408,24 @@ class ChatClient:
     def _rejoin(self, proto, nick_ack):
         self.nick = nick_ack["nick"]
         self._replayed = set()
-        joins = []
-        for key, name in list(self.rooms.items()):
-            fields = {"room": name}
-            if key in self._last_mid:
-                fields["since"] = self._last_mid[key]
-            joins.append(self._send(proto, "join", fields).addErrback(
-                self._rejoin_failed, key, name))
+        joins = [self._rejoin_room(proto, key, name) for key, name in list(self.rooms.items())]
         d = succeed(None)
         for j in joins:
-            # Sequentially, so each room's history has arrived before we say ready.
+            # Each room's history has arrived before we say ready.
             d.addCallback(lambda _, j=j: j)
         return d
+
+    def _rejoin_room(self, proto, key, name):
+        since = self._last_mid.get(key)
+        fields = {"room": name} if since is None else {"room": name, "since": since}
+
+        def joined(ack):
+            # A long absence comes back in pages: ask again from where this one ended.
+            if ack.get("more") and self._last_mid.get(key, since) != since:
+                return self._rejoin_room(proto, key, name)
+            return ack
+        return self._send(proto, "join", fields).addCallbacks(
+            joined, self._rejoin_failed, errbackArgs=(key, name))
 
     def _rejoin_failed(self, reason, key, name):
         if reason.check(RequestError):

@@ -328,3 +328,25 @@ def test_two_websocket_clients_chat_through_the_service(clock):
     refused = bob.private("nobody", "psst")
     net.flush()
     assert result(refused).value.code == "no_such_nick"
+
+
+def test_a_long_absence_comes_back_page_by_page(server, clock):
+    client, seen = make_client(server, clock)
+    client.start()
+    server.greet()
+    joined(server, client)
+    server.send(msg(1, "first"))
+    server.drop()
+    clock.advance(5)
+    server.greet()
+    page1 = server.sent()[0]
+    assert page1["since"] == 1
+    server.send(msg(2, "a", history=True), msg(3, "b", history=True))
+    server.answer(page1, room="#r", nicks=["bot"], more=True)
+    page2 = server.sent()[0]
+    assert page2 == {"type": "join", "id": page2["id"], "room": "#r", "since": 3}
+    assert not client.connected
+    server.send(msg(4, "c", history=True))
+    server.answer(page2, room="#r", nicks=["bot"])
+    assert client.connected
+    assert [e["text"] for e in seen] == ["first", "a", "b", "c"]
