@@ -1,0 +1,305 @@
+"""The shipped plumbing works: the wheel installs a working ``twistd chatd``,
+the systemd unit and its environment file agree with the daemon, the nginx
+example points at it, and CI runs exactly the test command README.rst gives."""
+
+import inspect
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.scripts.twistd import ServerOptions
+
+from chatd import wire
+from chatd.limits import Limits
+from chatd.service import ChatService
+from chatd.tap import Options
+from chatd.web import WS_PATH
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.rst").read_text(encoding="utf-8")
+UNIT_PATH = ROOT / "etc" / "chatd.service"
+DEFAULTS = (ROOT / "etc" / "chatd.default").read_text(encoding="utf-8")
+NGINX = (ROOT / "etc" / "nginx-chatd.conf").read_text(encoding="utf-8")
+TWISTD_MAIN = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+
+def parse_unit(text: str) -> dict:
+    """systemd's INI dialect: repeated keys accumulate, ``\\`` continues a line."""
+    sections, current = {}, None
+    text = re.sub(r"\\\n", " ", text)
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+UNIT = parse_unit(UNIT_PATH.read_text(encoding="utf-8"))
+SERVICE = UNIT["Service"]
+
+
+def one(key: str) -> str:
+    values = SERVICE[key]
+    assert len(values) == 1, f"{key} is set {len(values)} times"
+    return values[0]
+
+
+def readme_literal_line(pattern: str) -> str:
+    found = re.findall(rf"^    ({pattern})$", README, re.M)
+    assert len(found) == 1, f"README.rst should give one command matching {pattern!r}"
+    return found[0]
+
+
+def chatd_opts() -> list[str]:
+    match = re.search(r'^CHATD_OPTS="([^"]*)"$', DEFAULTS, re.M)
+    assert match, "etc/chatd.default must set CHATD_OPTS"
+    # systemd splits $CHATD_OPTS on whitespace only; quotes inside would reach twistd.
+    assert not set("'\"\\") & set(match.group(1))
+    return match.group(1).split()
+
+
+# -- README and CI ------------------------------------------------------------
+def test_ci_runs_exactly_the_readme_test_command():
+    command = readme_literal_line(r"python3 -m venv .*pytest")
+    out = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-test-command"],
+                         capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == command
+    assert command.startswith("python3 -m venv .venv && ") and "'.[test]'" in command
+
+
+def test_readme_quick_start_runs_the_daemon_in_the_foreground():
+    command = readme_literal_line(r"python3 -m venv .venv && .*twistd.*")
+    assert command.endswith("&& .venv/bin/twistd -n chatd")
+
+
+def options_table_rows() -> list[str]:
+    """The README rows for every option ``twistd chatd --help`` prints."""
+    config = Options()
+    rows = [(f"--{long}", "" if default is None else str(default), doc)
+            for long, _short, default, doc, *_ in config.optParameters]
+    for name in dir(config):
+        if name.startswith("opt_") and name not in ("opt_help", "opt_version"):
+            doc = " ".join(inspect.getdoc(getattr(config, name)).split())
+            rows.append((f"--{name[4:].replace('_', '-')}", "", doc))
+    return [f"``{opt}``".ljust(29) + default.ljust(10) + doc for opt, default, doc in sorted(rows)]
+
+
+def test_readme_options_table_matches_the_options():
+    rows = options_table_rows()
+    missing = [row for row in rows if row not in README.splitlines()]
+    assert not missing, "README.rst options table is stale; its rows should be:\n" + "\n".join(rows)
+
+
+def test_help_lists_every_option_in_the_table():
+    out = subprocess.run([sys.executable, "-c", TWISTD_MAIN, "-n", "chatd", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    for row in options_table_rows():
+        assert row.split("``")[1] + "=" in out.stdout
+
+
+# -- systemd unit ---------------------------------------------------------------
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    # verify insists the ExecStart binary exists; point it at a real twistd.
+    twistd = shutil.which("twistd", path=str(Path(sys.executable).parent))
+    assert twistd
+    unit = tmp_path / "chatd.service"
+    unit.write_text(UNIT_PATH.read_text().replace("/opt/chatd/bin/twistd", twistd))
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Unknown or misspelled keys are only warnings; they must not be there either.
+    assert "chatd.service" not in out.stderr, out.stderr
+
+
+def test_unit_runs_twistd_in_the_foreground_logging_to_the_journal():
+    argv = one("ExecStart").split()
+    assert argv[0] == "/opt/chatd/bin/twistd"
+    assert argv[-1] == "$CHATD_OPTS", "unbraced so systemd splits it into words"
+    config = ServerOptions()
+    config.parseOptions(argv[1:-1] + chatd_opts())
+    assert config["nodaemon"] and config["pidfile"] == "" and config["logfile"] == "-"
+    assert config.subCommand == "chatd"
+
+
+def test_unit_reads_the_environment_file_readme_installs():
+    assert one("EnvironmentFile") == "/etc/default/chatd"
+    assert "install -m 644 etc/chatd.default /etc/default/chatd" in README
+    assert "install -m 644 etc/chatd.service /etc/systemd/system/chatd.service" in README
+    assert "python3 -m venv /opt/chatd && /opt/chatd/bin/pip install ." in README
+
+
+def test_unit_runs_as_a_dedicated_unprivileged_user():
+    assert one("DynamicUser") == "yes" or one("User") not in ("", "root")
+    assert one("CapabilityBoundingSet") == ""
+    assert one("NoNewPrivileges") == "yes"
+    assert one("ProtectSystem") == "strict"
+    assert one("LimitNOFILE") == "65536"
+
+
+def test_environment_file_options_are_accepted_by_twistd_chatd():
+    config = Options()
+    config.parseOptions(chatd_opts())
+    assert config["line"] and config["ws"]
+
+
+def test_environment_file_documents_every_option():
+    for row in options_table_rows():
+        option = row.split("``")[1]
+        assert re.search(rf"^#\s+{re.escape(option)}=", DEFAULTS, re.M), \
+            f"{option} is not documented in etc/chatd.default"
+
+
+class StuckClient:
+    """A client that never closes: the service must give up on it by itself."""
+
+    wire_format = staticmethod(wire.TEXT)
+    aborted = False
+
+    def write(self, data):
+        pass
+
+    def send_ping(self):
+        pass
+
+    def close_session(self, reason):
+        pass
+
+    def abort(self):
+        self.aborted = True
+
+
+def test_stop_timeout_outlasts_the_daemons_shutdown_grace():
+    clock = Clock()
+    chat = ChatService(Limits(), clock=clock)
+    chat.startService()
+    client = StuckClient()
+    chat.connect(client, "127.0.0.1")
+    stopped = []
+    chat.stopService().addCallback(stopped.append)
+    while not stopped and clock.seconds() < 120:
+        clock.advance(0.1)
+    assert stopped and client.aborted
+    grace = clock.seconds()
+    timeout = float(one("TimeoutStopSec").rstrip("s"))
+    # Leave systemd's SIGKILL for a daemon that is really stuck.
+    assert timeout >= grace + 2
+    assert one("KillSignal") == "SIGTERM"
+    assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+
+
+# -- nginx example -------------------------------------------------------------------
+def test_nginx_example_proxies_websocket_upgrades_to_the_configured_port():
+    ws = [o.split("=", 1)[1] for o in chatd_opts() if o.startswith("--ws=")]
+    assert ws == ["tcp:8080:interface=127.0.0.1"]
+    assert re.search(r"^\s*server 127\.0\.0\.1:8080;", NGINX, re.M)
+    location = NGINX.split(f"location = /{WS_PATH.decode()} {{", 1)[1].split("}", 1)[0]
+    assert "proxy_http_version 1.1;" in location
+    assert "proxy_set_header Upgrade $http_upgrade;" in location
+    assert re.search(r"proxy_set_header Connection \$\w+;", location)
+    read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", location).group(1))
+    # nginx must not cut an idle but healthy client before chatd's heartbeat does.
+    assert read_timeout > Limits().ping_timeout
+
+
+# -- the wheel ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("src")
+    # Build from a copy so the working tree's build/ and egg-info are not touched.
+    shutil.copytree(ROOT, src, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+        "artifacts", "tests", "store.*"))
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out),
+                    str(src)], check=True, timeout=300)
+    (built,) = out.glob("chatd-*.whl")
+    return built
+
+
+def test_wheel_ships_every_package_the_plugin_and_the_web_client(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for init in (ROOT / "chatd").rglob("__init__.py"):
+        assert str(init.relative_to(ROOT)) in names, f"{init.parent.name} is not packaged"
+    for static in (ROOT / "chatd" / "static").iterdir():
+        assert f"chatd/static/{static.name}" in names
+    assert "twisted/plugins/chatd_plugin.py" in names
+    # Shipping either of these would shadow Twisted itself once installed.
+    assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--target", str(target), str(wheel)], check=True, timeout=300)
+    return target
+
+
+def run_installed(installed, *args, **kw):
+    # The installed copy comes first on the path, ahead of any chatd in site-packages;
+    # cwd is elsewhere so the working tree cannot be imported by accident.
+    env = {**os.environ, "PYTHONPATH": str(installed), "PYTHONUNBUFFERED": "1"}
+    return [sys.executable, "-c", TWISTD_MAIN, *args], dict(env=env, cwd=installed.parent, **kw)
+
+
+def test_installed_wheel_provides_twistd_chatd(installed):
+    argv, kw = run_installed(installed, "chatd", "--help")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, **kw)
+    assert out.returncode == 0, out.stderr
+    assert "--line=" in out.stdout and "--ws=" in out.stdout
+    probe = subprocess.run([sys.executable, "-c", "import chatd; print(chatd.__file__)"],
+                           capture_output=True, text=True, timeout=60,
+                           env=kw["env"], cwd=kw["cwd"], check=True)
+    assert probe.stdout.startswith(str(installed))
+
+
+def test_installed_daemon_survives_reload_and_stops_cleanly_as_the_unit_expects(installed):
+    """What systemctl does: ExecStart's flags, then reload (SIGHUP), then stop (SIGTERM)."""
+    flags = one("ExecStart").split()[1:-1]
+    argv, kw = run_installed(installed, *flags, "--line=tcp:0:interface=127.0.0.1", "--ws=none")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic())).decode()
+            match = re.search(r"LineFactory starting on (\d+)", line)
+            port = match and int(match.group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"* Welcome to chatd")
+            sock.sendall(b"/nick unit\n")
+            assert reader.readline() == b"* you are now unit\r\n"
+            proc.send_signal(signal.SIGHUP)  # systemctl reload chatd
+            sock.sendall(b"/ping\n")
+            assert reader.readline() == b"* pong\r\n"
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)  # systemctl stop chatd
+            assert reader.readline() == b"* closing connection: server shutting down\r\n"
+            assert reader.readline() == b""
+        timeout = float(one("TimeoutStopSec").rstrip("s"))
+        assert proc.wait(timeout=timeout) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
