@@ -120,7 +120,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
-        ReloadOnHangup(tls, reactor).setServiceParent(top)
+    # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
+    ReloadOnHangup(tls, reactor).setServiceParent(top)
     line_factory = LineFactory(chat, dispatcher)
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls).setServiceParent(top)

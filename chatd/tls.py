@@ -140,6 +140,9 @@ class ReloadOnHangup(service.Service):
             self._previous(signum, frame)
 
     def _reload(self):
+        if self.tls is None:
+            self.log.info("SIGHUP: no TLS certificate to reload")
+            return
         self.log.info("SIGHUP: reloading the TLS certificate from {cert}",
                       cert=self.tls.cert_path)
         self.tls.reload()

@@ -10,6 +10,7 @@ from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.service import ChatService
 from chatd.tap import Options, makeService
+from chatd.tls import ReloadOnHangup
 
 DEFAULT_LIMITS = {
     "max-line": 4096, "max-frame": 16384, "max-message": 2000, "max-nick": 24,
@@ -104,7 +105,9 @@ def test_make_service_builds_chat_and_listeners():
     assert chat.server_name == "x"
     assert chat.limits.burst == 9
     assert chat.clock is reactor
-    listeners = children[1:]
+    # SIGHUP is always handled, so `systemctl reload` never kills the daemon.
+    assert sum(isinstance(s, ReloadOnHangup) for s in children) == 1
+    listeners = [s for s in children if isinstance(s, StreamServerEndpointService)]
     assert all(isinstance(s, StreamServerEndpointService) for s in listeners)
     assert [endpoint_port(s) for s in listeners] == [7001, 7002, 7003]
     line1, line2, web = (s.factory for s in listeners)
@@ -119,7 +122,7 @@ def test_make_service_builds_chat_and_listeners():
 
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
-    assert [type(s) for s in top] == [ChatService]
+    assert [type(s) for s in top] == [ChatService, ReloadOnHangup]
 
 
 def test_started_tree_listens_where_told_and_stops_cleanly():
