@@ -1,8 +1,9 @@
 """Backpressure: the bounded output queue alone and under the line protocol."""
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from chatd.outbuf import OutputQueue
+from chatd.outbuf import GRACE, HARD_FACTOR, OutputQueue
 
 
 class Overflow:
@@ -99,6 +100,7 @@ def test_client_that_does_not_read_is_dropped_and_others_are_not(make_chat):
     slow.proto.out.pauseProducing()
     sent = [f"message number {i:03d}" for i in range(200)]
     talker.send(*sent)
+    chat.clock.advance(GRACE)  # over the cap and still not reading: dropped
     assert slow.transport.disconnected  # aborted, not politely closed
     assert slow.session not in chat.service.sessions
     got = fast.lines()
@@ -121,6 +123,7 @@ def test_overflow_in_the_middle_of_a_broadcast_reaches_later_members(make_chat):
         s.proto.out.pauseProducing()
     fast.raw()
     talker.send(*[f"line {i:02d} " + "x" * 40 for i in range(10)])
+    chat.clock.advance(GRACE)
     assert all(s.transport.disconnected for s in slows)
     got = [line for line in fast.lines() if line.startswith("[#r]")]
     assert len(got) == 10
@@ -134,3 +137,44 @@ def test_paused_client_told_why_on_server_drop(make_chat):
     chat.service.drop(slow.session, "server shutting down")
     assert slow.lines() == ["[#r] <talker> queued",
                             "* closing connection: server shutting down"]
+
+
+def make_clocked_queue(cap=10):
+    clock = Clock()
+    transport = StringTransport()
+    overflow = Overflow()
+    return OutputQueue(transport, cap, overflow, clock), transport, overflow, clock
+
+
+def test_reader_past_cap_in_a_burst_is_kept():
+    # Twisted pauses a producer once 64 KiB are buffered in a turn, before it has
+    # tried the socket: a burst can put a client that reads past its cap.  If the
+    # transport resumes it within the grace, nothing is dropped.
+    queue, transport, overflow, clock = make_clocked_queue()
+    queue.pauseProducing()
+    queue.write(b"a burst longer than the cap")
+    clock.advance(GRACE / 2)
+    queue.resumeProducing()
+    clock.advance(GRACE)
+    assert overflow.calls == 0
+    assert transport.value() == b"a burst longer than the cap"
+
+
+def test_client_not_resumed_within_the_grace_is_dropped():
+    queue, transport, overflow, clock = make_clocked_queue()
+    queue.pauseProducing()
+    queue.write(b"a burst longer than the cap")
+    clock.advance(GRACE * 0.9)
+    assert overflow.calls == 0
+    clock.advance(GRACE * 0.1)
+    assert overflow.calls == 1
+    queue.resumeProducing()
+    assert transport.value() == b""
+
+
+def test_far_past_the_cap_is_dropped_at_once():
+    queue, transport, overflow, clock = make_clocked_queue(cap=10)
+    queue.pauseProducing()
+    queue.write(b"x" * (10 * HARD_FACTOR + 1))
+    assert overflow.calls == 1
+    assert clock.getDelayedCalls() == []

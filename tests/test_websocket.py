@@ -12,6 +12,7 @@ import txaio
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
+from chatd.outbuf import GRACE
 from chatd.protocols.websocket import ChatWebSocketFactory
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\n"
@@ -265,6 +266,7 @@ def test_slow_websocket_dropped_others_keep_receiving(ws):
     fast.raw()
     client.proto.out.pauseProducing()
     talker.send(*[f"message {i}" for i in range(100)])
+    chat.clock.advance(GRACE)  # over the cap and still not reading: dropped
     assert client.transport.disconnected
     lines = fast.lines()
     assert len([x for x in lines if x.startswith("[#r]")]) == 100

@@ -51,7 +51,7 @@ class LineProtocol(LineReceiver):
             # Chat lines are small and latency matters more than packet count.
             set_nodelay(True)
         self.out = OutputQueue(self.transport, self.service.limits.send_queue,
-                               self._overflow)
+                               self._overflow, self.service.clock)
         self.write = self.out.write
         try:
             self.session = self.service.connect(self, self.transport.getPeer().host)

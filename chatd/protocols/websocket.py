@@ -35,7 +35,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             transport.unregisterProducer()
         except RuntimeError:  # test transports refuse when none is registered
             pass
-        self.out = OutputQueue(transport, service.limits.send_queue, self._overflow)
+        self.out = OutputQueue(transport, service.limits.send_queue, self._overflow,
+                               service.clock)
         self.write = self.out.write
         try:
             self.session = service.connect(self, self.peer_host())
