@@ -46,6 +46,7 @@ class Daemon:
     def start(self) -> "Daemon":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.returncode = None
+        self.terminated = False
         # twistd appends; ports are read from this run's lines only.
         self.log_path.unlink(missing_ok=True)
         env = dict(os.environ)
