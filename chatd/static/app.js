@@ -50,6 +50,7 @@
     pending: new Map(), // request id -> {type, ...context}
     convs: new Map(), // "r:#room" / "p:nick" (lower case) -> conversation
     active: null,
+    directory: [], // the server's room list, as of the last "rooms" answer
   };
 
   // -- connection --------------------------------------------------------------
@@ -297,7 +298,8 @@
       if (conv === current()) renderMembers();
     },
     rooms(ev) {
-      renderDirectory(ev.rooms || []);
+      state.directory = ev.rooms || [];
+      renderDirectory();
     },
     help(ev) {
       for (const line of ev.lines || []) system(current(), line);
@@ -563,6 +565,7 @@
     const list = $("member-list");
     list.replaceChildren();
     const inRoom = conv && conv.kind === "room";
+    renderDirectory();
     document.body.classList.toggle("no-members", !inRoom);
     if (!inRoom) return;
     const nicks = Array.from(conv.members.values()).sort(
@@ -587,8 +590,13 @@
     $("conversation-sub").textContent = nicks.length + " present";
   }
 
-  function renderDirectory(rooms) {
+  // The list is fetched now and then; counts for rooms we are in are live.
+  function renderDirectory() {
     const list = $("room-directory");
+    const rooms = state.directory.map((r) => {
+      const conv = state.convs.get(roomKey(r.room));
+      return conv && conv.joined ? { room: r.room, members: conv.members.size } : r;
+    });
     list.replaceChildren();
     if (!rooms.length) {
       list.appendChild(el("li", "empty", "No rooms yet: join one to create it"));
@@ -735,6 +743,7 @@
       e.preventDefault();
       joinRoom($("join-input").value);
       $("join-input").value = "";
+      closeDrawer();
     });
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();

@@ -27,6 +27,15 @@ def test_two_browsers_and_a_tcp_user_chat_in_a_room(daemon, open_page):
         alice.expect_message("#lobby", "* bob", "runs to the kitchen")
         carol.expect("[#lobby] * bob runs to the kitchen")
 
+        carol.send("two sugars for me, please")
+        alice.expect_message("#lobby", "carol", "two sugars for me, please")
+        bob.expect_message("#lobby", "carol", "two sugars for me, please")
+        bob.screenshot("web-client-phone.png")
+        bob.say("/msg alice do we have biscuits?")
+        expect(alice.page.locator('.tab[data-conversation="@bob"] .badge')).to_have_text("1")
+        alice.screenshot("web-client.png")
+        bob.open("#lobby")
+
         # Server text is shown as text, never parsed as markup.
         carol.send('tea <img src=x onerror="document.title=\'owned\'"> <b>now</b>')
         text = 'tea <img src=x onerror="document.title=\'owned\'"> <b>now</b>'
@@ -35,8 +44,6 @@ def test_two_browsers_and_a_tcp_user_chat_in_a_room(daemon, open_page):
         assert alice.log("#lobby").locator("img, b").count() == 0
         assert alice.page.title() == "chatd"
 
-        alice.screenshot("web-client.png")
-        bob.screenshot("web-client-phone.png")
 
         # A part and a quit take people off the member list and say so.
         carol.send("/part #lobby off to the shops")
