@@ -86,9 +86,11 @@ def test_wss_session(tls_daemon, pki):
                     {"type": "message", "room": "#tls", "text": "over wss", "id": 3}):
             ws.send(json.dumps(req))
         events = []
-        while not any(e.get("type") == "message" for e in events):
+        def live(es):
+            return [e["text"] for e in es if e["type"] == "message" and not e.get("history")]
+        while not live(events):
             events.append(json.loads(ws.recv()))
-        assert [e["text"] for e in events if e["type"] == "message"] == ["over wss"]
+        assert live(events) == ["over wss"]
     finally:
         ws.close()
 
@@ -177,3 +179,17 @@ def test_sighup_reloads_the_certificate(tls_daemon, pki):
                         "the failed reload to be logged")
     assert served_serial(port, ca.path) == renewed
     assert served_serial(tls_daemon.tls_ws_port, ca.path) == renewed
+
+
+def test_cli_verifies_the_certificate(tls_daemon, pki):
+    from .test_client_cli import cli
+    ca = str(pki["ca"].path)
+    good = cli("-u", f"tls://127.0.0.1:{tls_daemon.tls_line_port}", "--ca-file", ca,
+               "send", "#tls-cli", "hello")
+    assert (good.returncode, good.stderr) == (0, "")
+    wss = cli("-u", f"wss://127.0.0.1:{tls_daemon.tls_ws_port}/ws", "--ca-file", ca, "rooms")
+    assert wss.returncode == 0, wss.stderr
+    mismatch = cli("-u", f"wss://localhost:{tls_daemon.tls_ws_port}/ws", "--ca-file", ca, "rooms")
+    assert mismatch.returncode == 4 and "not valid for 'localhost'" in mismatch.stderr
+    untrusted = cli("-u", f"tls://127.0.0.1:{tls_daemon.tls_line_port}", "rooms")
+    assert untrusted.returncode == 4 and "not trusted" in untrusted.stderr
