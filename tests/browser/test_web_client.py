@@ -193,3 +193,28 @@ def test_page_fetches_what_was_said_while_it_was_offline(start_daemon, open_page
         expect(alice.page.locator("#message-input")).to_be_enabled()
     finally:
         carol.close()
+
+
+def test_a_message_delivered_twice_is_shown_once(daemon, open_page):
+    # Replayed history can overlap what the page already has; the page
+    # recognises a message id it has shown and skips it.  Here every frame
+    # from the server reaches the page twice.
+    ivy = open_page(daemon)
+
+    def doubled(ws):
+        server = ws.connect_to_server()
+        server.on_message(lambda frame: (ws.send(frame), ws.send(frame)))
+
+    ivy.page.route_web_socket(re.compile(r"/ws$"), doubled)
+    ivy.page.reload()
+    ivy.login("ivy").join("#echo")
+    jack = daemon.line().login("jack", "#echo")
+    try:
+        jack.send("once")
+        jack.send("twice")
+        ivy.say("thrice")
+        ivy.expect_message("#echo", "ivy", "thrice")
+        assert ivy.texts("#echo") == ["once", "twice", "thrice"]
+        expect(ivy.members.locator(".member")).to_have_count(2)
+    finally:
+        jack.close()
