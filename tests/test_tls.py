@@ -2,12 +2,14 @@
 
 import pytest
 from OpenSSL import SSL
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python import usage
 
-from chatd.tap import Options, makeService
-from chatd.tls import CertificateError, ReloadableTLS, load_options
+from chatd.tap import Options
+from chatd.tls import CertificateError, ReloadableTLS, listener, load_options
 from tests.integration.certs import CA
 
 
@@ -77,18 +79,30 @@ def test_tls_endpoints_need_a_certificate_and_key(ca):
         parse("--line", "tls:9443", "--tls-cert", str(cert), "--tls-key", str(cert) + ".nope")
 
 
+def tls_context(factory):
+    """The TLS context a new connection to this factory would use, if any."""
+    proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    proto.makeConnection(StringTransport())
+    get_handle = getattr(proto, "getHandle", None)
+    return get_handle().get_context() if get_handle else None
+
+
 def test_tls_listeners_wrap_the_front_ends(ca):
     cert, key, _ = ca.issue("server")
-    config = parse("--line", "tls:9443:interface=127.0.0.1", "--ws", "tls:8443",
-                   "--line", "tcp:9000", "--tls-cert", str(cert), "--tls-key", str(key))
-    reactor = MemoryReactorClock()
-    top = makeService(config, reactor=reactor)
-    top.privilegedStartService()
-    top.startService()
+    tls = ReloadableTLS(str(cert), str(key))
+    reactor = MemoryReactor()
+    factory = Factory.forProtocol(Protocol)
+    services = [listener("tls:9443:interface=127.0.0.1", factory, reactor, tls),
+                listener("tls:tcp:8443", factory, reactor, tls),
+                listener("tcp:9000", factory, reactor, tls)]
+    for s in services:
+        s.privilegedStartService()
     try:
-        listening = {(port, iface, factory.logPrefix())
-                     for port, factory, _, iface in reactor.tcpServers}
-        assert listening == {(9443, "127.0.0.1", "LineFactory (TLS)"),
-                             (8443, "", "Site (TLS)"), (9000, "", "LineFactory")}
+        served = [(port, iface, tls_context(f)) for port, f, _, iface in reactor.tcpServers]
+        ours = tls.serverConnectionForTLS(None).get_context()
+        assert served == [(9443, "127.0.0.1", ours), (8443, "", ours), (9000, "", None)]
     finally:
-        top.stopService()
+        for s in services:
+            s.stopService()
+    with pytest.raises(ValueError, match="needs --tls-cert"):
+        listener("tls:9443", factory, reactor, None)
