@@ -243,6 +243,37 @@
       renderMembers();
       renderHead();
     },
+    topic(ev) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv) return;
+      conv.topic = ev.topic;
+      system(conv, ev.topic ? ev.nick + " set the topic: " + ev.topic
+                            : ev.nick + " cleared the topic", ev.ts);
+      if (conv === current()) renderHead();
+    },
+    kick(ev) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv) return;
+      const why = ev.reason ? " (" + ev.reason + ")" : "";
+      conv.members.delete(lower(ev.nick));
+      if (isMe(ev.nick)) {
+        conv.joined = false; // and so not rejoined after a reconnect
+        conv.members.clear();
+        system(conv, "You were removed from " + conv.name + " by " + ev.by + why, ev.ts, "error");
+        showBanner("You were removed from " + conv.name + " by " + ev.by + why + ".");
+      } else {
+        system(conv, ev.nick + " was removed by " + ev.by + why, ev.ts, "presence");
+      }
+      if (conv === current()) renderMembers();
+    },
+    ban: roomChange,
+    unban: roomChange,
+    op: roomChange,
+    deop: roomChange,
+    mode: roomChange,
+    invite(ev) {
+      showBanner(ev.by + " invites you to " + ev.room + ". Type /join " + ev.room + " to go.");
+    },
     notice(ev) {
       system(current() || null, ev.text);
       if (!current()) showBanner(ev.text);
@@ -254,6 +285,23 @@
       if (!state.quitting) showBanner("The server closed the connection: " + ev.reason + ".");
     },
   };
+
+  function roomChange(ev) {
+    const conv = state.convs.get(roomKey(ev.room));
+    if (!conv) return;
+    let text;
+    if (ev.type === "mode") {
+      const modes = [];
+      if (ev.invite_only) modes.push("invite-only");
+      if (ev.password) modes.push("password-protected");
+      text = ev.by + " made the room " + (modes.length ? modes.join(" and ") : "open to everyone");
+    } else {
+      const verb = { ban: "banned", unban: "unbanned", op: "made an operator:",
+                     deop: "removed operator:" }[ev.type];
+      text = ev.by + " " + verb + " " + ev.nick;
+    }
+    system(conv, text, ev.ts);
+  }
 
   function handle(ev) {
     const fn = handlers[ev.type];
@@ -274,8 +322,16 @@
       const conv = roomConv(ev.room);
       const rejoin = conv.joined;
       conv.joined = true;
+      if (ev.topic !== undefined) conv.topic = ev.topic;
+      if (ev.more && conv.lastMid !== null && conv.lastMid !== req.since) {
+        // A long absence comes back in pages: ask again from where this one ended.
+        send({ type: "join", room: conv.name, since: conv.lastMid },
+             { room: conv.name, conv: conv.key, since: conv.lastMid, paging: true });
+      }
+      if (req.paging) return;
       conv.members.clear();
       for (const n of ev.nicks || []) conv.members.set(lower(n), n);
+      if (req.secret) conv.password = req.secret;
       if (rejoin) {
         system(conv, "Reconnected to " + conv.name);
       } else {
@@ -304,6 +360,21 @@
     help(ev) {
       for (const line of ev.lines || []) system(current(), line);
     },
+    private(ev, req) {
+      if (ev.queued) {
+        system(privateConv(ev.to), ev.to + " is offline; they will get this when they next log in.");
+      }
+    },
+    register(ev, req) {
+      // From now on the nick needs its password, reconnects included.
+      state.identity.password = req.secret;
+      system(current(), "Your nick " + state.nick + " is registered. Log in with it next time.");
+    },
+    password(ev, req) {
+      state.identity.password = req.secret;
+      system(current(), "Password changed.");
+    },
+    topic() {},
     ping() {},
     quit() {},
   };
@@ -338,7 +409,8 @@
       if (conv.kind !== "room" || !conv.joined) continue;
       const req = { type: "join", room: conv.name };
       if (conv.lastMid !== null) req.since = conv.lastMid;
-      send(req, { room: conv.name, conv: conv.key });
+      if (conv.password) req.password = conv.password;
+      send(req, { room: conv.name, conv: conv.key, since: req.since });
     }
     send({ type: "rooms" }, {});
     renderHead();
@@ -531,7 +603,7 @@
 
   function appendMessage(conv, ev, kind) {
     const line = el("div", "line " + (kind === "action" ? "action" : "msg"));
-    if (ev.history) line.classList.add("history");
+    if (ev.history || ev.offline) line.classList.add("history");
     if (isMe(ev.from)) line.classList.add("mine");
     line.dataset.mid = String(ev.mid);
     const who = el("span", "nick", kind === "action" ? "* " + ev.from : ev.from);
@@ -547,12 +619,18 @@
     appendLine(conv, line, false);
   }
 
+  function subtitle(conv) {
+    if (!conv) return "";
+    if (conv.kind === "private") return "private conversation";
+    const present = conv.joined ? conv.members.size + " present" : "not joined";
+    return conv.topic ? present + " · " + conv.topic : present;
+  }
+
   function renderHead() {
     const conv = current();
     $("conversation-title").textContent = conv
       ? (conv.kind === "room" ? conv.name : "@" + conv.name) : "No room";
-    $("conversation-sub").textContent = conv
-      ? (conv.kind === "room" ? conv.members.size + " present" : "private conversation") : "";
+    $("conversation-sub").textContent = subtitle(conv);
     $("leave-button").hidden = !conv;
     $("leave-button").textContent = conv && conv.kind === "private" ? "Close" : "Leave";
     $("members-toggle").hidden = !conv || conv.kind !== "room";
@@ -587,7 +665,7 @@
       list.appendChild(li);
     }
     $("member-count").textContent = String(nicks.length);
-    $("conversation-sub").textContent = nicks.length + " present";
+    $("conversation-sub").textContent = subtitle(conv);
   }
 
   // The list is fetched now and then; counts for rooms we are in are live.
@@ -655,7 +733,7 @@
   }
 
   // -- user input ----------------------------------------------------------------------
-  function joinRoom(name) {
+  function joinRoom(name, password) {
     name = name.trim();
     if (!name) return;
     if (!name.startsWith("#")) name = "#" + name;
@@ -664,7 +742,9 @@
       activate(known);
       return;
     }
-    send({ type: "join", room: name }, { activate: true, room: name });
+    const req = { type: "join", room: name };
+    if (password) req.password = password;
+    send(req, { activate: true, room: name, secret: password });
   }
 
   function submitText(text) {
@@ -689,8 +769,10 @@
     const rest = match[2];
     const inRoom = conv && conv.kind === "room";
     switch (name) {
-      case "join":
-        return joinRoom(rest);
+      case "join": {
+        const [room, password] = rest.trim().split(/\s+/, 2);
+        return joinRoom(room || "", password);
+      }
       case "part":
       case "leave": {
         const target = rest.startsWith("#") ? rest.split(/\s+/)[0] : (inRoom ? conv.name : null);
@@ -717,6 +799,17 @@
         return send({ type: "rooms" }, {});
       case "help":
         return send({ type: "help" }, {});
+      case "topic":
+        if (!inRoom) return showBanner("/topic works in a room.");
+        return send({ type: "topic", room: conv.name, topic: rest }, {});
+      case "register":
+        if (!rest.trim()) return showBanner("Usage: /register PASSWORD");
+        return send({ type: "register", password: rest.trim() }, { secret: rest.trim() });
+      case "password": {
+        const m = /^(\S+)\s+(\S+)$/.exec(rest.trim());
+        if (!m) return showBanner("Usage: /password OLD NEW");
+        return send({ type: "password", old: m[1], new: m[2] }, { secret: m[2] });
+      }
       default:
         showBanner("Unknown command /" + match[1] + ". Try /join, /part, /msg, /me, /nick, /who.");
     }
