@@ -275,8 +275,7 @@
       showBanner(ev.by + " invites you to " + ev.room + ". Type /join " + ev.room + " to go.");
     },
     notice(ev) {
-      system(current() || null, ev.text);
-      if (!current()) showBanner(ev.text);
+      inform(ev.text);
     },
     ping() {
       send({ type: "pong" }, { quiet: true });
@@ -368,11 +367,11 @@
     register(ev, req) {
       // From now on the nick needs its password, reconnects included.
       state.identity.password = req.secret;
-      system(current(), "Your nick " + state.nick + " is registered. Log in with it next time.");
+      inform("Your nick " + state.nick + " is registered. Log in with it and its password next time.");
     },
     password(ev, req) {
       state.identity.password = req.secret;
-      system(current(), "Password changed.");
+      inform("Password changed.");
     },
     topic() {},
     ping() {},
@@ -420,10 +419,15 @@
     const words = ev.message || ev.code;
     if (req.register) {
       if (!state.entered) {
-        loginError(ev.code === "unknown_type" && req.type === "login"
-          ? "This server does not support accounts (it answered: " + words + "). " +
-            "Leave the password empty to chat as a guest."
-          : words);
+        if (ev.code === "unknown_type" && req.type === "login") {
+          loginError("This server does not support accounts (it answered: " + words + "). " +
+                     "Leave the password empty to chat as a guest.");
+        } else if (ev.code === "nick_registered") {
+          loginError(state.identity.nick + " is a registered nick: give its password to log in, " +
+                     "or pick another nick.");
+        } else {
+          loginError(words);
+        }
         state.identity = null;
         $("login-button").disabled = false;
         return;
@@ -708,9 +712,17 @@
     $("send-button").disabled = !on;
   }
 
-  function showBanner(text) {
+  function showBanner(text, kind) {
     $("banner-text").textContent = text;
+    $("banner").dataset.kind = kind || "error";
     $("banner").hidden = false;
+  }
+
+  // Good news: in the open conversation, or in the banner if there is none.
+  function inform(text) {
+    const conv = current();
+    if (conv) system(conv, text);
+    else showBanner(text, "info");
   }
 
   function hideBanner() {

@@ -218,3 +218,23 @@ def test_a_message_delivered_twice_is_shown_once(daemon, open_page):
         expect(ivy.members.locator(".member")).to_have_count(2)
     finally:
         jack.close()
+
+
+def test_a_registered_nick_needs_its_password(daemon, open_page):
+    kim = open_page(daemon).login("kim")
+    kim.page.fill("#message-input", "/register correct-horse")
+    kim.page.press("#message-input", "Enter")
+    expect(kim.banner).to_contain_text("Your nick kim is registered")
+    kim.context.close()
+
+    later = open_page(daemon)
+    later.submit_login("kim")
+    expect(later.login_error).to_have_text(
+        "kim is a registered nick: give its password to log in, or pick another nick.")
+    later.submit_login("kim", "battery-staple")
+    expect(later.login_error).to_have_text("wrong nick or password")
+    expect(later.page.locator("#chat-view")).to_be_hidden()
+    later.submit_login("kim", "correct-horse")
+    expect(later.page.locator("#me")).to_have_text("kim")
+    # The password is not left in the form once it has been used.
+    assert later.page.input_value("#password-input") == ""
