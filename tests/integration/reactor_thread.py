@@ -2,15 +2,19 @@
 ``chatd.client`` against a real daemon.
 
 ``call(f, *args)`` runs ``f`` in the reactor thread and waits (with a
-deadline) for its result, Deferred or not.  The reactor starts on first use
-and runs until the test process exits.
+deadline) for its result, Deferred or not.  The reactor starts on first use;
+``release()`` (a module-scoped fixture in each module that uses it) tidies it
+and hands it back, because trial-style tests elsewhere in the run spin the
+same global reactor in the main thread.
 """
 
 import threading
 import time
 
 from twisted.internet import defer, reactor
+from twisted.internet.error import ConnectionDone
 from twisted.internet.threads import blockingCallFromThread
+from twisted.python.failure import Failure
 
 _lock = threading.Lock()
 _thread = None
@@ -25,6 +29,29 @@ def _ensure_running():
                                        kwargs={"installSignalHandlers": False},
                                        name="twisted-reactor", daemon=True)
             _thread.start()
+
+
+def release():
+    """Stop the reactor thread, leaving nothing behind: no timers, no sockets.
+
+    ``crash`` (not ``stop``) so the reactor can run again, which is what
+    trial does between its tests too.
+    """
+    global _thread
+    with _lock:
+        if _thread is None:
+            return
+
+        def tidy():
+            for delayed in reactor.getDelayedCalls():
+                delayed.cancel()
+            for selectable in reactor.removeAll():
+                selectable.connectionLost(Failure(ConnectionDone("test module finished")))
+            reactor.crash()
+        reactor.callFromThread(tidy)
+        _thread.join(DEFAULT_TIMEOUT)
+        assert not _thread.is_alive(), "the reactor thread did not stop"
+        _thread = None
 
 
 def call(f, *args, timeout: float = DEFAULT_TIMEOUT, **kw):

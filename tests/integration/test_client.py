@@ -1,12 +1,19 @@
 """chatd.client against the real daemon: both transports, and a daemon restart
 under a connected client (it reconnects, rejoins and catches up)."""
 
+import pytest
 from twisted.internet import error
 from twisted.internet.defer import fail
 
 from chatd.client import ChatClient, RequestError, Target
 
-from .reactor_thread import Recorder, call
+from .reactor_thread import Recorder, call, release
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reactor_thread():
+    yield
+    release()
 
 
 def test_websocket_and_line_clients_chat(daemon):

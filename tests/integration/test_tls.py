@@ -18,10 +18,17 @@ from chatd.client import ChatClient, TLSError
 
 from .certs import CA
 from .conftest import DaemonStarter
-from .reactor_thread import Recorder, call
+from .reactor_thread import Recorder, call, release
 
 _TLS_PORT_RE = re.compile(r"\b(LineFactory|Site) \(TLS\) starting on (\d+)")
 TIMEOUT = 5.0
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reactor_thread():
+    yield
+    release()
 
 
 @pytest.fixture(scope="module")
