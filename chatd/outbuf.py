@@ -16,8 +16,6 @@ resumed by the end of the grace is not reading, and is dropped; past
 ``HARD_FACTOR`` times the cap it is dropped at once, so memory stays bounded.
 """
 
-from collections import deque
-
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -36,7 +34,8 @@ class OutputQueue:
         self.on_overflow = on_overflow
         self.clock = clock
         self.paused = False
-        self.pending = deque()
+        # A list, not a deque: an empty deque costs 760 bytes on every idle connection.
+        self.pending = []
         self.pending_bytes = 0
         self.closed = False
         self.resumes = 0
