@@ -29,5 +29,5 @@ class Relay(LineReceiver):
 
 factory = protocol.Factory.forProtocol(Relay)
 factory.clients = set()
-reactor.listenTCP(int(sys.argv[1]), factory, interface="127.0.0.1")
+reactor.listenTCP(int(sys.argv[1]), factory, backlog=1024, interface="127.0.0.1")
 reactor.run()

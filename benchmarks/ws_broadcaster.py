@@ -34,5 +34,5 @@ factory = WebSocketServerFactory()
 factory.protocol = Relay
 factory.setProtocolOptions(autoPingInterval=0)
 factory.clients = set()
-reactor.listenTCP(int(sys.argv[1]), factory, interface="127.0.0.1")
+reactor.listenTCP(int(sys.argv[1]), factory, backlog=1024, interface="127.0.0.1")
 reactor.run()
