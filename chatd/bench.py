@@ -727,7 +727,7 @@ def parse_args(argv):
                                      "(one target, given by --targets)")
     p.add_argument("--pid", type=int, help="with --connect: the server's pid, for CPU and RSS")
     p.add_argument("--timeout", type=float, default=120, help="seconds for set-up and sync")
-    p.add_argument("--quiet", type=float, default=3.0,
+    p.add_argument("--quiet", type=float, default=10.0,
                    help="fanout: give up on missing deliveries after this many silent seconds")
     p.add_argument("--logdir", help="keep the servers' logs here (default: a temporary directory)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON lines")
