@@ -3,6 +3,7 @@ the systemd unit and its environment file agree with the daemon, the nginx
 example points at it, and CI runs exactly the test command README.rst gives."""
 
 import inspect
+import json
 import os
 import queue
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -271,20 +273,48 @@ def test_installed_wheel_provides_twistd_chatd(installed):
     assert probe.stdout.startswith(str(installed))
 
 
+class Twistd:
+    """A ``twistd`` subprocess whose output is read by a thread, so it never blocks."""
+
+    def __init__(self, argv, **kw):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+        self.lines = queue.Queue()
+        self.output = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.decode("utf-8", "replace"))
+
+    def port(self, factory: str, timeout: float = 30) -> int:
+        """The port twistd reports ``factory`` listening on (``LineFactory``, ``Site``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                assert self.proc.poll() is None, "".join(self.output)
+                continue
+            self.output.append(line)
+            match = re.search(rf"{factory} starting on (\d+)", line)
+            if match:
+                return int(match.group(1))
+        raise AssertionError(f"no {factory} port within {timeout}s\n" + "".join(self.output))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def test_installed_daemon_survives_reload_and_stops_cleanly_as_the_unit_expects(installed):
     """What systemctl does: ExecStart's flags, then reload (SIGHUP), then stop (SIGTERM)."""
     flags = one("ExecStart").split()[1:-1]
     argv, kw = run_installed(installed, *flags, "--line=tcp:0:interface=127.0.0.1", "--ws=none")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    daemon = Twistd(argv, **kw)
+    proc = daemon.proc
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic())).decode()
-            match = re.search(r"LineFactory starting on (\d+)", line)
-            port = match and int(match.group(1))
+        port = daemon.port("LineFactory")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             reader = sock.makefile("rb")
             assert reader.readline().startswith(b"* Welcome to chatd")
@@ -302,6 +332,73 @@ def test_installed_daemon_survives_reload_and_stops_cleanly_as_the_unit_expects(
         # stop (twistd re-raises SIGTERM after shutting down to report it).
         assert proc.wait(timeout=timeout) in (0, -signal.SIGTERM)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        daemon.stop()
+
+
+# -- nginx in front, for real -----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def chatd_behind_nginx(tmp_path):
+    argv = [sys.executable, "-c", TWISTD_MAIN, "-n", "--pidfile=", "--logfile=-", "chatd",
+            "--line=none", "--ws=tcp:0:interface=127.0.0.1"]
+    daemon = Twistd(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    nginx = None
+    try:
+        chatd_port = daemon.port("Site")
+        port = free_port()
+        site = (NGINX.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{chatd_port};")
+                .replace("listen 80;", f"listen 127.0.0.1:{port};")
+                .replace("listen [::]:80;", ""))
+        (tmp_path / "chatd.conf").write_text(site)
+        temp = " ".join(f"{kind}_temp_path {tmp_path}/{kind};"
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (tmp_path / "nginx.conf").write_text(
+            f"daemon off; worker_processes 1; pid {tmp_path}/nginx.pid;\n"
+            f"error_log {tmp_path}/error.log;\nevents {{}}\n"
+            f"http {{ access_log off; {temp} include {tmp_path}/chatd.conf; }}\n")
+        nginx = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                                 stderr=subprocess.PIPE)
+        wait_listening(port, nginx)
+        yield port
+    finally:
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+        daemon.stop()
+
+
+def test_websocket_chat_works_through_the_nginx_example(chatd_behind_nginx):
+    import websocket  # websocket-client, from the test extra
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{chatd_behind_nginx}/ws", timeout=10)
+    try:
+        assert json.loads(ws.recv())["type"] == "hello"
+        ws.send(json.dumps({"type": "nick", "nick": "proxied", "id": 1}))
+        assert json.loads(ws.recv()) == {"type": "ack", "request": "nick", "id": 1,
+                                         "nick": "proxied"}
+        ws.send(json.dumps({"type": "join", "room": "#edge", "id": 2}))
+        ws.send(json.dumps({"type": "message", "text": "through nginx", "id": 3}))
+        seen = [json.loads(ws.recv()) for _ in range(4)]
+        assert [e["type"] for e in seen] == ["join", "ack", "message", "ack"]
+        assert seen[2]["text"] == "through nginx"
+    finally:
+        ws.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{chatd_behind_nginx}/healthz",
+                                timeout=10) as reply:
+        assert json.load(reply)["status"] == "ok"
