@@ -4,12 +4,22 @@ from chatd.errors import ChatError
 
 HELP_LINES = [
     "/nick NAME            choose or change your nick",
-    "/join #room           join a room (or switch to it); plain lines go to it",
+    "/join #room [pass]    join a room (or switch to it); plain lines go to it",
     "/part [#room] [why]   leave a room (default: the current one)",
     "/msg NICK text        private message",
     "/me text              action in the current room",
     "/who [#room]          who is in a room",
     "/rooms                list rooms",
+    "/history [#room] [before-id] [count]  older messages of a room",
+    "/register PASSWORD    protect your current nick with a password",
+    "/login NICK PASSWORD  log in as a registered nick",
+    "/password OLD NEW     change your password",
+    "/topic [#room] [text] show or (operators) set a room's topic",
+    "/kick [#room] NICK [why]  operators: put someone out of a room",
+    "/ban [#room] NICK     operators: ban a nick and its account (/unban lifts it)",
+    "/op [#room] NICK      operators: make someone an operator (/deop undoes it)",
+    "/mode [#room] +i|-i|+k PASS|-k  operators: invite-only, room password",
+    "/invite NICK [#room]  operators: let someone into an invite-only room",
     "/json                 switch this connection to JSON lines (for scripts)",
     "/ping                 check the server answers",
     "/help                 this list",
@@ -20,7 +30,7 @@ HELP_LINES = [
 # command -> (request type, argument names; the last one takes the rest of the line)
 _COMMANDS = {
     "nick": ("nick", ("nick",), 1),
-    "join": ("join", ("room",), 1),
+    "join": ("join", ("room", "password"), 1),
     "part": ("part", ("room", "reason"), 0),
     "leave": ("part", ("room", "reason"), 0),
     "msg": ("private", ("to", "text"), 2),
@@ -34,13 +44,39 @@ _COMMANDS = {
     "pong": ("pong", (), 0),
     "quit": ("quit", ("reason",), 0),
     "json": ("json", (), 0),
+    "history": ("history", ("room", "before", "limit"), 0),
+    "register": ("register", ("password",), 1),
+    "login": ("login", ("nick", "password"), 2),
+    "password": ("password", ("old", "new"), 2),
+    "topic": ("topic", ("room", "topic"), 0),
+    "kick": ("kick", ("room", "nick", "reason"), 2),
+    "ban": ("ban", ("room", "nick"), 2),
+    "unban": ("unban", ("room", "nick"), 2),
+    "op": ("op", ("room", "nick"), 2),
+    "deop": ("deop", ("room", "nick"), 2),
+    "invite": ("invite", ("nick", "room"), 1),
+    "mode": ("mode", ("room", "flag", "password"), 2),
 }
+
+# Commands whose leading #room may be left out to mean the current room.
+_ROOM_OPTIONAL = frozenset({"part", "history", "topic", "kick", "ban", "unban", "op", "deop",
+                           "mode"})
 
 _USAGE = {
     "nick": "/nick NAME",
     "join": "/join #room",
     "msg": "/msg NICK text",
     "me": "/me text",
+    "register": "/register PASSWORD",
+    "login": "/login NICK PASSWORD",
+    "password": "/password OLD NEW",
+    "kick": "/kick [#room] NICK [reason]",
+    "ban": "/ban [#room] NICK",
+    "unban": "/unban [#room] NICK",
+    "op": "/op [#room] NICK",
+    "deop": "/deop [#room] NICK",
+    "invite": "/invite NICK [#room]",
+    "mode": "/mode [#room] +i|-i|+k PASSWORD|-k",
 }
 
 
@@ -60,10 +96,10 @@ def parse(line: str) -> dict | None:
     kind, args, required = spec
     req = {"type": kind}
     rest = rest.strip()
-    if kind == "part" and rest and not rest.startswith("#"):
-        # "/part bye" leaves the current room with a reason
-        req["reason"] = rest
-        return req
+    if kind in _ROOM_OPTIONAL and not rest.startswith("#"):
+        # "/part bye", "/kick bob": the current room
+        args = args[1:]
+        required = max(0, required - 1)
     for i, arg in enumerate(args):
         if not rest:
             break
@@ -75,4 +111,20 @@ def parse(line: str) -> dict | None:
             rest = rest.strip()
     if sum(1 for a in args if a in req) < required:
         raise ChatError("missing_argument", f"usage: {_USAGE.get(name, '/' + name)}")
+    if kind == "mode":
+        _mode_flags(req)
     return req
+
+
+def _mode_flags(req: dict) -> None:
+    """``+i``/``-i``/``+k PASS``/``-k`` into the JSON fields of a mode request."""
+    flag = req.pop("flag")
+    password = req.pop("password", None)
+    if flag in ("+i", "-i") and password is None:
+        req["invite_only"] = flag == "+i"
+    elif flag == "+k" and password:
+        req["password"] = password
+    elif flag == "-k" and password is None:
+        req["password"] = ""
+    else:
+        raise ChatError("missing_argument", f"usage: {_USAGE['mode']}")

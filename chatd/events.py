@@ -56,19 +56,26 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Private:
+    """A private message; ``offline`` when it waited in the store for a login."""
+
     type: ClassVar[str] = "private"
     nick: str
     to: str
     text: str
     mid: int
     ts: float
+    offline: bool = False
 
     def to_dict(self) -> dict:
-        return {"type": self.type, "from": self.nick, "to": self.to, "text": self.text,
-                "mid": self.mid, "ts": self.ts}
+        d = {"type": self.type, "from": self.nick, "to": self.to, "text": self.text,
+             "mid": self.mid, "ts": self.ts}
+        if self.offline:
+            d["offline"] = True
+        return d
 
     def to_text(self) -> str:
-        return f"[pm {self.nick} -> {self.to}] {self.text}"
+        prefix = "[offline] " if self.offline else ""
+        return f"{prefix}[pm {self.nick} -> {self.to}] {self.text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,91 @@ class Quit:
     def to_text(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
         return f"* {self.nick} quit{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    type: ClassVar[str] = "topic"
+    room: str
+    topic: str
+    nick: str
+    ts: float
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "room": self.room, "topic": self.topic, "nick": self.nick,
+                "ts": self.ts}
+
+    def to_text(self) -> str:
+        if not self.topic:
+            return f"* {self.nick} cleared the topic of {self.room}"
+        return f"* {self.nick} set the topic of {self.room}: {self.topic}"
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    type: ClassVar[str] = "kick"
+    room: str
+    nick: str
+    by: str
+    reason: str
+    ts: float
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "room": self.room, "nick": self.nick, "by": self.by,
+                "reason": self.reason, "ts": self.ts}
+
+    def to_text(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"* {self.nick} was kicked from {self.room} by {self.by}{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChange:
+    """An operator changed the room: ``what`` is ban, unban, op, deop or mode."""
+
+    room: str
+    what: str
+    by: str
+    target: str = ""
+    invite_only: bool = False
+    password: bool = False
+    ts: float = 0.0
+
+    @property
+    def type(self) -> str:
+        return self.what
+
+    def to_dict(self) -> dict:
+        d = {"type": self.what, "room": self.room, "by": self.by, "ts": self.ts}
+        if self.what == "mode":
+            d["invite_only"] = self.invite_only
+            d["password"] = self.password
+        else:
+            d["nick"] = self.target
+        return d
+
+    def to_text(self) -> str:
+        if self.what == "mode":
+            modes = [m for m, on in (("invite-only", self.invite_only),
+                                     ("password-protected", self.password)) if on]
+            now = " and ".join(modes) if modes else "open to everyone"
+            return f"* {self.by} made {self.room} {now}"
+        verb = {"ban": "banned", "unban": "unbanned", "op": "made an operator:",
+                "deop": "removed operator:"}[self.what]
+        return f"* {self.by} {verb} {self.target} in {self.room}"
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    type: ClassVar[str] = "invite"
+    room: str
+    by: str
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "room": self.room, "by": self.by}
+
+    def to_text(self) -> str:
+        return f"* {self.by} invites you to {self.room} (/join {self.room})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,9 +317,43 @@ def _help_text(d: dict) -> str:
     return "\r\n".join(f"* {line}" for line in d["lines"])
 
 
+def _join_text(d: dict) -> str:
+    lines = [f"* now talking in {d['room']}; members: {', '.join(d['nicks'])}"]
+    if d.get("topic"):
+        lines.append(f"* topic: {d['topic']}")
+    if d.get("more"):
+        lines.append("* more history than shown: /history " + d["room"])
+    return "\r\n".join(lines)
+
+
+def _history_text(d: dict) -> str:
+    if not d["count"]:
+        return f"* no earlier messages in {d['room']}"
+    more = f"; older: /history {d['room']} {d['first']}" if d.get("more") else ""
+    return f"* {d['count']} messages of {d['room']} history{more}"
+
+
+def _private_text(d: dict) -> str:
+    if d.get("queued"):
+        return f"* {d['to']} is offline; your message is queued for their next login"
+    return ""
+
+
+def _topic_text(d: dict) -> str:
+    if d.get("topic"):
+        return f"* topic of {d['room']}: {d['topic']}"
+    return f"* {d['room']} has no topic"
+
+
+def _login_text(d: dict) -> str:
+    waiting = d.get("offline", 0)
+    extra = f"; {waiting} messages arrived while you were away" if waiting else ""
+    return f"* you are logged in as {d['nick']}{extra}"
+
+
 _ACK_TEXT = {
     "nick": lambda d: f"* you are now {d['nick']}",
-    "join": lambda d: f"* now talking in {d['room']}; members: {', '.join(d['nicks'])}",
+    "join": _join_text,
     "part": lambda d: f"* you left {d['room']}",
     "who": _who_text,
     "rooms": _rooms_text,
@@ -235,4 +361,18 @@ _ACK_TEXT = {
     "json": lambda d: "",
     "ping": lambda d: "* pong",
     "quit": lambda d: "",
+    "private": _private_text,
+    "history": _history_text,
+    "register": lambda d: f"* {d['nick']} is now registered to you; /login {d['nick']} "
+                          "PASSWORD claims it next time",
+    "login": _login_text,
+    "password": lambda d: "* password changed",
+    "topic": _topic_text,
+    "kick": lambda d: "",
+    "ban": lambda d: "",
+    "unban": lambda d: "",
+    "op": lambda d: "",
+    "deop": lambda d: "",
+    "mode": lambda d: "",
+    "invite": lambda d: f"* invited {d['nick']} to {d['room']}",
 }

@@ -11,14 +11,17 @@ import re
 from collections import Counter
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chatd import __version__
+from chatd.accounts import AccountFlows
 from chatd.errors import ChatError
-from chatd.events import Hello, Join, Message, NickChange, Part, Private, Quit
+from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
 from chatd.limits import Limits, TokenBucket
+from chatd.moderation import Moderation
+from chatd.store import MAX_PAGE, StoreUnavailable
 
 NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
 ROOM_RE = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
@@ -38,7 +41,7 @@ class Session:
 
     __slots__ = ("sink", "write", "fmt", "host", "nick", "key", "rooms", "current",
                  "bucket", "strikes", "last_seen", "pinged_at", "nick_at", "connected_at",
-                 "attached", "__weakref__")
+                 "attached", "account", "joining", "__weakref__")
 
     def __init__(self, sink, host: str, now: float, limits: Limits):
         self.sink = sink
@@ -56,6 +59,8 @@ class Session:
         self.nick_at = None
         self.connected_at = now
         self.attached = True
+        self.account = None  # the account key this session logged in as
+        self.joining = {}  # room key -> Room whose history is being fetched
 
     def send(self, event) -> None:
         payload = self.fmt(event)
@@ -67,11 +72,16 @@ class Session:
 
 
 class Room:
-    __slots__ = ("name", "members", "outlets")
+    __slots__ = ("name", "members", "outlets", "joining", "guest_ops")
 
     def __init__(self, name: str):
         self.name = name
         self.members = {}  # nick key -> Session, in join order
+        # Sessions whose history is being fetched: room events meanwhile are
+        # kept for them and sent after the history, so nothing is missed or
+        # shown out of order.
+        self.joining = {}  # Session -> [event]
+        self.guest_ops = set()  # operators without an account: for this session only
         # wire format -> {session: write}: a broadcast encodes once per format
         # present and then only calls the writes.
         self.outlets = {}
@@ -100,10 +110,20 @@ class Room:
 class ChatService(Service):
     log = Logger()
 
-    def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd"):
+    def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
+                 store=None, history: int = 50, passwords=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.limits = limits or Limits()
+        # Without a store (unit tests of the live paths) nothing persists and
+        # accounts are unavailable; the daemon always has one.
+        self.store = store
+        self.history_size = history
+        self.last_mid = 0  # the highest stored message id broadcast so far
+        self.registered = set()  # account keys, i.e. registered nicks in lower case
+        self.accounts = {}  # account key -> the session logged in as it
+        self.room_state = {}  # room key -> RoomRecord, the persistent part of a room
+        self.invites = {}  # room key -> nick keys invited (until used or restart)
         self.clock = clock
         self.server_name = server_name
         self.sessions = set()
@@ -117,12 +137,38 @@ class ChatService(Service):
         self._stopping = False
         self._heartbeat = LoopingCall(self.heartbeat)
         self._heartbeat.clock = clock
+        self.auth = AccountFlows(self, passwords)
+        self.mod = Moderation(self)
 
     # -- lifecycle ---------------------------------------------------------
     @property
     def heartbeat_tick(self) -> float:
         lim = self.limits
         return max(0.5, min(lim.ping_interval, lim.ping_timeout - lim.ping_interval) / 2)
+
+    def load(self):
+        """Open the store and read what the service keeps in memory; fires when ready.
+
+        Registered names and room state are held in memory so that nick
+        protection, bans and modes keep working while the store is down.
+        """
+        if self.store is None:
+            return succeed(None)
+        store = self.store
+        d = store.open()
+        d.addCallback(lambda _: gatherResults(
+            [store.last_mid(), store.account_keys(), store.load_rooms()], consumeErrors=True))
+
+        def loaded(results):
+            self.last_mid, keys, rooms = results
+            self.registered = set(keys)
+            self.room_state = {r.key: r for r in rooms}
+            self.log.info("store {store} ready: {accounts} accounts, {rooms} rooms, "
+                          "last message id {mid}", store=store.description,
+                          accounts=len(keys), rooms=len(rooms), mid=self.last_mid)
+        d.addCallback(loaded)
+        d.addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+        return d
 
     def startService(self):
         super().startService()
@@ -138,12 +184,17 @@ class ChatService(Service):
         for session in list(self.sessions):
             self.drop(session, "server shutting down")
         if not self._closing:
-            return succeed(None)
-        self.log.info("waiting for {count} connections to close", count=len(self._closing))
-        self._drained = Deferred()
-        grace = self.clock.callLater(3.0, self._abort_closing)
-        self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
-        return self._drained
+            d = succeed(None)
+        else:
+            self.log.info("waiting for {count} connections to close", count=len(self._closing))
+            d = self._drained = Deferred()
+            grace = self.clock.callLater(3.0, self._abort_closing)
+            self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
+        if self.store is not None:
+            # Writes in flight finish (and their data is on disk) before we exit.
+            d.addBoth(lambda _: self.store.close())
+            d.addErrback(lambda f: self.log.failure("closing the store failed", f))
+        return d
 
     def _abort_closing(self):
         for session in list(self._closing):
@@ -204,6 +255,12 @@ class ChatService(Service):
     def _detach(self, session: Session, reason: str) -> None:
         session.attached = False
         self.sessions.discard(session)
+        if self.accounts.get(session.account) is session:
+            del self.accounts[session.account]
+        for key, room in list(session.joining.items()):
+            room.joining.pop(session, None)
+            self._forget_if_empty(key, room)
+        session.joining.clear()
         if session.key is not None:
             if self.nicks.get(session.key) is session:
                 del self.nicks[session.key]
@@ -267,11 +324,19 @@ class ChatService(Service):
         holder = self.nicks.get(key)
         if holder is not None and holder is not session:
             raise ChatError("nick_taken", f"{nick} is already taken")
+        if key in self.registered and session.account != key:
+            raise ChatError("nick_registered",
+                            f"{nick} is registered; /login {nick} PASSWORD to use it")
         now = self.clock.seconds()
         if session.nick_at is not None and now - session.nick_at < self.limits.nick_interval:
             raise ChatError("nick_too_fast",
                             f"wait {self.limits.nick_interval:g} seconds between nick changes")
         session.nick_at = now
+        return self.rename(session, nick, key)
+
+    def rename(self, session: Session, nick: str, key: str) -> str:
+        """Give a session a nick nobody else holds, telling its rooms (no checks)."""
+        now = self.clock.seconds()
         old = session.nick
         if old is None:
             session.nick, session.key = nick, key
@@ -313,41 +378,138 @@ class ChatService(Service):
             raise ChatError("not_in_room", f"you are not in {name}")
         return room
 
-    def join(self, session: Session, name: str) -> Room:
+    def join(self, session: Session, name: str, password: str | None = None,
+             since: int | None = None):
+        """Enter a room: the Room, or with a store a Deferred firing ``(room, more)``
+        after the room's history (the last N messages, or those after ``since``)
+        has been sent as history events."""
         self._require_nick(session)
         key = self.check_room(name)
         room = session.rooms.get(key)
-        if room is not None:
+        if room is not None and since is None:
             session.current = room
-            return room
-        if len(session.rooms) >= self.limits.max_rooms_per_session:
+            return room if self.store is None else succeed((room, False))
+        if room is None and key in session.joining:
+            raise ChatError("already_joining", f"already joining {name}")
+        if room is None and (len(session.rooms) + len(session.joining)
+                             >= self.limits.max_rooms_per_session):
             raise ChatError("too_many_rooms",
                             f"you may be in at most {self.limits.max_rooms_per_session} rooms")
-        room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(name)
+            self.mod.check_entry(session, key, name, password)
+            room = self.rooms.get(key)
+            if room is None:
+                room = self.rooms[key] = Room(name)
+            self.mod.on_enter(session, room, key)
+        if self.store is None:
+            self._enter(session, room, key)
+            return room
+        # Everything stored up to last_mid comes from the store; anything
+        # committed later is broadcast after this point and kept for us.
+        upto = self.last_mid
+        if since is not None:
+            d = self.store.history(key, since=since, upto=upto, limit=MAX_PAGE + 1)
+        else:
+            d = self.store.history(key, upto=upto, limit=self.history_size)
+        if key not in session.rooms:
+            room.joining[session] = []
+            session.joining[key] = room
+        d.addCallbacks(lambda rows: (rows[:MAX_PAGE], len(rows) > MAX_PAGE),
+                       self._history_unavailable, errbackArgs=(session,))
+        d.addCallback(self._joined, session, room, key)
+        return d
+
+    def _history_unavailable(self, failure, session):
+        # Chat works without scrollback: say so and join anyway.
+        failure.trap(StoreUnavailable)
+        session.send(Notice("history is unavailable right now (the store is down)"))
+        return [], False
+
+    def _joined(self, result, session, room, key):
+        rows, more = result
+        if key in session.rooms:  # "join since" while already in the room
+            self._send_history(session, rows)
+            return room, more
+        kept = room.joining.pop(session, None)
+        session.joining.pop(key, None)
+        if kept is None or not session.attached:
+            self._forget_if_empty(key, room)
+            raise ChatError("not_in_room", f"you left {room.name} while joining")
+        self._send_history(session, rows)
+        for event in kept:
+            session.send(event)
+        if self.rooms.get(key) is not room:  # emptied and dropped while we waited
+            self.rooms.setdefault(key, room)
+        self._enter(session, room, key)
+        return room, more
+
+    def _send_history(self, session: Session, rows) -> None:
+        for m in rows:
+            session.send(Message(m.room, m.nick, m.text, m.mid, m.ts, m.kind, history=True))
+
+    def _enter(self, session: Session, room: Room, key: str) -> None:
         room.add(session)
         session.rooms[key] = room
         session.current = room
-        room.broadcast(Join(room.name, session.nick, self.clock.seconds()))
-        return room
+        self.room_event(room, Join(room.name, session.nick, self.clock.seconds()))
+
+    def room_event(self, room: Room, event) -> None:
+        """Broadcast to the members, and keep it for those still receiving history."""
+        room.broadcast(event)
+        if room.joining:
+            for kept in room.joining.values():
+                kept.append(event)
+
+    def history(self, session: Session, name: str, before: int | None = None,
+                since: int | None = None, limit: int | None = None):
+        """Send a page of a room's stored messages as history events; fires the ack data."""
+        self._require_nick(session)
+        room = self._member_room(session, name)
+        if self.store is None:
+            raise ChatError("store_unavailable", "this server keeps no history")
+        limit = self.history_size if limit is None else limit
+        if not 1 <= limit <= MAX_PAGE:
+            raise ChatError("bad_request", f"limit is 1-{MAX_PAGE}")
+        key = room.name.lower()
+        d = self.store.history(key, before=before, since=since, upto=self.last_mid,
+                               limit=limit + 1)
+
+        def page(rows):
+            more = len(rows) > limit
+            rows = rows[:limit] if since is not None else rows[-limit:]
+            self._send_history(session, rows)
+            data = {"room": room.name, "count": len(rows), "more": more}
+            if rows:
+                data["first"], data["last"] = rows[0].mid, rows[-1].mid
+            return data
+        return d.addCallbacks(page, self.unavailable)
+
+    @staticmethod
+    def unavailable(failure):
+        failure.trap(StoreUnavailable)
+        raise ChatError("store_unavailable",
+                        "the message store is unavailable; nothing was saved, try again shortly")
 
     def part(self, session: Session, name: str | None, reason: str = "") -> Room:
         self._require_nick(session)
         room = self._member_room(session, name)
-        room.broadcast(Part(room.name, session.nick, clean_reason(reason),
-                            self.clock.seconds()))
+        self.room_event(room, Part(room.name, session.nick, clean_reason(reason),
+                                   self.clock.seconds()))
         self._leave(session, room)
         return room
 
     def _leave(self, session: Session, room: Room) -> None:
         room.remove(session)
+        room.guest_ops.discard(session)
         key = room.name.lower()
         session.rooms.pop(key, None)
         if session.current is room:
             session.current = next(reversed(session.rooms.values()), None)
-        if not room.members:
-            self.rooms.pop(key, None)
+        self._forget_if_empty(key, room)
+
+    def _forget_if_empty(self, key: str, room: Room) -> None:
+        if not room.members and not room.joining and self.rooms.get(key) is room:
+            del self.rooms[key]
 
     def who(self, session: Session, name: str | None) -> Room:
         if name is None:
@@ -373,20 +535,46 @@ class ChatService(Service):
         return text
 
     def say(self, session: Session, room_name: str | None, text, kind: str = "message"):
+        """Send to a room: the Message, or with a store a Deferred firing it.
+
+        With a store the message is broadcast, and the Deferred fires (so the
+        sender is acknowledged), only after it is committed; commits happen in
+        arrival order, so ids increase in broadcast order.  A store failure
+        refuses the message: it is neither acknowledged nor delivered.
+        """
         self._require_nick(session)
         room = self._member_room(session, room_name)
         text = self.check_text(text)
-        event = Message(room.name, session.nick, text, next(self._ids),
-                        self.clock.seconds(), kind)
-        room.broadcast(event)
-        return event
+        ts = self.clock.seconds()
+        if self.store is None:
+            event = Message(room.name, session.nick, text, next(self._ids), ts, kind)
+            room.broadcast(event)
+            return event
+        key, nick = room.name.lower(), session.nick
+        d = self.store.append_message(key, room.name, nick, text, kind, ts)
 
-    def private(self, session: Session, to, text) -> Private:
+        def stored(mid):
+            event = Message(room.name, nick, text, mid, ts, kind)
+            self.last_mid = mid
+            # The room as it is now: the sender may have left, others joined.
+            live = self.rooms.get(key)
+            if live is not None:
+                self.room_event(live, event)
+            return event
+        return d.addCallbacks(stored, self.unavailable)
+
+    def private(self, session: Session, to, text):
+        """A private message: delivered now if its target is online; for a
+        registered nick that is offline, a Deferred firing once it is queued."""
         self._require_nick(session)
         if not isinstance(to, str) or not to:
             raise ChatError("missing_argument", "say who the message is for")
-        target = self.nicks.get(self.check_nick(to))
+        key = self.check_nick(to)
+        target = self.nicks.get(key) or self.accounts.get(key)
         if target is None:
+            text = self.check_text(text)
+            if self.store is not None and key in self.registered:
+                return self.auth.queue_private(session, key, to, text)
             raise ChatError("no_such_nick", f"{to} is not online")
         text = self.check_text(text)
         event = Private(session.nick, target.nick, text, next(self._ids), self.clock.seconds())

@@ -1,9 +1,11 @@
 """``twistd chatd``: options and the service tree they build."""
 
+import os
 from dataclasses import fields
 
 import txaio
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from chatd.dispatch import Dispatcher
@@ -11,6 +13,8 @@ from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.service import ChatService
+from chatd.signals import StopOnTerm
+from chatd.store import MAX_PAGE, open_store
 from chatd.tls import (
     CertificateError,
     ReloadableTLS,
@@ -60,6 +64,11 @@ class Options(usage.Options):
         ["tls-cert", None, None,
          "PEM certificate chain, leaf first (fullchain.pem) for tls: listeners; SIGHUP reloads it"],
         ["tls-key", None, None, "PEM private key (privkey.pem) for tls: listeners"],
+        ["data-dir", None, "./chatd-data",
+         "directory of the SQLite database (history, accounts, rooms); created if missing"],
+        ["db", None, None,
+         "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
+        ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
     ] + list(_limit_params())
 
     def __init__(self):
@@ -85,6 +94,11 @@ class Options(usage.Options):
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
         self._check_tls()
+        if not 0 <= self["history"] <= MAX_PAGE:
+            raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
+        if self["db"] is not None and not self["db"].startswith(("postgresql://",
+                                                                 "postgres://")):
+            raise usage.UsageError("--db takes a postgresql:// URL")
         try:
             self["limits"] = Limits(**{f.name: self[f.name.replace("_", "-")]
                                        for f in fields(Limits)})
@@ -113,20 +127,65 @@ def makeService(config, reactor=None) -> service.MultiService:
     txaio.use_twisted()
     txaio.set_global_log_level("info")
     top = service.MultiService()
-    chat = ChatService(config["limits"], clock=reactor, server_name=config["name"])
-    # Added first so it stops last: listeners close, then clients are told.
+    store = open_store(config["db"], config["data-dir"], reactor=reactor)
+    chat = ChatService(config["limits"], clock=reactor, server_name=config["name"],
+                       store=store, history=config["history"])
+    # Added first so it stops last: listeners close, then clients are told,
+    # then the store finishes its writes.
     chat.setServiceParent(top)
+    listeners = AfterStore(chat, reactor)
     dispatcher = Dispatcher(chat)
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
     # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
     ReloadOnHangup(tls, reactor).setServiceParent(top)
+    StopOnTerm(reactor).setServiceParent(top)
     line_factory = LineFactory(chat, dispatcher)
     for endpoint in config["line"]:
-        listener(endpoint, line_factory, reactor, tls).setServiceParent(top)
+        listener(endpoint, line_factory, reactor, tls).setServiceParent(listeners)
     if config["ws"]:
         site = make_site(chat, ChatWebSocketFactory(chat, dispatcher))
         for endpoint in config["ws"]:
-            listener(endpoint, site, reactor, tls).setServiceParent(top)
+            listener(endpoint, site, reactor, tls).setServiceParent(listeners)
+    listeners.setServiceParent(top)
     return top
+
+
+class AfterStore(service.MultiService):
+    """The listeners, opened only once the store is open and migrated.
+
+    A client never meets a half-started server.  If the store cannot be
+    opened the daemon logs why and exits.  (The ports are bound after
+    start-up, not in twistd's privileged phase: for ports below 1024 use
+    systemd socket activation or CAP_NET_BIND_SERVICE.)
+    """
+
+    log = Logger()
+
+    def __init__(self, chat, reactor):
+        super().__init__()
+        self.chat = chat
+        self.reactor = reactor
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+
+    def startService(self):
+        service.Service.startService(self)
+        self.chat.load().addCallbacks(self._open, self._failed)
+
+    def _open(self, _):
+        if not self.running:
+            return
+        for child in self:
+            child.privilegedStartService()
+            child.startService()
+
+    def _failed(self, failure):
+        self.log.failure("cannot open the store {store}; exiting", failure,
+                         store=self.chat.store.description)
+        # Exit non-zero (after twistd's own shutdown) so a supervisor sees the failure
+        # and retries, e.g. systemd's Restart=on-failure while PostgreSQL comes up.
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.stop()

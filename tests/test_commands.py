@@ -70,5 +70,7 @@ def test_every_parsed_type_is_served():
     for line in HELP_LINES:
         if line.startswith("/"):
             command = line.split()[0]
-            args = {"/nick": " a", "/join": " #a", "/msg": " a b", "/me": " x"}
+            args = {"/nick": " a", "/join": " #a", "/msg": " a b", "/me": " x",
+                    "/register": " p", "/login": " a p", "/password": " o n", "/kick": " a",
+                    "/ban": " a", "/op": " a", "/mode": " +i", "/invite": " a"}
             assert parse(command + args.get(command, ""))["type"] in served

@@ -2,6 +2,7 @@
 
 import pytest
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.web.server import Site
@@ -9,7 +10,8 @@ from twisted.web.server import Site
 from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.service import ChatService
-from chatd.tap import Options, makeService
+from chatd.signals import StopOnTerm
+from chatd.tap import AfterStore, Options, makeService
 from chatd.tls import ReloadOnHangup
 
 DEFAULT_LIMITS = {
@@ -30,6 +32,7 @@ def parse(*argv) -> Options:
 def test_defaults():
     assert dict(parse()) == {
         "name": "chatd", "tls-cert": None, "tls-key": None,
+        "data-dir": "./chatd-data", "db": None, "history": 50,
         "line": ["tcp:9000"], "ws": ["tcp:8080"],
         **DEFAULT_LIMITS,
         "limits": Limits(),
@@ -41,6 +44,7 @@ def test_full_command_line():
         "--name", "town-square",
         "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
         "--ws", "none",
+        "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--max-line", "1024", "--max-frame", "8192", "--max-message", "500",
         "--max-nick", "16", "--max-room", "32", "--max-rooms-per-session", "5",
         "--rate", "2.5", "--burst", "10", "--flood-strikes", "7", "--nick-interval", "1.5",
@@ -56,6 +60,7 @@ def test_full_command_line():
     }
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
+        "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
         **limits,
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
@@ -79,6 +84,9 @@ def test_none_turns_a_front_end_off():
     ["--line", "tls:9443"],
     ["--tls-cert", "/nonexistent.pem"],
     ["--frobnicate"],
+    ["--db", "mysql://x/y"],
+    ["--history", "-1"],
+    ["--history", "100000"],
 ])
 def test_bad_values_are_usage_errors(argv):
     with pytest.raises(usage.UsageError):
@@ -107,7 +115,9 @@ def test_make_service_builds_chat_and_listeners():
     assert chat.clock is reactor
     # SIGHUP is always handled, so `systemctl reload` never kills the daemon.
     assert sum(isinstance(s, ReloadOnHangup) for s in children) == 1
-    listeners = [s for s in children if isinstance(s, StreamServerEndpointService)]
+    # The listeners open once the store is ready.
+    [gate] = [s for s in children if isinstance(s, AfterStore)]
+    listeners = [s for s in gate if isinstance(s, StreamServerEndpointService)]
     assert all(isinstance(s, StreamServerEndpointService) for s in listeners)
     assert [endpoint_port(s) for s in listeners] == [7001, 7002, 7003]
     line1, line2, web = (s.factory for s in listeners)
@@ -122,14 +132,20 @@ def test_make_service_builds_chat_and_listeners():
 
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
-    assert [type(s) for s in top] == [ChatService, ReloadOnHangup]
+    assert [type(s) for s in top] == [ChatService, ReloadOnHangup, StopOnTerm, AfterStore]
 
 
-def test_started_tree_listens_where_told_and_stops_cleanly():
+def test_started_tree_listens_where_told_and_stops_cleanly(monkeypatch):
     reactor = MemoryReactorClock()
     top = makeService(parse("--line", "tcp:7001", "--ws", "tcp:7003:interface=127.0.0.1"),
                       reactor=reactor)
+    # The store opens on adbapi threads, which a memory reactor never serves:
+    # stand in a store that opened at once (tests/store covers the real ones).
+    load = Deferred()
+    monkeypatch.setattr(ChatService, "load", lambda self: load)
     top.startService()
+    assert reactor.tcpServers == []  # nothing listens before the store is ready
+    load.callback(None)
     assert [(port, iface) for port, _, _, iface in reactor.tcpServers] == [
         (7001, ""), (7003, "127.0.0.1")]
     done = []

@@ -114,7 +114,7 @@ class LineProtocol(LineReceiver):
             self._refuse(e)
             return
         if req.get("type") == "json":
-            self._json_mode(req)
+            self.dispatcher.in_order(self.session, self._json_mode, req)
         else:
             self.dispatcher.handle(self.session, req)
 

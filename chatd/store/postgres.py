@@ -32,10 +32,16 @@ class PostgresStore(SQLStore):
     dialect = "postgresql"
 
     def __init__(self, url: str, reactor=None, pool_size: int = 4):
-        kw = {"cp_reactor": reactor} if reactor is not None else {}
-        pool = adbapi.ConnectionPool(
-            "psycopg2", url, cp_min=1, cp_max=pool_size, cp_reconnect=True, cp_openfun=_setup,
+        super().__init__(f"postgresql:{_redact(url)}")
+        self.url = url
+        self.reactor = reactor
+        self.pool_size = pool_size
+
+    def make_pool(self) -> adbapi.ConnectionPool:
+        kw = {"cp_reactor": self.reactor} if self.reactor is not None else {}
+        return adbapi.ConnectionPool(
+            "psycopg2", self.url, cp_min=1, cp_max=self.pool_size, cp_reconnect=True,
+            cp_openfun=_setup,
             # Fail fast and notice a dead peer instead of hanging a pool thread.
             connect_timeout=3, keepalives=1, keepalives_idle=10, keepalives_interval=5,
             keepalives_count=3, **kw)
-        super().__init__(pool, f"postgresql:{_redact(url)}")

@@ -25,8 +25,8 @@ class SQLStore:
     log = Logger()
     dialect = None  # "sqlite" or "postgresql", set by the subclass
 
-    def __init__(self, pool: adbapi.ConnectionPool, description: str):
-        self.pool = pool
+    def __init__(self, description: str):
+        self.pool = None  # made by open(): building a store has no side effects
         self.description = description
         self.healthy = True
         self._pending = []  # (row, Deferred) waiting for the next commit
@@ -71,7 +71,11 @@ class SQLStore:
         raise StoreUnavailable(failure.getErrorMessage())
 
     # -- lifecycle ------------------------------------------------------------
+    def make_pool(self) -> adbapi.ConnectionPool:
+        raise NotImplementedError
+
     def open(self):
+        self.pool = self.make_pool()
         self.pool.start()
         d = self._run(lambda txn: migrate(txn, self.dialect))
 
@@ -90,7 +94,7 @@ class SQLStore:
             if self._pending:
                 # Arrived after the last batch started: let them commit first.
                 return self._flush_now().addBoth(done)
-            if self.pool.running:
+            if self.pool is not None and self.pool.running:
                 self.pool.close()
         return d.addBoth(done)
 

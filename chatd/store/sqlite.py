@@ -27,15 +27,23 @@ class SQLiteStore(SQLStore):
     dialect = "sqlite"
 
     def __init__(self, path: str, reactor=None):
-        kw = {"cp_reactor": reactor} if reactor is not None else {}
-        # One connection: SQLite serialises writers anyway, and one thread
-        # keeps the group commit's batches strictly ordered.
-        pool = adbapi.ConnectionPool("sqlite3", path, check_same_thread=False,
-                                     cp_min=1, cp_max=1, cp_openfun=_setup, **kw)
-        super().__init__(pool, f"sqlite:{path}")
+        super().__init__(f"sqlite:{path}")
         self.path = path
+        self.reactor = reactor
 
     @classmethod
     def in_dir(cls, data_dir: str, reactor=None) -> "SQLiteStore":
-        os.makedirs(data_dir, exist_ok=True)
         return cls(os.path.join(data_dir, FILENAME), reactor=reactor)
+
+    def make_pool(self) -> adbapi.ConnectionPool:
+        directory = os.path.dirname(self.path)
+        if directory:
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError:
+                pass  # opening the file fails next, with the store's own error
+        kw = {"cp_reactor": self.reactor} if self.reactor is not None else {}
+        # One connection: SQLite serialises writers anyway, and one thread
+        # keeps the group commit's batches strictly ordered.
+        return adbapi.ConnectionPool("sqlite3", self.path, check_same_thread=False,
+                                     cp_min=1, cp_max=1, cp_openfun=_setup, **kw)

@@ -45,6 +45,5 @@ class PostgresSpecifics(TestCase):
 
     def test_password_never_in_description(self):
         store = PostgresStore("postgresql://chat:hunter2@db.example:5432/chat")
-        self.addCleanup(store.pool.close)
         self.assertNotIn("hunter2", store.description)
         self.assertEqual(_redact("postgresql://u@h/d"), "postgresql://u@h/d")
