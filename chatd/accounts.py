@@ -216,13 +216,17 @@ class AccountFlows:
             svc.drop(other, "logged in from another connection")
         holder = svc.nicks.get(key)
         if holder is not None and holder is not session:
-            guest = self._guest_nick()
-            holder.send(Notice(f"{holder.nick} is a registered nick and its owner has logged "
-                               f"in; you are now {guest}"))
-            svc.rename(holder, guest, guest.lower())
+            self.evict_guest(holder, "its owner has logged in")
         self._logged_in(session, key)
         if session.key != key:
             svc.rename(session, acct.nick, key)
+
+    def evict_guest(self, holder, why: str = "it belongs to an account") -> None:
+        """Rename a session holding a registered nick it is not logged in as."""
+        guest = self._guest_nick()
+        holder.send(Notice(f"{holder.nick} is a registered nick and {why}; "
+                           f"you are now {guest}"))
+        self.service.rename(holder, guest, guest.lower())
 
     def _guest_nick(self) -> str:
         svc = self.service

@@ -128,7 +128,7 @@ class Dispatcher:
             self._error(session, e, rid, kind)
             return
         except Exception:
-            self._internal(session, None, rid, kind)
+            self._internal(None, session, rid, kind)  # None: the exception being handled
             return
         if isinstance(data, Deferred):
             self._waiting[session] = deque()

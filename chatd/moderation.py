@@ -86,7 +86,7 @@ class Moderation:
         svc = self.service
         key = room.name.lower()
         old = svc.room_state.get(key) or _new_record(key, room.name)
-        new = replace(old, ops=set(old.ops), bans=set(old.bans), **changes)
+        new = replace(old, **{"ops": set(old.ops), "bans": set(old.bans), **changes})
         return new, self._save(new)
 
     def _save(self, state):

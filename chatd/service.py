@@ -332,7 +332,20 @@ class ChatService(Service):
             raise ChatError("nick_too_fast",
                             f"wait {self.limits.nick_interval:g} seconds between nick changes")
         session.nick_at = now
-        return self.rename(session, nick, key)
+        self.rename(session, nick, key)
+        if self.store is not None and key not in self.registered:
+            # Another node sharing the database may have registered it since
+            # we loaded the names: check, and hand it back if so.
+            self.store.get_account(key).addCallbacks(
+                self._registered_elsewhere, lambda f: None, callbackArgs=(session, key))
+        return nick
+
+    def _registered_elsewhere(self, account, session, key) -> None:
+        if account is None:
+            return
+        self.registered.add(key)
+        if session.attached and session.key == key and session.account != key:
+            self.auth.evict_guest(session)
 
     def rename(self, session: Session, nick: str, key: str) -> str:
         """Give a session a nick nobody else holds, telling its rooms (no checks)."""

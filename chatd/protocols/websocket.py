@@ -1,5 +1,7 @@
 """The WebSocket front end: one JSON object per text frame, same schema as JSON lines."""
 
+import base64
+
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -10,6 +12,22 @@ from chatd.events import Bye, Error
 from chatd.interfaces import IClientSink
 from chatd.outbuf import OutputQueue
 from chatd.protocols.line import parse_json_request
+
+# The id of the answer to a login made with the upgrade request's credentials.
+CONNECT_LOGIN_ID = "connect"
+
+
+def basic_credentials(header) -> tuple | None:
+    """``(nick, password)`` from an ``Authorization: Basic`` header, else None."""
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        nick, sep, password = base64.b64decode(header[6:].strip(), validate=True).decode(
+            "utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (nick, password) if sep and nick else None
+
 
 # Autobahn lets a server close with 1000 or an application code; the reason
 # (and the "bye" event before it) says why.
@@ -25,6 +43,13 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     wire_format = staticmethod(wire.WEBSOCKET)
     session = None
     out = None
+
+    _credentials = None
+
+    def onConnect(self, request):
+        # Connect-time login: HTTP Basic credentials on the upgrade request.
+        self._credentials = basic_credentials(request.headers.get("authorization"))
+        return None
 
     def onOpen(self):
         service = self.factory.service
@@ -43,6 +68,12 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         except ChatError as e:
             self.out.write(wire.WEBSOCKET(Error(e.code, e.message)))
             self.sendClose(NORMAL, e.message)
+            return
+        if self._credentials is not None:
+            nick, password = self._credentials
+            self._credentials = None
+            self.factory.dispatcher.handle(self.session, {
+                "type": "login", "id": CONNECT_LOGIN_ID, "nick": nick, "password": password})
 
     def peer_host(self) -> str:
         peer = self.transport.getPeer()
