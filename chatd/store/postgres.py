@@ -1,9 +1,9 @@
 """The production store: PostgreSQL through psycopg2 on adbapi's thread pool.
 
 psycopg2 is blocking, so it runs on adbapi's threads and never on the reactor.
-``cp_reconnect`` drops a connection that died (a restarted server, a cut
-network) and opens a new one on the next query, which is how the daemon
-recovers from an outage without a restart.
+A connection that died (a restarted server, a cut network) is dropped and
+the next query opens a new one (see ``SQLStore._transaction``), which is how
+the daemon recovers from an outage without a restart.
 """
 
 from twisted.enterprise import adbapi
@@ -40,8 +40,7 @@ class PostgresStore(SQLStore):
     def make_pool(self) -> adbapi.ConnectionPool:
         kw = {"cp_reactor": self.reactor} if self.reactor is not None else {}
         return adbapi.ConnectionPool(
-            "psycopg2", self.url, cp_min=1, cp_max=self.pool_size, cp_reconnect=True,
-            cp_openfun=_setup,
+            "psycopg2", self.url, cp_min=1, cp_max=self.pool_size, cp_openfun=_setup,
             # Fail fast and notice a dead peer instead of hanging a pool thread.
             connect_timeout=3, keepalives=1, keepalives_idle=10, keepalives_interval=5,
             keepalives_count=3, **kw)

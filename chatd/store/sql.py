@@ -8,12 +8,15 @@ import json
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.store import Account, IStore, RoomRecord, StoredMessage, StoredPrivate, StoreUnavailable
 from chatd.store.migrations import SchemaTooNew, migrate
+
+_DONE, _FAILED, _STALE = "done", "failed", "stale"
 
 # A burst larger than this is split over several transactions, so one commit
 # (and the acks waiting on it) never grows without bound.
@@ -42,9 +45,49 @@ class SQLStore:
         return out
 
     def _run(self, interaction, *args, retry=True):
-        d = self.pool.runInteraction(interaction, *args)
-        d.addCallbacks(self._ok, self._fault, errbackArgs=(interaction, args, retry))
+        d = deferToThreadPool(self.pool._reactor, self.pool.threadpool, self._transaction,
+                              interaction, args)
+        d.addCallback(self._settle, interaction, args, retry)
+        d.addCallbacks(self._ok, self._fault)
         return d
+
+    def _transaction(self, interaction, args):
+        """One transaction on a pool thread: ``(outcome, result or Failure)``.
+
+        Instead of adbapi's runInteraction, which logs a traceback for every
+        failed rollback on a dead connection (one per query during an outage):
+        here a connection that cannot even roll back is dropped, and the next
+        query opens a fresh one.  Failing to connect raises.
+        """
+        conn = self.pool.connect()  # this thread's connection, opened if needed
+        committing = False
+        try:
+            cursor = conn.cursor()
+            result = interaction(cursor, *args)
+            cursor.close()
+            committing = True
+            conn.commit()
+            return _DONE, result
+        except BaseException:
+            failure = Failure()
+        try:
+            conn.rollback()
+        except BaseException:
+            self.pool.disconnect(conn)
+            # A connection that died before the commit was sent committed
+            # nothing: the query can safely run again on a new one.
+            return (_FAILED if committing else _STALE), failure
+        return _FAILED, failure
+
+    def _settle(self, outcome, interaction, args, retry):
+        status, value = outcome
+        if status is _DONE:
+            return value
+        if status is _STALE and retry:
+            # Typically a pooled connection that died while idle (a restarted
+            # server, a cut network): one more try on a fresh connection.
+            return self._run(interaction, *args, retry=False)
+        return value  # the Failure
 
     def _ok(self, result):
         if not self.healthy:
@@ -52,19 +95,20 @@ class SQLStore:
             self.log.info("store {store} is available again", store=self.description)
         return result
 
-    def _fault(self, failure: Failure, interaction, args, retry):
-        if failure.check(SchemaTooNew):
+    def _fault(self, failure: Failure):
+        if failure.check(SchemaTooNew, StoreUnavailable):
             return failure
-        if retry and failure.check(adbapi.ConnectionLost):
-            # adbapi found a pooled connection dead and dropped it; the next
-            # attempt opens a fresh one.  Nothing of this attempt was committed
-            # unless the commit itself was lost, which the caller cannot tell
-            # apart from a refusal anyway.
-            return self._run(interaction, *args, retry=False)
         if self.healthy:
             self.healthy = False
-            self.log.failure("store {store} failed; refusing what needs it until it recovers",
-                             failure, store=self.description)
+            dbapi = self.pool.dbapi
+            if failure.check(dbapi.OperationalError, dbapi.InterfaceError):
+                # The database is down or unreachable: expected, no traceback.
+                self.log.error("store {store} failed ({error}); refusing what needs it until "
+                               "it recovers", store=self.description,
+                               error=failure.getErrorMessage().strip())
+            else:
+                self.log.failure("store {store} failed; refusing what needs it until it "
+                                 "recovers", failure, store=self.description)
         else:
             self.log.debug("store {store} still failing: {error}", store=self.description,
                            error=failure.getErrorMessage())
@@ -109,7 +153,7 @@ class SQLStore:
     def _flush_now(self):
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         rows = [row for row, _ in batch]
-        self._writing = w = self._run(self._insert_messages, rows, retry=False)
+        self._writing = w = self._run(self._insert_messages, rows)
 
         def committed(ids):
             for (_, d), mid in zip(batch, ids):

@@ -1,0 +1,165 @@
+"""The daemon on PostgreSQL, and what clients see while the database is unreachable.
+
+The outage is made with a TCP proxy of our own between the daemon and the
+shared PostgreSQL server, so the server itself keeps running for everyone else.
+"""
+
+import os
+import socket
+import threading
+import uuid
+
+import psycopg2
+import pytest
+
+from .persist_helpers import ask, jline, ok
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+FAST = ["--rate", "100000", "--burst", "100000"]
+
+
+class CuttableProxy:
+    """127.0.0.1:port -> PostgreSQL; ``cut()`` drops every connection and refuses new ones."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.lock = threading.Lock()
+        self.sockets = set()
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()  # the "network" is down
+                continue
+            try:
+                server = socket.create_connection((PG_HOST, PG_PORT), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self.lock:
+                self.sockets.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            self._close(s)
+
+    def _close(self, s):
+        with self.lock:
+            self.sockets.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            live = list(self.sockets)
+        for s in live:
+            self._close(s)
+
+    def restore(self):
+        self.up = True
+
+    def close(self):
+        self.closing = True
+        self.cut()
+        self.listener.close()
+
+
+def _admin():
+    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres",
+                            connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="module")
+def pg_db():
+    name = f"chatd_it_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    yield name
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def proxy():
+    p = CuttableProxy()
+    yield p
+    p.close()
+
+
+def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
+    d = start_daemon("--db", f"postgresql://postgres@127.0.0.1:{proxy.port}/{pg_db}", *FAST)
+    alice = jline(d, "alice", "#pg")
+    bob = jline(d, "bob", "#pg")
+    first = ok(alice, type="message", room="#pg", text="stored in postgres")
+    bob.expect({"type": "message", "mid": first["mid"], "text": "stored in postgres"})
+
+    proxy.cut()
+    # A room message cannot be stored: refused, never acknowledged, never delivered.
+    err = ask(alice, type="message", room="#pg", text="during the outage")
+    assert err["code"] == "store_unavailable"
+    # What needs no store keeps working: private messages between people online,
+    # and joining a room (without its history, which the client is told).
+    ok(alice, type="private", to="bob", text="still here?")
+    bob.expect({"type": "private", "text": "still here?"})
+    carol = jline(d, "carol")
+    carol.send_json({"type": "join", "room": "#pg", "id": "j"})
+    notice = carol.expect({"type": "notice"})
+    assert "history is unavailable" in notice["text"]
+    assert carol.expect({"type": "ack", "request": "join"})["nicks"] == ["alice", "bob", "carol"]
+    assert ask(carol, type="register", password="long enough pw")["code"] == "store_unavailable"
+
+    proxy.restore()
+    # Recovers by itself, without a restart.
+    ack = ask(alice, type="message", room="#pg", text="back again")
+    assert ack["type"] == "ack", ack  # the first query after the outage already works
+    assert ack["mid"] > first["mid"]
+    for c in (bob, carol):
+        c.expect({"type": "message", "text": "back again"})
+    assert not [e for e in bob.drain() if e.get("text") == "during the outage"]
+    log = d.log()
+    # The fault is logged once (not per refused request), without a traceback.
+    assert log.count("; refusing what needs it until it recovers") == 1
+    assert "is available again" in log
+
+    # And the history written before the outage is all there.
+    late = jline(d, "dave")
+    late.send_json({"type": "join", "room": "#pg", "since": 0, "id": "j2"})
+    texts = []
+    while True:
+        e = late.read()
+        if e.get("history"):
+            texts.append(e["text"])
+        if e.get("type") == "ack" and e.get("request") == "join":
+            break
+    assert texts == ["stored in postgres", "back again"]
+    for c in (alice, bob, carol, late):
+        c.close()
