@@ -248,7 +248,7 @@ class Swarm:
     """Many client connections to one server, set up and synced in one event loop."""
 
     def __init__(self, dialect: Dialect, port: int, count: int, room_size: int,
-                 prefix: str, sources: int = 1, window: int = 200):
+                 prefix: str, sources: int = 1, window: int = 200, slow: int = 0):
         self.dialect = dialect
         self.port = port
         self.count = count
@@ -256,6 +256,7 @@ class Swarm:
         self.prefix = prefix
         self.sources = sources
         self.window = window
+        self.slow_from = count - slow  # the last ``slow`` members will not read
         self.sel = selectors.DefaultSelector()
         self.conns = []
         raise_nofile(count)
@@ -266,6 +267,10 @@ class Swarm:
     def _open(self, i: int) -> Conn:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if i >= self.slow_from:
+            # A small window, as over a real network: loopback would otherwise
+            # buffer megabytes in the kernel before the server sees any backpressure.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         if self.sources > 1:
             sock.bind((f"127.0.0.{2 + i % self.sources}", 0))
         sock.setblocking(False)
@@ -608,7 +613,7 @@ def one_run(target: str, args, run_no: int) -> dict:
     room_size = args.room_size if idle and TARGETS[target][1] == "chatd" else count
     sources = args.sources or (1 + count // 20000)
     swarm = Swarm(dialect, port, count, room_size, f"b{os.getpid() % 1000}r{run_no}n",
-                  sources=sources)
+                  sources=sources, slow=0 if idle else args.slow)
     try:
         before = proc_stats(pid) if pid else None
         connect_s = swarm.connect_all(args.timeout)
