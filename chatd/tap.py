@@ -12,6 +12,7 @@ from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.rlimit import raise_nofile
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.store import MAX_PAGE, open_store
@@ -126,6 +127,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     # would flood the log (and cost CPU on the hot path).
     txaio.use_twisted()
     txaio.set_global_log_level("info")
+    raise_nofile(config["limits"].max_connections)
     top = service.MultiService()
     store = open_store(config["db"], config["data-dir"], reactor=reactor)
     chat = ChatService(config["limits"], clock=reactor, server_name=config["name"],
