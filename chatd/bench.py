@@ -176,7 +176,8 @@ class Server:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT),
                                                           env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        # Its data directory (the default ./chatd-data) lands in the log directory.
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, cwd=logdir)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 20
         while True:
