@@ -28,6 +28,7 @@ from chatd.web import make_site
 
 DEFAULT_LINE = "tcp:9000"
 DEFAULT_WS = "tcp:8080"
+DEFAULT_DATA_DIR = "./chatd-data"
 
 _LIMIT_HELP = {
     "max_line": "longest input line in bytes (line protocol)",
@@ -65,8 +66,9 @@ class Options(usage.Options):
         ["tls-cert", None, None,
          "PEM certificate chain, leaf first (fullchain.pem) for tls: listeners; SIGHUP reloads it"],
         ["tls-key", None, None, "PEM private key (privkey.pem) for tls: listeners"],
-        ["data-dir", None, "./chatd-data",
-         "directory of the SQLite database (history, accounts, rooms); created if missing"],
+        ["data-dir", None, None,
+         "directory of the SQLite database (history, accounts, rooms), created if missing "
+         f"(default {DEFAULT_DATA_DIR})"],
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
@@ -95,6 +97,8 @@ class Options(usage.Options):
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
         self._check_tls()
+        if self["data-dir"] is None:
+            self["data-dir"] = DEFAULT_DATA_DIR
         if not 0 <= self["history"] <= MAX_PAGE:
             raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
