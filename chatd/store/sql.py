@@ -7,7 +7,7 @@ the pool's threads and the reactor never waits on the disk or the network.
 import json
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -45,6 +45,9 @@ class SQLStore:
         return out
 
     def _run(self, interaction, *args, retry=True):
+        if self.pool is None or not self.pool.running:
+            # A stopped thread pool would queue the work forever.
+            return fail(StoreUnavailable(f"store {self.description} is closed"))
         d = deferToThreadPool(self.pool._reactor, self.pool.threadpool, self._transaction,
                               interaction, args)
         d.addCallback(self._settle, interaction, args, retry)

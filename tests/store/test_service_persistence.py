@@ -1,0 +1,184 @@
+"""The chat service on a real SQLite store, driven in memory (no sockets).
+
+What the integration tests cannot time precisely: messages committed while a
+join reads its history, a session's requests queued behind one in flight,
+and the login throttle on a fake clock.
+"""
+
+import os
+import shutil
+import tempfile
+
+import argon2
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from chatd.accounts import LoginLimiter, Passwords
+from chatd.dispatch import Dispatcher
+from chatd.errors import ChatError
+from chatd.events import Ack, Error, Join, Message
+from chatd.interfaces import IClientSink
+from chatd.limits import Limits
+from chatd.service import ChatService
+from chatd.store import MAX_PAGE
+from chatd.store.sqlite import SQLiteStore
+
+
+@implementer(IClientSink)
+class Sink:
+    """Keeps the events themselves: the wire format is the identity."""
+
+    wire_format = staticmethod(lambda event: event)
+
+    def __init__(self):
+        self.got = []
+
+    def write(self, event):
+        self.got.append(event)
+
+    def send_ping(self):
+        pass
+
+    def close_session(self, reason):
+        pass
+
+    def take(self) -> list:
+        got, self.got = self.got, []
+        return got
+
+
+class ServiceOnSQLite(TestCase):
+    @inlineCallbacks
+    def setUp(self):
+        path = tempfile.mkdtemp(prefix="chatd-svc-")
+        self.addCleanup(shutil.rmtree, path, True)
+        self.store = SQLiteStore(os.path.join(path, "chat.sqlite3"))
+        fast = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        self.chat = ChatService(Limits(rate=1000.0, burst=1000), clock=reactor,
+                                store=self.store, history=3,
+                                passwords=Passwords(reactor, fast))
+        self.dispatcher = Dispatcher(self.chat)
+        yield self.chat.load()
+        self.addCleanup(self.store.close)
+
+    def connect(self, nick):
+        sink = Sink()
+        session = self.chat.connect(sink, "10.1.1.1")
+        self.chat.set_nick(session, nick)
+        sink.take()
+        return sink, session
+
+    @inlineCallbacks
+    def test_message_committed_during_a_join_comes_after_the_history_once(self):
+        a, alice = self.connect("alice")
+        yield self.chat.join(alice, "#r")
+        for i in range(4):
+            yield self.chat.say(alice, "#r", f"old {i}")
+        b, bob = self.connect("bob")
+        yield task.deferLater(reactor, 0, lambda: None)  # the last commit has settled
+        # Not yet committed when bob's join takes its snapshot; committed (and
+        # broadcast) before bob's history has been read.
+        during = self.chat.say(alice, "#r", "during the join")
+        joining = self.chat.join(bob, "#r")
+        yield defer.gatherResults([joining, during])
+        got = b.take()
+        history = [e for e in got if isinstance(e, Message) and e.history]
+        self.assertEqual([m.text for m in history], ["old 1", "old 2", "old 3"])
+        live = [e for e in got if isinstance(e, Message) and not e.history]
+        self.assertEqual([m.text for m in live], ["during the join"])
+        self.assertEqual(got.index(live[0]), 3)  # right after the history
+        self.assertIsInstance(got[-1], Join)
+        self.assertGreater(live[0].mid, history[-1].mid)
+
+    @inlineCallbacks
+    def test_join_since_is_capped_with_more(self):
+        a, alice = self.connect("alice")
+        yield self.chat.join(alice, "#big")
+        yield defer.gatherResults(
+            [self.chat.say(alice, "#big", f"m{i}") for i in range(MAX_PAGE + 5)])
+        b, bob = self.connect("bob")
+        room, more = yield self.chat.join(bob, "#big", since=0)
+        self.assertTrue(more)
+        history = [e for e in b.take() if isinstance(e, Message)]
+        self.assertEqual(len(history), MAX_PAGE)
+        self.assertEqual(history[0].text, "m0")
+
+    @inlineCallbacks
+    def test_requests_behind_one_in_flight_keep_their_order(self):
+        sink = Sink()
+        session = self.chat.connect(sink, "10.1.1.2")
+        sink.take()
+        for req in ({"type": "nick", "nick": "zed", "id": 1},
+                    {"type": "join", "room": "#q", "id": 2},
+                    {"type": "message", "room": "#q", "text": "right after", "id": 3},
+                    {"type": "who", "id": 4}):
+            self.dispatcher.handle(session, req)
+        while len([e for e in sink.got if isinstance(e, (Ack, Error))]) < 4:
+            d = defer.Deferred()
+            reactor.callLater(0.01, d.callback, None)
+            yield d
+        answers = [e for e in sink.got if isinstance(e, (Ack, Error))]
+        self.assertEqual([(type(e), e.id) for e in answers],
+                         [(Ack, 1), (Ack, 2), (Ack, 3), (Ack, 4)])
+        self.assertEqual(answers[2].data["mid"],
+                         [e for e in sink.got if isinstance(e, Message)][0].mid)
+
+    @inlineCallbacks
+    def test_store_failure_refuses_the_message_and_tells_nobody(self):
+        a, alice = self.connect("alice")
+        b, bob = self.connect("bob")
+        yield self.chat.join(alice, "#r")
+        yield self.chat.join(bob, "#r")
+        a.take()
+        b.take()
+        yield self.store.close()  # the database goes away under the service
+        with self.assertRaises(ChatError) as e:
+            yield self.chat.say(alice, "#r", "lost?")
+        self.assertEqual(e.exception.code, "store_unavailable")
+        self.assertEqual([x for x in b.take() if isinstance(x, Message)], [])
+        self.flushLoggedErrors()
+
+
+class LoginThrottle(SynchronousTestCase):
+    def test_per_nick_then_per_address_with_a_sliding_window(self):
+        clock = Clock()
+        limiter = LoginLimiter(clock, per_nick=3, per_host=5, window=60)
+        for _ in range(3):
+            limiter.attempt("amy", "1.1.1.1")
+        with self.assertRaises(ChatError) as e:
+            limiter.attempt("amy", "2.2.2.2")  # per nick, from anywhere
+        self.assertEqual(e.exception.code, "login_throttled")
+        self.assertIn("60 s", e.exception.message)
+        limiter.attempt("bob", "1.1.1.1")
+        limiter.attempt("cat", "1.1.1.1")
+        with self.assertRaises(ChatError):
+            limiter.attempt("dan", "1.1.1.1")  # per address, any nick
+        clock.advance(61)
+        limiter.attempt("amy", "1.1.1.1")
+
+    def test_success_clears_the_nick_and_gives_back_the_attempt(self):
+        clock = Clock()
+        limiter = LoginLimiter(clock, per_nick=2, per_host=2, window=60)
+        limiter.attempt("amy", "1.1.1.1")
+        limiter.succeeded("amy", "1.1.1.1")
+        limiter.attempt("amy", "1.1.1.1")
+        limiter.attempt("amy", "1.1.1.1")
+        with self.assertRaises(ChatError):
+            limiter.attempt("amy", "1.1.1.1")
+
+
+class PasswordHashing(TestCase):
+    @inlineCallbacks
+    def test_hash_verifies_only_the_right_password_and_unknown_accounts_fail(self):
+        pw = Passwords(reactor, argon2.PasswordHasher(time_cost=1, memory_cost=1024,
+                                                       parallelism=1))
+        h = yield pw.hash("correct horse")
+        self.assertTrue(h.startswith("$argon2id$"))
+        self.assertNotIn("correct horse", h)
+        self.assertTrue((yield pw.verify(h, "correct horse")))
+        self.assertFalse((yield pw.verify(h, "correct horsE")))
+        self.assertFalse((yield pw.verify(None, "correct horse")))
+        self.assertFalse((yield pw.verify("not a hash", "x")))
