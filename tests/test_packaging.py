@@ -371,7 +371,11 @@ def chatd_behind_nginx(tmp_path):
             f"daemon off; worker_processes 1; pid {tmp_path}/nginx.pid;\n"
             f"error_log {tmp_path}/error.log;\nevents {{}}\n"
             f"http {{ access_log off; {temp} include {tmp_path}/chatd.conf; }}\n")
-        nginx = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        # Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+        binary = shutil.which("nginx", path=os.pathsep.join(
+            [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+        assert binary, "nginx is not installed (.ci/run installs it)"
+        nginx = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                                  stderr=subprocess.PIPE)
         wait_listening(port, nginx)
         yield port
