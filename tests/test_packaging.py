@@ -228,7 +228,7 @@ def wheel(tmp_path_factory) -> Path:
     # Build from a copy so the working tree's build/ and egg-info are not touched.
     shutil.copytree(ROOT, src, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
-        "artifacts", "tests", "store.*"))
+        "artifacts", "tests", "store.test_*", "_trial_temp*", "chatd-data"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out),
                     str(src)], check=True, timeout=300)
