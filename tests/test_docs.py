@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = (ROOT / "docs" / "protocol.rst").read_text(encoding="utf-8")
 CHATD = ROOT / "chatd"
 
-# ChatError("code", ...) anywhere in the package, whatever the quoting/wrapping.
-_RAISED = re.compile(r"""ChatError\(\s*['"]([a-z0-9_]+)['"]""")
+# ChatError("code", ...) or an error event built directly, Error("code", ...),
+# anywhere in the package, whatever the quoting or line wrapping.
+_RAISED = re.compile(r"""\b(?:Chat)?Error\(\s*['"]([a-z0-9_]+)['"]""")
 
 
 def error_codes() -> set[str]:
