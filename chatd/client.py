@@ -331,6 +331,8 @@ class ChatClient:
             return succeed(self)
         if self.fatal is not None:
             return fail(self.fatal)
+        if self._stopped:
+            return fail(ClientStopped("the client was stopped"))
         d = Deferred()
         self._waiters.append((d, fail_after))
         return d

@@ -19,7 +19,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from chatd.client import ChatClient, RequestError, Target, TLSError, tls_error
+from chatd.client import ChatClient, ClientStopped, RequestError, Target, TLSError, tls_error
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -350,3 +350,28 @@ def test_a_long_absence_comes_back_page_by_page(server, clock):
     server.answer(page2, room="#r", nicks=["bot"])
     assert client.connected
     assert [e["text"] for e in seen] == ["first", "a", "b", "c"]
+
+
+def test_a_server_that_keeps_refusing_the_nick_is_retried_ever_more_slowly(server, clock):
+    client, _ = make_client(server, clock)
+    client.start()
+
+    def refuse_nick():
+        server.send({"type": "ack", "request": "json", "mode": "json"})
+        nick = [r for r in server.sent() if isinstance(r, dict)][0]
+        server.send({"type": "error", "id": nick["id"], "request": "nick",
+                     "code": "nick_taken", "message": "bot is already taken"})
+
+    gaps, last = [], clock.seconds()
+    for _ in range(5):
+        refuse_nick()
+        attempts = server.attempts
+        while server.attempts == attempts:
+            clock.advance(0.25)
+        gaps.append(clock.seconds() - last)
+        last = clock.seconds()
+    # 2, 4, 8, 16, 30 s (plus up to 1 s of jitter): doubling, not hammering.
+    assert all(later > earlier for earlier, later in zip(gaps[:4], gaps[1:4]))
+    assert gaps[3] >= 16
+    assert result(client.stop()) is None
+    assert result(client.ready()).check(ClientStopped)
