@@ -8,7 +8,11 @@ Each request gets exactly one answer, an ``ack`` or an ``error`` carrying its
 A handler may return a Deferred (anything that waits for the store); its
 answer is sent when it fires.  Meanwhile that session's later requests wait
 in order behind it, so a client that sends ``join`` and then a message to the
-room, without waiting for the ack, still gets what it meant.
+room, without waiting for the ack, still gets what it meant.  The exception is
+a run of room messages: they go to the store without waiting for each other's
+commit (the store commits them in arrival order, so order and ids hold), which
+lets one group commit carry a whole burst instead of one message per sender.
+Anything else waits until every message before it is answered.
 """
 
 from collections import deque
@@ -47,6 +51,26 @@ def _opt_int(req: dict, name: str) -> int | None:
     return value
 
 
+# Requests that may be in flight together: the store keeps their order.
+PIPELINED = frozenset({"message", "action"})
+
+
+class _Flow:
+    """A session's requests in flight and the ones queued behind them."""
+
+    __slots__ = ("barrier", "inflight", "queue")
+
+    def __init__(self):
+        self.inflight = 0
+        self.barrier = False  # a request that is not PIPELINED is in flight
+        self.queue = deque()
+
+    def admits(self, item) -> bool:
+        """May ``item`` run now, beside what is in flight?"""
+        return (not self.barrier and not self.queue and isinstance(item, dict)
+                and item.get("type") in PIPELINED)
+
+
 def _then(result, f):
     """``f(result)``, now or when a Deferred result fires."""
     if isinstance(result, Deferred):
@@ -59,7 +83,7 @@ class Dispatcher:
 
     def __init__(self, service):
         self.service = service
-        self._waiting = {}  # session -> deque of requests behind one in flight
+        self._flows = {}  # session -> _Flow, while it has a request in flight
         self._handlers = {
             "nick": self.nick,
             "join": self.join,
@@ -96,20 +120,20 @@ class Dispatcher:
             return
         if kind == "pong":
             return
-        waiting = self._waiting.get(session)
-        if waiting is not None:
-            waiting.append(req)
-        else:
+        flow = self._flows.get(session)
+        if flow is None or flow.admits(req):
             self._run(session, req)
+        else:
+            flow.queue.append(req)
 
     def in_order(self, session, fn, *args) -> None:
         """Run ``fn(*args)`` now, or once this session's requests in flight are answered
         (the line protocol's ``/json`` switch must not overtake them)."""
-        waiting = self._waiting.get(session)
-        if waiting is None:
+        flow = self._flows.get(session)
+        if flow is None:
             fn(*args)
         else:
-            waiting.append((fn, args))
+            flow.queue.append((fn, args))
 
     def _run(self, session, req) -> None:
         if isinstance(req, tuple):
@@ -131,11 +155,16 @@ class Dispatcher:
             self._internal(None, session, rid, kind)  # None: the exception being handled
             return
         if isinstance(data, Deferred):
-            self._waiting[session] = deque()
+            flow = self._flows.get(session)
+            if flow is None:
+                flow = self._flows[session] = _Flow()
+            flow.inflight += 1
+            if kind not in PIPELINED:
+                flow.barrier = True
             data.addCallbacks(self._answer, self._failed, callbackArgs=(session, kind, rid),
                               errbackArgs=(session, rid, kind))
             data.addErrback(self._internal, session, rid, kind)
-            data.addBoth(lambda _: self._resume(session))
+            data.addBoth(lambda _: self._settled(session, flow))
         else:
             self._answer(data, session, kind, rid)
 
@@ -156,14 +185,20 @@ class Dispatcher:
             self._error(session, ChatError("internal", "the server failed; this is a bug"),
                         rid, kind)
 
-    def _resume(self, session) -> None:
-        """Run what queued behind a finished request, until one has to wait again."""
-        waiting = self._waiting.pop(session, None)
-        while waiting and session.attached:
-            self._run(session, waiting.popleft())
-            if session in self._waiting:
-                self._waiting[session].extend(waiting)
+    def _settled(self, session, flow) -> None:
+        flow.inflight -= 1
+        if flow.inflight:
+            return
+        if self._flows.get(session) is flow:
+            del self._flows[session]
+        queue = flow.queue
+        # Run what queued behind, until something has to wait again.
+        while queue and session.attached:
+            current = self._flows.get(session)
+            if current is not None and not current.admits(queue[0]):
+                current.queue.extend(queue)
                 return
+            self._run(session, queue.popleft())
 
     def refuse(self, session, error: ChatError) -> None:
         """Input that never became a request (bad bytes, bad JSON, bad command)."""

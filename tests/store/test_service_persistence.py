@@ -127,6 +127,35 @@ class ServiceOnSQLite(TestCase):
                          [e for e in sink.got if isinstance(e, Message)][0].mid)
 
     @inlineCallbacks
+    def test_a_burst_of_messages_is_committed_together_and_answered_in_order(self):
+        sink = Sink()
+        session = self.chat.connect(sink, "10.1.1.3")
+        self.chat.set_nick(session, "burst")
+        yield self.chat.join(session, "#b")
+        sink.take()
+        for i in range(5):
+            self.dispatcher.handle(session, {"type": "message", "room": "#b",
+                                             "text": f"m{i}", "id": i})
+        # All five reach the store before the first commits: one write in
+        # flight, four waiting for the next group commit.
+        self.assertEqual(len(self.store._pending), 4)
+        # A part must not overtake them.
+        self.dispatcher.handle(session, {"type": "part", "room": "#b", "id": "p"})
+        self.assertEqual(len(self.store._pending), 4)
+        while not any(isinstance(e, Ack) and e.id == "p" for e in sink.got):
+            d = defer.Deferred()
+            reactor.callLater(0.01, d.callback, None)
+            yield d
+        got = sink.take()
+        texts = [e.text for e in got if isinstance(e, Message)]
+        self.assertEqual(texts, [f"m{i}" for i in range(5)])
+        acks = [e for e in got if isinstance(e, Ack)]
+        self.assertEqual([a.id for a in acks], [0, 1, 2, 3, 4, "p"])
+        mids = [a.data["mid"] for a in acks[:5]]
+        self.assertEqual(mids, sorted(mids))
+        self.assertEqual(mids, [e.mid for e in got if isinstance(e, Message)])
+
+    @inlineCallbacks
     def test_store_failure_refuses_the_message_and_tells_nobody(self):
         a, alice = self.connect("alice")
         b, bob = self.connect("bob")
