@@ -1,5 +1,6 @@
 """``twistd chatd``: options and the service tree they build."""
 
+import ipaddress
 import os
 from dataclasses import fields
 
@@ -78,6 +79,7 @@ class Options(usage.Options):
         super().__init__()
         self["line"] = []
         self["ws"] = []
+        self["trusted-proxy"] = []
 
     def opt_line(self, endpoint):
         """Line protocol endpoint, repeatable (default tcp:9000; 'none': off;
@@ -88,6 +90,14 @@ class Options(usage.Options):
         """HTTP/WebSocket endpoint, repeatable (default tcp:8080; 'none': off;
         tls:8443 serves HTTPS/wss with --tls-cert/--tls-key)"""
         self["ws"].append(endpoint)
+
+    def opt_trusted_proxy(self, address):
+        """Proxy address whose X-Forwarded-For names the WebSocket client, repeatable
+        (e.g. 127.0.0.1 behind nginx; default: none)"""
+        try:
+            self["trusted-proxy"].append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            raise usage.UsageError(f"--trusted-proxy: {address!r} is not an IP address")
 
     def postOptions(self):
         if not self["line"]:
@@ -151,7 +161,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls).setServiceParent(listeners)
     if config["ws"]:
-        site = make_site(chat, ChatWebSocketFactory(chat, dispatcher))
+        site = make_site(chat, ChatWebSocketFactory(chat, dispatcher,
+                                                        trusted_proxies=config["trusted-proxy"]))
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls).setServiceParent(listeners)
     listeners.setServiceParent(top)

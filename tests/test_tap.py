@@ -33,7 +33,7 @@ def test_defaults():
     assert dict(parse()) == {
         "name": "chatd", "tls-cert": None, "tls-key": None,
         "data-dir": "./chatd-data", "db": None, "history": 50,
-        "line": ["tcp:9000"], "ws": ["tcp:8080"],
+        "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
     }
@@ -43,7 +43,7 @@ def test_full_command_line():
     options = parse(
         "--name", "town-square",
         "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
-        "--ws", "none",
+        "--ws", "none", "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--max-line", "1024", "--max-frame", "8192", "--max-message", "500",
         "--max-nick", "16", "--max-room", "32", "--max-rooms-per-session", "5",
@@ -62,6 +62,7 @@ def test_full_command_line():
         "name": "town-square", "tls-cert": None, "tls-key": None,
         "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
+        "trusted-proxy": ["127.0.0.1", "::1"],
         **limits,
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
     }
@@ -87,6 +88,7 @@ def test_none_turns_a_front_end_off():
     ["--db", "mysql://x/y"],
     ["--history", "-1"],
     ["--history", "100000"],
+    ["--trusted-proxy", "nginx.local"],
 ])
 def test_bad_values_are_usage_errors(argv):
     with pytest.raises(usage.UsageError):

@@ -55,14 +55,14 @@ def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class WSClient:
-    def __init__(self, chat, factory, host="10.0.0.2"):
+    def __init__(self, chat, factory, host="10.0.0.2", headers=b""):
         self.chat = chat
         self.proto = factory.buildProtocol(IPv4Address("TCP", host, 50000))
         self.transport = StringTransportWithDisconnection(
             peerAddress=IPv4Address("TCP", host, 50000))
         self.transport.protocol = self.proto
         self.proto.makeConnection(self.transport)
-        self.proto.dataReceived(HANDSHAKE)
+        self.proto.dataReceived(HANDSHAKE[:-2] + headers + b"\r\n")
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
         self.transport.clear()
@@ -106,10 +106,11 @@ def ws(make_chat):
     old_loop = txaio.config.loop
     chats = []
 
-    def build(**limits):
+    def build(trusted_proxies=(), **limits):
         chat = make_chat(**limits)
         txaio.config.loop = chat.clock
-        factory = ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws")
+        factory = ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
+                                       trusted_proxies=trusted_proxies)
         chats.append(chat)
         return chat, lambda **kw: WSClient(chat, factory, **kw)
 
@@ -355,3 +356,22 @@ def test_shutdown_waits_for_the_close_handshake(ws):
     assert done == []
     client.send_frame(frames[1][1][:2], CLOSE)
     assert done == [None]
+
+
+def test_a_trusted_proxy_names_the_client_so_per_address_limits_count_people(ws):
+    chat, connect = ws(trusted_proxies=["127.0.0.1"], max_per_ip=1)
+    a = connect(host="127.0.0.1", headers=b"X-Forwarded-For: 203.0.113.7\r\n")
+    b = connect(host="127.0.0.1", headers=b"X-Forwarded-For: 198.51.100.1, 203.0.113.8\r\n")
+    # Two people behind one proxy: both admitted, each under their own address.
+    assert (a.session.host, b.session.host) == ("203.0.113.7", "203.0.113.8")
+    c = connect(host="127.0.0.1", headers=b"X-Forwarded-For: 203.0.113.7\r\n")
+    assert c.session is None
+    assert json.loads(c.frames()[0][1])["code"] == "too_many_from_ip"
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer_or_when_not_an_address(ws):
+    chat, connect = ws(trusted_proxies=["127.0.0.1"])
+    spoof = connect(host="10.9.9.9", headers=b"X-Forwarded-For: 203.0.113.7\r\n")
+    assert spoof.session.host == "10.9.9.9"
+    junk = connect(host="127.0.0.1", headers=b"X-Forwarded-For: 203.0.113.7, evil\r\n")
+    assert junk.session.host == "127.0.0.1"

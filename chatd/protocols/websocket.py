@@ -1,6 +1,7 @@
 """The WebSocket front end: one JSON object per text frame, same schema as JSON lines."""
 
 import base64
+import ipaddress
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
@@ -29,6 +30,21 @@ def basic_credentials(header) -> tuple | None:
     return (nick, password) if sep and nick else None
 
 
+def forwarded_client(header) -> str | None:
+    """The address a proxy appended last to ``X-Forwarded-For``, if it is one.
+
+    Only the last entry is the trusted proxy's own word; earlier ones are
+    whatever the client claimed.
+    """
+    if not header:
+        return None
+    candidate = header.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
 # Autobahn lets a server close with 1000 or an application code; the reason
 # (and the "bye" event before it) says why.
 NORMAL = 1000
@@ -45,10 +61,12 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     out = None
 
     _credentials = None
+    _forwarded_for = None
 
     def onConnect(self, request):
         # Connect-time login: HTTP Basic credentials on the upgrade request.
         self._credentials = basic_credentials(request.headers.get("authorization"))
+        self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
         return None
 
     def onOpen(self):
@@ -67,6 +85,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             self.session = service.connect(self, self.peer_host())
         except ChatError as e:
             self.out.write(wire.WEBSOCKET(Error(e.code, e.message)))
+            self.out.flush()  # before the close frame, which Autobahn writes directly
             self.sendClose(NORMAL, e.message)
             return
         if self._credentials is not None:
@@ -76,8 +95,13 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
                 "type": "login", "id": CONNECT_LOGIN_ID, "nick": nick, "password": password})
 
     def peer_host(self) -> str:
+        """The client's address: behind a trusted proxy, the one the proxy reports,
+        so per-address limits count people rather than the proxy."""
         peer = self.transport.getPeer()
-        return getattr(peer, "host", str(peer))
+        host = getattr(peer, "host", str(peer))
+        if self._forwarded_for is not None and host in self.factory.trusted_proxies:
+            return self._forwarded_for
+        return host
 
     def onMessage(self, payload, isBinary):
         session = self.session
@@ -134,10 +158,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 class ChatWebSocketFactory(WebSocketServerFactory):
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, service, dispatcher, url=None):
+    def __init__(self, service, dispatcher, url=None, trusted_proxies=()):
         super().__init__(url)
         self.service = service
         self.dispatcher = dispatcher
+        self.trusted_proxies = frozenset(trusted_proxies)
         limits = service.limits
         self.setProtocolOptions(
             maxFramePayloadSize=limits.max_frame,
