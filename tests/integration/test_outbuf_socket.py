@@ -1,0 +1,83 @@
+"""The output queue on a real socket: a turn's writes go out at its end, whole and in order.
+
+A socketpair stands in for the client; the reactor is a MemoryReactorClock, so
+the transport's own buffered writes (``doWrite``) happen only when the test says.
+"""
+
+import socket
+
+import pytest
+from twisted.internet import protocol, tcp
+from twisted.internet.testing import MemoryReactorClock
+
+from chatd.outbuf import OutputQueue
+
+
+@pytest.fixture
+def pair():
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.setblocking(False)
+    reactor = MemoryReactorClock()
+    transport = tcp.Server(ours, protocol.Protocol(), ("127.0.0.1", 1), None, 1, reactor)
+    dropped = []
+    queue = OutputQueue(transport, 1 << 20, lambda: dropped.append(True), reactor)
+    yield queue, transport, peer, reactor, dropped
+    peer.close()
+    ours.close()
+
+
+def received(peer) -> bytes:
+    out = []
+    while True:
+        try:
+            chunk = peer.recv(1 << 16)
+        except BlockingIOError:
+            return b"".join(out)
+        if not chunk:
+            return b"".join(out)
+        out.append(chunk)
+
+
+def test_turn_arrives_whole_and_in_order_at_its_end(pair):
+    queue, transport, peer, reactor, _ = pair
+    for line in (b"one\n", b"two\n", b"three\n"):
+        queue.write(line)
+    assert received(peer) == b""  # still this turn
+    reactor.advance(0)
+    assert received(peer) == b"one\ntwo\nthree\n"
+    assert transport not in reactor.getWriters()  # nothing left for the transport
+
+
+def test_what_the_socket_cannot_take_follows_in_order(pair):
+    queue, transport, peer, reactor, dropped = pair
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
+    queue.write(big)
+    reactor.advance(0)
+    assert transport in reactor.getWriters()  # the rest waits in the transport
+    queue.write(b"after\n")  # the transport paused us: this one is queued
+    reactor.advance(0)
+    got = received(peer)
+    while transport in reactor.getWriters() or queue.pending:
+        transport.doWrite()  # what the reactor does when the socket is writable
+        got += received(peer)
+    assert got == big + b"after\n"
+    assert dropped == []
+
+
+def test_flush_before_close_sends_the_turn(pair):
+    queue, transport, peer, reactor, _ = pair
+    queue.write(b"bye\n")
+    queue.flush()
+    assert received(peer) == b"bye\n"
+    reactor.advance(0)  # the end of the turn finds nothing more to send
+    assert received(peer) == b""
+
+
+def test_a_closed_peer_is_left_to_the_transport(pair):
+    queue, transport, peer, reactor, _ = pair
+    peer.close()
+    queue.write(b"into the void\n")
+    reactor.advance(0)  # the send fails; the transport is handed the bytes and its error
+    assert transport in reactor.getWriters()
+    assert transport.doWrite() is not None  # the reactor would close the connection now
