@@ -4,20 +4,28 @@ Each event knows its JSON shape (``to_dict``) and its readable line (``to_text``
 ``chatd.wire`` turns them into bytes once per format.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
+class _Flat:
+    """An event whose JSON is its type and its fields, as named."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict:
+        d = {"type": self.type}
+        for f in fields(self):
+            d[f.name] = getattr(self, f.name)
+        return d
+
+
 @dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(_Flat):
     type: ClassVar[str] = "hello"
     server: str
     version: str
     limits: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "server": self.server, "version": self.version,
-                "limits": self.limits}
 
     def to_text(self) -> str:
         return (f"* Welcome to {self.server} {self.version}. Choose a nick with /nick NAME, "
@@ -79,30 +87,23 @@ class Private:
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
+class Join(_Flat):
     type: ClassVar[str] = "join"
     room: str
     nick: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "room": self.room, "nick": self.nick, "ts": self.ts}
 
     def to_text(self) -> str:
         return f"* {self.nick} joined {self.room}"
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
+class Part(_Flat):
     type: ClassVar[str] = "part"
     room: str
     nick: str
     reason: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "room": self.room, "nick": self.nick,
-                "reason": self.reason, "ts": self.ts}
 
     def to_text(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -110,28 +111,22 @@ class Part:
 
 
 @dataclass(frozen=True, slots=True)
-class NickChange:
+class NickChange(_Flat):
     type: ClassVar[str] = "nick"
     old: str
     new: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "old": self.old, "new": self.new, "ts": self.ts}
 
     def to_text(self) -> str:
         return f"* {self.old} is now known as {self.new}"
 
 
 @dataclass(frozen=True, slots=True)
-class Quit:
+class Quit(_Flat):
     type: ClassVar[str] = "quit"
     nick: str
     reason: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "nick": self.nick, "reason": self.reason, "ts": self.ts}
 
     def to_text(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -139,16 +134,12 @@ class Quit:
 
 
 @dataclass(frozen=True, slots=True)
-class Topic:
+class Topic(_Flat):
     type: ClassVar[str] = "topic"
     room: str
     topic: str
     nick: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "room": self.room, "topic": self.topic, "nick": self.nick,
-                "ts": self.ts}
 
     def to_text(self) -> str:
         if not self.topic:
@@ -157,17 +148,13 @@ class Topic:
 
 
 @dataclass(frozen=True, slots=True)
-class Kick:
+class Kick(_Flat):
     type: ClassVar[str] = "kick"
     room: str
     nick: str
     by: str
     reason: str
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "room": self.room, "nick": self.nick, "by": self.by,
-                "reason": self.reason, "ts": self.ts}
 
     def to_text(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -211,13 +198,10 @@ class RoomChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Invite:
+class Invite(_Flat):
     type: ClassVar[str] = "invite"
     room: str
     by: str
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "room": self.room, "by": self.by}
 
     def to_text(self) -> str:
         return f"* {self.by} invites you to {self.room} (/join {self.room})"
@@ -265,38 +249,29 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(_Flat):
     type: ClassVar[str] = "notice"
     text: str
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "text": self.text}
 
     def to_text(self) -> str:
         return f"* {self.text}"
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(_Flat):
     type: ClassVar[str] = "ping"
     ts: float
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "ts": self.ts}
 
     def to_text(self) -> str:
         return "PING :are you there? (any line answers)"
 
 
 @dataclass(frozen=True, slots=True)
-class Bye:
+class Bye(_Flat):
     """Sent just before the server closes a session, with the reason."""
 
     type: ClassVar[str] = "bye"
     reason: str
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "reason": self.reason}
 
     def to_text(self) -> str:
         return f"* closing connection: {self.reason}"
