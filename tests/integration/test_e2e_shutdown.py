@@ -20,5 +20,5 @@ def test_sigterm_says_bye_to_every_client_and_exits(start_daemon):
     assert web.close_code == 1000 and web.close_reason == BYE
 
     d.stop(timeout=5)
-    assert d.exited_cleanly(), d.output()
+    assert d.returncode == 0 and d.exited_cleanly(), d.output()
     assert "Traceback" not in d.log()

@@ -98,7 +98,7 @@ def test_rooms_accounts_and_bans_survive_a_restart(tmp_path, start_daemon):
     ok(op, type="mode", room="#keep", password="roompass")
     mid = ok(op, type="message", room="#keep", text="remember me")["mid"]
     op.close()
-    assert first.stop() == 0 or first.exited_cleanly()
+    assert first.stop() == 0 and first.exited_cleanly()
 
     second = start_daemon(*opts)
     spam = jline(second, "spammer")
