@@ -17,6 +17,7 @@ from chatd.rlimit import raise_nofile
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.store import MAX_PAGE, open_store
+from chatd.store.sqlite import SYNC_MODES
 from chatd.tls import (
     CertificateError,
     ReloadableTLS,
@@ -73,6 +74,9 @@ class Options(usage.Options):
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
+        ["sqlite-sync", None, "full",
+         "full: acknowledge a message once fsynced (survives power loss); normal: once "
+         "written (survives kill -9, not power loss; less CPU and latency)"],
     ] + list(_limit_params())
 
     def __init__(self):
@@ -111,6 +115,8 @@ class Options(usage.Options):
             self["data-dir"] = DEFAULT_DATA_DIR
         if not 0 <= self["history"] <= MAX_PAGE:
             raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
+        if self["sqlite-sync"] not in SYNC_MODES:
+            raise usage.UsageError(f"--sqlite-sync is one of {', '.join(SYNC_MODES)}")
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
                                                                  "postgres://")):
             raise usage.UsageError("--db takes a postgresql:// URL")
@@ -143,7 +149,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     txaio.set_global_log_level("info")
     raise_nofile(config["limits"].max_connections)
     top = service.MultiService()
-    store = open_store(config["db"], config["data-dir"], reactor=reactor)
+    store = open_store(config["db"], config["data-dir"], reactor=reactor,
+                       sqlite_sync=config["sqlite-sync"])
     chat = ChatService(config["limits"], clock=reactor, server_name=config["name"],
                        store=store, history=config["history"])
     # Added first so it stops last: listeners close, then clients are told,

@@ -32,7 +32,7 @@ def parse(*argv) -> Options:
 def test_defaults():
     assert dict(parse()) == {
         "name": "chatd", "tls-cert": None, "tls-key": None,
-        "data-dir": "./chatd-data", "db": None, "history": 50,
+        "data-dir": "./chatd-data", "db": None, "history": 50, "sqlite-sync": "full",
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
@@ -45,6 +45,7 @@ def test_full_command_line():
         "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
         "--ws", "none", "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
+        "--sqlite-sync", "normal",
         "--max-line", "1024", "--max-frame", "8192", "--max-message", "500",
         "--max-nick", "16", "--max-room", "32", "--max-rooms-per-session", "5",
         "--rate", "2.5", "--burst", "10", "--flood-strikes", "7", "--nick-interval", "1.5",
@@ -61,6 +62,7 @@ def test_full_command_line():
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
         "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
+        "sqlite-sync": "normal",
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
         "trusted-proxy": ["127.0.0.1", "::1"],
         **limits,
@@ -88,6 +90,7 @@ def test_none_turns_a_front_end_off():
     ["--db", "mysql://x/y"],
     ["--history", "-1"],
     ["--history", "100000"],
+    ["--sqlite-sync", "off"],
     ["--trusted-proxy", "nginx.local"],
 ])
 def test_bad_values_are_usage_errors(argv):

@@ -120,12 +120,13 @@ class IStore(Interface):
         """Fires with every ``RoomRecord``."""
 
 
-def open_store(db: str | None, data_dir: str, reactor=None):
-    """The store for the daemon's options: PostgreSQL for a postgresql:// URL, else SQLite."""
+def open_store(db: str | None, data_dir: str, reactor=None, sqlite_sync: str = "full"):
+    """The store for the daemon's options: PostgreSQL for a postgresql:// URL, else SQLite
+    (``sqlite_sync``: its ``synchronous`` mode, "full" or "normal")."""
     if db and db.startswith(("postgresql://", "postgres://")):
         from chatd.store.postgres import PostgresStore
         return PostgresStore(db, reactor=reactor)
     if db:
         raise ValueError(f"unsupported --db {db!r}: use a postgresql:// URL or omit it")
     from chatd.store.sqlite import SQLiteStore
-    return SQLiteStore.in_dir(data_dir, reactor=reactor)
+    return SQLiteStore.in_dir(data_dir, reactor=reactor, synchronous=sqlite_sync)

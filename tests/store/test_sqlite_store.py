@@ -53,6 +53,23 @@ class SQLiteSpecifics(TestCase):
         self.assertEqual((mode, sync), ("wal", 2))  # 2 is FULL
 
     @inlineCallbacks
+    def test_sqlite_sync_normal_skips_the_fsync_per_commit(self):
+        store = open_store(None, scratch(self), sqlite_sync="normal")
+        self.addCleanup(store.close)
+        yield store.open()
+
+        def sync(txn):
+            txn.execute("PRAGMA synchronous")
+            return txn.fetchone()[0]
+        self.assertEqual((yield store.pool.runInteraction(sync)), 1)  # 1 is NORMAL
+        mid = yield store.append_message("#r", "#r", "ann", "hi", "message", 1.0)
+        self.assertEqual([m.mid for m in (yield store.history("#r"))], [mid])
+
+    def test_unknown_sqlite_sync_is_refused(self):
+        with self.assertRaises(ValueError):
+            SQLiteStore(os.path.join(scratch(self), FILENAME), synchronous="off")
+
+    @inlineCallbacks
     def test_unopenable_file_is_store_unavailable(self):
         blocker = os.path.join(scratch(self), "file")
         open(blocker, "w").close()
