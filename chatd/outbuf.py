@@ -65,9 +65,18 @@ class _TurnFlusher:
 _flushers = {}  # clock -> _TurnFlusher
 
 
+# send_turn reads these FileDescriptor/tcp.Connection internals to know the
+# transport has nothing buffered.  If a Twisted release renames them, every
+# write simply goes through transport.write again (slower, never wrong).
+_TRANSPORT_INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS",
+                        "connected", "disconnecting", "socket")
+
+
 def _turn_flusher(clock, transport) -> _TurnFlusher | None:
     """The flusher for a plain TCP transport; None where writes must go through it."""
-    if clock is None or type(transport) is not tcp.Server or transport.TLS:
+    if (clock is None or type(transport) is not tcp.Server
+            or not all(hasattr(transport, name) for name in _TRANSPORT_INTERNALS)
+            or transport.TLS):
         return None
     flusher = _flushers.get(clock)
     if flusher is None:

@@ -81,3 +81,10 @@ def test_a_closed_peer_is_left_to_the_transport(pair):
     reactor.advance(0)  # the send fails; the transport is handed the bytes and its error
     assert transport in reactor.getWriters()
     assert transport.doWrite() is not None  # the reactor would close the connection now
+
+
+def test_this_twisted_still_has_the_internals_the_direct_send_reads(pair):
+    # If a Twisted release renames them, the queue silently falls back to
+    # transport.write: correct but twice the CPU per delivery.  Fail loudly here.
+    queue, *_ = pair
+    assert queue.flusher is not None
