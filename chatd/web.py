@@ -19,8 +19,14 @@ class Health(Resource):
         self.service = service
 
     def render_GET(self, request):
+        """200 either way: live chat works while the store is down, so a load
+        balancer should keep the node; monitoring reads ``store``."""
         request.setHeader(b"content-type", b"application/json")
-        body = {"status": "ok", "connections": self.service.connections,
+        store = self.service.store
+        store_ok = store is None or store.healthy
+        body = {"status": "ok" if store_ok else "degraded",
+                "store": "ok" if store_ok else "unavailable",
+                "connections": self.service.connections,
                 "sessions": len(self.service.sessions), "rooms": len(self.service.rooms)}
         return json.dumps(body).encode()
 

@@ -126,6 +126,7 @@ def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
     # A room message cannot be stored: refused, never acknowledged, never delivered.
     err = ask(alice, type="message", room="#pg", text="during the outage")
     assert err["code"] == "store_unavailable"
+    assert d.health()["status"] == "degraded" and d.health()["store"] == "unavailable"
     # What needs no store keeps working: private messages between people online,
     # and joining a room (without its history, which the client is told).
     ok(alice, type="private", to="bob", text="still here?")
@@ -142,6 +143,7 @@ def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
     ack = ask(alice, type="message", room="#pg", text="back again")
     assert ack["type"] == "ack", ack  # the first query after the outage already works
     assert ack["mid"] > first["mid"]
+    assert d.health()["status"] == "ok" and d.health()["store"] == "ok"
     for c in (bob, carol):
         c.expect({"type": "message", "text": "back again"})
     assert not [e for e in bob.drain() if e.get("text") == "during the outage"]
