@@ -25,8 +25,10 @@ from chatd.store import MAX_PAGE, StoreUnavailable
 
 NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
 ROOM_RE = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
-# C0 controls and DEL would let one client forge lines on another's terminal.
-CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# C0 and C1 controls (C1 too: terminals obey U+0085 NEL and U+009B CSI in UTF-8),
+# DEL and the Unicode line separators would let one client forge lines on
+# another's terminal or split a line for a client reading with splitlines().
+CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_REASON = 200
 
 
