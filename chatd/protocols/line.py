@@ -5,6 +5,7 @@ switches the connection to one JSON object per line, with the WebSocket schema.
 """
 
 import json
+import math
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -18,11 +19,30 @@ from chatd.interfaces import IClientSink
 from chatd.outbuf import OutputQueue
 
 
+def _not_a_number(text):
+    # Python reads NaN, Infinity and 1e999, but they are not JSON: echoed back in
+    # an id, they would make our own output unreadable to every other parser.
+    raise ChatError("invalid_json", f"not valid JSON: {text[:20]} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        _not_a_number(text)
+    return value
+
+
+_decode = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite).decode
+
+
 def parse_json_request(text: str) -> dict:
     try:
-        req = json.loads(text)
-    except ValueError as e:
+        req = _decode(text)
+    except json.JSONDecodeError as e:
         raise ChatError("invalid_json", f"not valid JSON: {e.msg} at column {e.colno}")
+    except ValueError:
+        # int() refuses more than sys.get_int_max_str_digits() digits.
+        raise ChatError("invalid_json", "not valid JSON: a number too long to read")
     if not isinstance(req, dict):
         raise ChatError("bad_request", "a request is a JSON object with a \"type\"")
     return req
