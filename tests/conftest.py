@@ -1,11 +1,14 @@
-"""Unit-test helpers: a chat service on a fake clock and in-memory line clients.
+"""Unit-test helpers: a chat service on a fake clock, and in-memory line and
+WebSocket clients (the ``make_chat`` and ``ws`` fixtures).
 
 Nothing here opens a socket or reads the real clock.
 """
 
 import json
+import os
 
 import pytest
+import txaio
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -13,6 +16,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
 from chatd.protocols.line import LineProtocol
+from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.service import ChatService
 
 START = 1_700_000_000.0  # the fake clock's epoch, so timestamps are plausible
@@ -94,3 +98,108 @@ def make_chat():
 @pytest.fixture
 def chat():
     return Chat()
+
+
+# -- WebSocket: hand-made frames over a StringTransport; Autobahn's timers run on
+# the chat's Clock (txaio's loop), so nothing waits for real time.
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\n"
+             b"Host: localhost:8080\r\n"
+             b"Upgrade: websocket\r\n"
+             b"Connection: Upgrade\r\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def frame(payload: bytes, opcode=TEXT) -> bytes:
+    """A masked client frame."""
+    n = len(payload)
+    if n < 126:
+        header = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    mask = os.urandom(4)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Server frames (unmasked, unfragmented) to (opcode, payload)."""
+    out = []
+    while data:
+        assert data[0] & 0x80, "fragmented frame"
+        opcode, n, i = data[0] & 0x0F, data[1] & 0x7F, 2
+        assert not data[1] & 0x80, "server frames are not masked"
+        if n == 126:
+            n, i = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, i = int.from_bytes(data[2:10], "big"), 10
+        out.append((opcode, data[i:i + n]))
+        data = data[i + n:]
+    return out
+
+
+class WSClient:
+    def __init__(self, chat, factory, host="10.0.0.2", headers=b""):
+        self.chat = chat
+        self.proto = factory.buildProtocol(IPv4Address("TCP", host, 50000))
+        self.transport = StringTransportWithDisconnection(
+            peerAddress=IPv4Address("TCP", host, 50000))
+        self.transport.protocol = self.proto
+        self.proto.makeConnection(self.transport)
+        self.proto.dataReceived(HANDSHAKE[:-2] + headers + b"\r\n")
+        head, _, rest = self.transport.value().partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.transport.clear()
+        self.transport.write(rest)
+
+    @property
+    def session(self):
+        return self.proto.session
+
+    def send(self, obj) -> None:
+        self.proto.dataReceived(frame(json.dumps(obj).encode()))
+
+    def send_frame(self, payload: bytes, opcode=TEXT) -> None:
+        self.proto.dataReceived(frame(payload, opcode))
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        data = self.transport.value()
+        self.transport.clear()
+        return parse_frames(data)
+
+    def events(self) -> list[dict]:
+        out = []
+        for opcode, payload in self.frames():
+            assert opcode == TEXT, (opcode, payload)
+            out.append(json.loads(payload))
+        return out
+
+    def request(self, obj) -> list[dict]:
+        self.events()
+        self.send(obj)
+        return self.events()
+
+
+def close_code(payload: bytes) -> int:
+    return int.from_bytes(payload[:2], "big")
+
+
+@pytest.fixture
+def ws(make_chat):
+    """``ws(**limits)`` -> (chat, connect); connect() opens a WebSocket client."""
+    old_loop = txaio.config.loop
+    chats = []
+
+    def build(trusted_proxies=(), **limits):
+        chat = make_chat(**limits)
+        txaio.config.loop = chat.clock
+        factory = ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
+                                       trusted_proxies=trusted_proxies)
+        chats.append(chat)
+        return chat, lambda **kw: WSClient(chat, factory, **kw)
+
+    yield build
+    txaio.config.loop = old_loop
