@@ -15,6 +15,7 @@ lets one group commit carry a whole burst instead of one message per sender.
 Anything else waits until every message before it is answered.
 """
 
+import json
 from collections import deque
 
 from twisted.internet.defer import Deferred
@@ -146,7 +147,10 @@ class Dispatcher:
         try:
             handler = self._handlers.get(kind)
             if handler is None:
-                raise ChatError("unknown_type", f"unknown request type {req.get('type')!r}")
+                if "type" not in req:
+                    raise ChatError("bad_request", 'a request needs a "type"')
+                raise ChatError("unknown_type",
+                                f"unknown request type {json.dumps(req['type'])[:60]}")
             data = handler(session, req)
         except ChatError as e:
             self._error(session, e, rid, kind)
@@ -206,7 +210,7 @@ class Dispatcher:
             self.service.admit(session)
         except ChatError as flood:
             error = flood
-        self._error(session, error, None, None)
+        self._error(session, error, error.rid, None)
 
     def _error(self, session, error: ChatError, rid, kind) -> None:
         if session.attached:

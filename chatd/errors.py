@@ -4,10 +4,12 @@
 class ChatError(Exception):
     """A request was refused; ``code`` is stable, ``message`` is for people."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, rid=None):
         super().__init__(code, message)
         self.code = code
         self.message = message
+        # The request's id, when input was refused after its id could be read.
+        self.rid = rid
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

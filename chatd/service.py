@@ -540,7 +540,9 @@ class ChatService(Service):
 
     # -- messages --------------------------------------------------------------
     def check_text(self, text) -> str:
-        if not isinstance(text, str) or not text.strip():
+        if text is not None and not isinstance(text, str):
+            raise ChatError("bad_request", "field 'text' must be a string")
+        if not text or not text.strip():
             raise ChatError("empty_message", "nothing to send")
         if len(text) > self.limits.max_message:
             raise ChatError("message_too_long",

@@ -247,6 +247,9 @@ def test_json_errors_carry_the_request_id(chat):
     ("[1, 2]", "bad_request"),
     ('"just a string"', "bad_request"),
     ("42", "bad_request"),
+    ('{"type": "message", "text": "\\udc80"}', "invalid_text"),
+    ('{"type": "nick", "nick": "a", "x": {"\\uDBFF": 1}}', "invalid_text"),
+    ('{"id": 1}', "bad_request"),
 ])
 def test_json_mode_bad_input(chat, line, code):
     client = chat.line(json_mode=True)

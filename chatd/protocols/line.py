@@ -6,6 +6,7 @@ switches the connection to one JSON object per line, with the WebSocket schema.
 
 import json
 import math
+import re
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -45,7 +46,28 @@ def parse_json_request(text: str) -> dict:
         raise ChatError("invalid_json", "not valid JSON: a number too long to read")
     if not isinstance(req, dict):
         raise ChatError("bad_request", "a request is a JSON object with a \"type\"")
+    if _SURROGATE_ESCAPE.search(text):
+        # A lone "\udc80" decodes to a str that cannot be encoded again: it would
+        # fail later in the store or in our own JSON output, far from its sender.
+        if not _encodable(req):
+            rid = req.get("id")
+            raise ChatError("invalid_text", "strings must be valid Unicode: a \\u escape "
+                            "of half a surrogate pair is not",
+                            rid if _encodable(rid) else None)
     return req
+
+
+def _encodable(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Only an escape can smuggle a surrogate in (the line is already valid UTF-8),
+# so the full check runs only for input that has one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @implementer(IClientSink)

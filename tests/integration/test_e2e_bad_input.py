@@ -75,9 +75,16 @@ def test_json_lines_errors(daemon):
     bot.send_raw(b'{"type": "message", "text": "\xff"}\n')
     assert bot.expect({"type": "error"})["code"] == "invalid_utf8"
     assert bot.request({"type": "dance", "id": 1}) == {
-        "type": "error", "code": "unknown_type", "message": "unknown request type 'dance'",
+        "type": "error", "code": "unknown_type", "message": 'unknown request type "dance"',
         "id": 1, "request": "dance"}
-    assert bot.request({"id": 2})["code"] == "unknown_type"
+    assert bot.request({"id": 2})["code"] == "bad_request"
+    assert bot.request({"type": "message", "text": 5, "id": 2})["code"] == "bad_request"
+    # Half a surrogate pair decodes to a string nothing can encode again: refused
+    # at the door, so it never reaches the store or anyone's screen.
+    bot.send_raw(b'{"type": "message", "text": "\\udc80", "id": 21}\n')
+    assert bot.expect({"type": "error", "id": 21})["code"] == "invalid_text"
+    bot.send_raw(b'{"type": "quit", "reason": "\\ud800", "id": 22}\n')
+    assert bot.expect({"type": "error", "id": 22})["code"] == "invalid_text"
     assert bot.request({"type": "join", "id": 3})["code"] == "missing_argument"
     assert bot.request({"type": "join", "room": 5, "id": 4})["code"] == "bad_request"
     assert bot.request({"type": "message", "text": "   ", "id": 5})["code"] == "empty_message"
@@ -89,6 +96,7 @@ def test_json_lines_errors(daemon):
     assert bot.request({"type": "message", "text": "fine", "id": 9})["type"] == "ack"
     calm.expect("[#limj] <bot3> fine")
     assert not [line for line in calm.seen if "error" in line]
+    assert daemon.health()["store"] == "ok"
 
 
 def test_websocket_errors(daemon):
