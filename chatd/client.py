@@ -17,6 +17,18 @@ and ``tls://host:port`` (the line port, switched to JSON lines).  TLS checks
 the server's certificate and host name (``optionsForClientTLS``) against the
 system's CAs, or only against ``ca_file`` when one is given; a failed check is
 a ``TLSError`` that stops the client, never a silent fallback.
+
+A registered nick needs its password: ``ChatClient(url, "bot", password=...)``
+sends ``login`` instead of ``nick`` on every (re)connect, so the client takes
+its nick back even from a guest holding it, or from its own older connection
+the server has not yet noticed is dead.  Private messages that waited for the
+account arrive first, as ``private`` events with ``"offline": true`` (register
+listeners before ``start()``).  A refused login (``login_failed``,
+``login_throttled``) does not get better by retrying: it is a ``LoginError``
+that stops the client, as is being pushed out by another connection logging
+in as the same account (two clients taking turns would never end).  The
+password is sent in the ``login`` request on the wire, so use ``wss://`` or
+``tls://`` anywhere but localhost; it is never logged.
 """
 
 import itertools
@@ -54,6 +66,17 @@ class RequestError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class LoginError(RequestError):
+    """The server refused the client's login for good (a wrong password, too
+    many failures): the client has stopped; ``code`` says why."""
+
+
+# Login refusals that retrying cannot fix; others (store_unavailable) are retried.
+FATAL_LOGIN = frozenset({"login_failed", "login_throttled", "invalid_nick", "missing_argument"})
+# The reason the server gives when a newer login of the account closes this one.
+REPLACED = "logged in from another connection"
 
 
 class TLSError(ConnectionError):
@@ -264,17 +287,25 @@ class ChatClient:
     back in every room.  Besides the server's events, listeners see
     ``{"type": "connected", "nick", "rooms"}`` after each (re)connect and
     ``{"type": "disconnected", "reason"}`` when a connection drops.
+
+    With ``password``, ``nick`` is the registered nick to log in as, on every
+    connect; a refused login fails ``ready()`` with ``LoginError`` and stops
+    the client (see the module docstring).
     """
 
     log = Logger()
 
     def __init__(self, url: str, nick: str, *, reactor=None, ca_file: str | None = None,
-                 endpoint=None, retry_policy=None):
+                 endpoint=None, retry_policy=None, password: str | None = None):
+        if password is not None and (not isinstance(password, str) or not password):
+            raise ValueError("the password must be a non-empty string")
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.target = Target(url)
         self.nick = nick
+        self.account = nick if password is not None else None  # the nick logged in as
+        self._password = password
         self.rooms = {}  # room key -> room name, in join order
         self._last_mid = {}  # room key -> highest message id delivered
         self._replayed = set()  # (room key, mid) delivered as history on this connection
@@ -401,11 +432,22 @@ class ChatClient:
     # Resuming is ours, not ClientService's prepareConnection: that one cannot
     # take a connection that drops while being prepared (automat NoTransition).
     def _opened(self, proto):
-        """JSON flows: nick, then every room with what we missed."""
-        d = self._send(proto, "nick", {"nick": self.nick})
+        """JSON flows: nick (or login), then every room with what we missed."""
+        if self._password is None:
+            d = self._send(proto, "nick", {"nick": self.nick})
+        else:
+            d = self._send(proto, "login", {"nick": self.account, "password": self._password})
+            d.addErrback(self._login_refused)
         d.addCallback(lambda ack: self._rejoin(proto, ack))
         d.addCallbacks(lambda _: self._resumed(proto),
                        lambda f: self._resume_failed(proto, f))
+
+    def _login_refused(self, reason):
+        reason.trap(RequestError)
+        e = reason.value
+        if e.code in FATAL_LOGIN:
+            raise LoginError(e.code, e.message, e.request)
+        return reason
 
     def _rejoin(self, proto, nick_ack):
         self.nick = nick_ack["nick"]
@@ -467,17 +509,23 @@ class ChatClient:
 
     def _attempt_failed(self, reason: Failure):
         self._failures += 1
-        if isinstance(reason.value, TLSError) and self.fatal is None:
-            # A certificate does not fix itself by retrying: stop and say why.
-            self.fatal = reason
-            self.log.error("{url}: {error}", url=self.target.url, error=reason.value)
-            self._fail_waiters(reason, force=True)
-            self._stopped = True
-            self.reactor.callLater(0, self._service.stopService)
+        if isinstance(reason.value, (TLSError, LoginError)):
+            # A certificate or a password does not fix itself by retrying.
+            self._give_up(reason)
             return
         self.log.info("connection to {url} failed ({n} in a row): {error}",
                       url=self.target.url, n=self._failures, error=reason.getErrorMessage())
         self._fail_waiters(reason)
+
+    def _give_up(self, reason: Failure):
+        """Stop for good and say why: every waiter and later request fails with it."""
+        if self.fatal is not None:
+            return
+        self.fatal = reason
+        self.log.error("{url}: {error}", url=self.target.url, error=reason.value)
+        self._fail_waiters(reason, force=True)
+        self._stopped = True
+        self.reactor.callLater(0, self._service.stopService)
 
     def _fail_waiters(self, reason: Failure, force: bool = False):
         keep = []
@@ -521,6 +569,12 @@ class ChatClient:
         if kind == "ping":
             proto.send({"type": "pong"})
             return
+        if kind == "bye" and self.account is not None and event.get("reason") == REPLACED:
+            # Logging in again would push that other connection out in turn.
+            self._give_up(Failure(LoginError(
+                "logged_in_elsewhere",
+                f"another connection logged in as {self.account}; not taking it back",
+                "login")))
         if kind in ROOM_MESSAGES and not self._first_time(event):
             return
         self._notify(event)

@@ -4,6 +4,11 @@
     tail -f app.log | chatd-cli send '#ops'          # every stdin line, paced to the rate limit
     chatd-cli follow '#ops' '#alerts'                # print messages as they come (Ctrl-C ends)
     chatd-cli who '#ops'; chatd-cli rooms; chatd-cli msg alice 'ping me'
+    chatd-cli -n deploybot --password-file ~/.chatd-pass send '#ops' done   # a registered nick
+
+A registered nick logs in with the password from ``--password-file`` (its
+first line) or ``$CHATD_PASSWORD``; there is deliberately no option taking the
+password itself, since a command line shows in ``ps``.
 
 Exit codes: 0 done; 1 the server refused a request (its error code is on
 stderr); 2 bad usage; 3 could not connect, timed out or lost the connection;
@@ -18,7 +23,7 @@ import sys
 from twisted.internet import defer, error, stdio, task
 from twisted.protocols.basic import LineReceiver
 
-from chatd.client import DEFAULT_URL, ChatClient, RequestError, TLSError
+from chatd.client import DEFAULT_URL, ChatClient, LoginError, RequestError, TLSError
 
 OK, REFUSED, USAGE, CONNECTION, TLS = 0, 1, 2, 3, 4
 FLOOD_PAUSE = 1.0
@@ -39,7 +44,11 @@ def parse_args(argv):
                    help="ws://, wss://, tcp:// (line port) or tls:// URL "
                         "(default $CHATD_URL or %(default)s)")
     p.add_argument("-n", "--nick", default=os.environ.get("CHATD_NICK", f"cli-{os.getpid()}"),
-                   help="nick to use (default $CHATD_NICK or cli-PID)")
+                   help="nick to use, or to log in as with a password "
+                        "(default $CHATD_NICK or cli-PID)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="log in as the (registered) nick with the password on this file's "
+                        "first line (default: $CHATD_PASSWORD, if set)")
     p.add_argument("--ca-file", default=os.environ.get("CHATD_CA_FILE"),
                    help="trust only this CA bundle (PEM) for TLS instead of the system's")
     p.add_argument("-t", "--timeout", type=float, default=10.0,
@@ -59,6 +68,20 @@ def parse_args(argv):
     m.add_argument("to")
     m.add_argument("text", nargs="+")
     return p.parse_args(argv)
+
+
+def read_password(args) -> str | None:
+    """The password from --password-file or $CHATD_PASSWORD, or None for a guest nick."""
+    if args.password_file is None:
+        return os.environ.get("CHATD_PASSWORD") or None
+    try:
+        with open(args.password_file, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise Failed(USAGE, f"cannot read the password file: {e}")
+    if not password:
+        raise Failed(USAGE, f"{args.password_file}: the first line (the password) is empty")
+    return password
 
 
 def render(event: dict) -> str | None:
@@ -176,8 +199,12 @@ def classify(failure) -> Failed:
         return e
     if isinstance(e, TLSError):
         return Failed(TLS, f"TLS: {e}")
+    if isinstance(e, LoginError):
+        return Failed(REFUSED, f"login refused: {e.code}: {e.message}")
     if isinstance(e, RequestError):
-        return Failed(REFUSED, f"refused: {e.code}: {e.message}")
+        hint = ("; log in with --password-file or $CHATD_PASSWORD"
+                if e.code == "nick_registered" else "")
+        return Failed(REFUSED, f"refused: {e.code}: {e.message}{hint}")
     if isinstance(e, (defer.TimeoutError, defer.CancelledError)):
         return Failed(CONNECTION, "timed out waiting for the server")
     if isinstance(e, (error.ConnectError, error.ConnectionLost, error.ConnectionDone,
@@ -188,8 +215,10 @@ def classify(failure) -> Failed:
 
 @defer.inlineCallbacks
 def run(reactor, args):
+    password = read_password(args)
     try:
-        client = ChatClient(args.url, args.nick, reactor=reactor, ca_file=args.ca_file)
+        client = ChatClient(args.url, args.nick, reactor=reactor, ca_file=args.ca_file,
+                            password=password)
     except (ValueError, OSError) as e:
         raise Failed(USAGE, str(e))
     client.start()

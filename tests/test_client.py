@@ -19,7 +19,15 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from chatd.client import ChatClient, ClientStopped, RequestError, Target, TLSError, tls_error
+from chatd.client import (
+    ChatClient,
+    ClientStopped,
+    LoginError,
+    RequestError,
+    Target,
+    TLSError,
+    tls_error,
+)
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -375,3 +383,114 @@ def test_a_server_that_keeps_refusing_the_nick_is_retried_ever_more_slowly(serve
     assert gaps[3] >= 16
     assert result(client.stop()) is None
     assert result(client.ready()).check(ClientStopped)
+
+
+# -- logging in as a registered nick ---------------------------------------------------
+PASSWORD = "correct horse"
+
+
+def login_request(server) -> dict:
+    """Switch the current connection to JSON and return the client's first request."""
+    server.proto.dataReceived(b"* Welcome to chatd\r\n")
+    assert server.sent() == ["/json"]
+    server.send({"type": "ack", "request": "json", "mode": "json"})
+    return server.sent()[0]
+
+
+def refuse(server, req, code, message="no"):
+    server.send({"type": "error", "id": req["id"], "request": req["type"], "code": code,
+                 "message": message})
+
+
+def make_login_client(server, clock):
+    client = ChatClient("tcp://chat.example:9000", "Olga", reactor=clock, endpoint=server,
+                        password=PASSWORD)
+    events = []
+    client.on_event(events.append, "private", "connected")
+    return client, events
+
+
+def test_with_a_password_it_logs_in_on_every_connect_and_gets_waiting_messages(server, clock):
+    client, events = make_login_client(server, clock)
+    ready = client.ready()
+    client.start()
+    req = login_request(server)
+    assert req == {"type": "login", "id": req["id"], "nick": "Olga", "password": PASSWORD}
+    waiting = {"type": "private", "from": "bob", "to": "olga", "text": "call me", "mid": 4,
+               "ts": 1.0, "offline": True}
+    server.send(waiting)
+    server.answer(req, nick="olga", offline=1)
+    assert result(ready) is client
+    assert client.nick == "olga"  # the account's spelling, from the ack
+    assert [e["type"] for e in events] == ["private", "connected"]
+    assert events[0]["offline"] is True
+    joined(server, client)
+
+    # After a reconnect: login again (not nick), then the room.
+    server.drop()
+    clock.advance(5)
+    req = login_request(server)
+    assert (req["type"], req["nick"], req["password"]) == ("login", "Olga", PASSWORD)
+    server.answer(req, nick="olga", offline=0)
+    rejoin = server.sent()[0]
+    assert (rejoin["type"], rejoin["room"]) == ("join", "#r")
+    server.answer(rejoin, room="#r", nicks=["olga"])
+    assert client.connected and events[-1] == {"type": "connected", "nick": "olga",
+                                               "rooms": ["#r"]}
+
+
+@pytest.mark.parametrize("code", ["login_failed", "login_throttled"])
+def test_a_refused_login_stops_the_client_instead_of_retrying(server, clock, code):
+    client, _ = make_login_client(server, clock)
+    ready = client.ready()  # no fail_after: only a fatal error can fail it
+    client.start()
+    refuse(server, login_request(server), code, "wrong nick or password")
+    failure = result(ready)
+    assert failure.check(LoginError) and failure.value.code == code
+    assert "wrong nick or password" in str(failure.value)
+    clock.advance(3600)
+    assert server.attempts == 1  # never tried again
+    assert not server.transport.connected
+    assert result(client.say("#r", "x")).value.code == code
+    assert result(client.ready()).check(LoginError)
+
+
+def test_a_failed_login_on_a_later_reconnect_stops_the_client_too(server, clock):
+    client, _ = make_login_client(server, clock)
+    client.start()
+    req = login_request(server)
+    server.answer(req, nick="olga", offline=0)
+    assert client.connected
+    server.drop()  # meanwhile, the password was changed
+    clock.advance(5)
+    refuse(server, login_request(server), "login_failed")
+    clock.advance(3600)
+    assert server.attempts == 2
+    assert result(client.ready()).value.code == "login_failed"
+
+
+def test_a_login_the_store_could_not_check_is_retried(server, clock):
+    client, _ = make_login_client(server, clock)
+    ready = client.ready()
+    client.start()
+    refuse(server, login_request(server), "store_unavailable", "the database is down")
+    clock.advance(5)
+    assert server.attempts == 2
+    server.answer(login_request(server), nick="olga", offline=0)
+    assert result(ready) is client
+
+
+def test_pushed_out_by_another_login_of_the_account_it_does_not_fight_back(server, clock):
+    client, _ = make_login_client(server, clock)
+    client.start()
+    server.answer(login_request(server), nick="olga", offline=0)
+    server.send({"type": "bye", "reason": "logged in from another connection"})
+    server.drop()
+    clock.advance(3600)
+    assert server.attempts == 1
+    assert result(client.ready()).value.code == "logged_in_elsewhere"
+
+
+def test_an_empty_password_is_refused_before_connecting(clock):
+    with pytest.raises(ValueError, match="password"):
+        ChatClient("tcp://chat.example:9000", "olga", reactor=clock, password="")
