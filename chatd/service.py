@@ -529,14 +529,23 @@ class ChatService(Service):
     def who(self, session: Session, name: str | None) -> Room:
         if name is None:
             return self._member_room(session, None)
-        room = self.rooms.get(self.check_room(name))
+        key = self.check_room(name)
+        room = self.rooms.get(key)
         if room is None:
-            raise ChatError("no_such_room", f"{name} does not exist")
+            state = self.room_state.get(key) if self.store is not None else None
+            if state is None:
+                raise ChatError("no_such_room", f"{name} does not exist")
+            room = Room(state.name)  # a stored room nobody is in right now
         return room
 
     def room_list(self) -> list:
-        return [{"room": r.name, "members": len(r.members)}
-                for r in sorted(self.rooms.values(), key=lambda r: r.name.lower())]
+        """Every room that exists: those with people in them and the stored ones."""
+        names = {} if self.store is None else {
+            key: state.name for key, state in self.room_state.items()}
+        names.update((key, room.name) for key, room in self.rooms.items())
+        return [{"room": names[key],
+                 "members": len(self.rooms[key].members) if key in self.rooms else 0}
+                for key in sorted(names)]
 
     # -- messages --------------------------------------------------------------
     def check_text(self, text) -> str:

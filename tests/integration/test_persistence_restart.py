@@ -101,6 +101,10 @@ def test_rooms_accounts_and_bans_survive_a_restart(tmp_path, start_daemon):
     assert first.stop() == 0 and first.exited_cleanly()
 
     second = start_daemon(*opts)
+    # The room exists after the restart, empty, before anyone joins it.
+    look = jline(second, "looker")
+    assert ok(look, type="rooms")["rooms"] == [{"room": "#keep", "members": 0}]
+    assert ok(look, type="who", room="#keep")["nicks"] == []
     spam = jline(second, "spammer")
     assert ask(spam, type="join", room="#keep", password="roompass")["code"] == "banned"
     guest = jline(second, "guest")
