@@ -1,5 +1,6 @@
 """chatd.client against the real daemon: both transports, and a daemon restart
-under a connected client (it reconnects, rejoins and catches up)."""
+under a client logged in as a registered nick (it reconnects, logs in again,
+gets the private messages left meanwhile, rejoins and catches up)."""
 
 import pytest
 from twisted.internet import error
@@ -56,19 +57,29 @@ class Gate:
         return self.endpoint.connect(factory)
 
 
-def test_daemon_restart_under_a_connected_client(start_daemon):
+def register(daemon, nick: str, password: str) -> None:
+    owner = daemon.ws().login(nick)
+    assert owner.request({"type": "register", "password": password})["type"] == "ack"
+    owner.close()
+
+
+def test_daemon_restart_under_a_logged_in_client(start_daemon):
     daemon = start_daemon()
     url = f"ws://127.0.0.1:{daemon.ws_port}/ws"
+    register(daemon, "survivor", "survivor's secret")
 
     def make():
         from twisted.internet import reactor
         gate = Gate(Target(url).endpoint(reactor))
-        client = ChatClient(url, "survivor", endpoint=gate, retry_policy=lambda attempt: 0.2)
-        return client.start(), gate
+        client = ChatClient(url, "survivor", endpoint=gate, retry_policy=lambda attempt: 0.2,
+                            password="survivor's secret")
+        return client, gate
     alice, gate = call(make)
+    heard = Recorder(alice, "message")
+    states = Recorder(alice, "connected", "disconnected")
+    privates = Recorder(alice, "private")
+    call(alice.start)
     try:
-        heard = Recorder(alice, "message")
-        states = Recorder(alice, "connected", "disconnected")
         call(alice.join, "#restart")
         bob = daemon.ws().login("bob", "#restart")
         assert bob.request({"type": "message", "room": "#restart", "text": "before"})["mid"]
@@ -80,6 +91,10 @@ def test_daemon_restart_under_a_connected_client(start_daemon):
         daemon.restart()
         states.wait(lambda es: es and es[-1]["type"] == "disconnected", "the disconnect")
         carol = daemon.ws().login("carol")
+        # A guest cannot take the nick while alice is away; a message to it waits.
+        assert carol.request({"type": "nick", "nick": "Survivor"})["code"] == "nick_registered"
+        assert carol.request({"type": "private", "to": "survivor", "text": "call me"})[
+            "queued"] is True
         assert carol.request({"type": "join", "room": "#restart"})["type"] == "ack"
         # With a store, carol's join replays "before" and the restarted daemon
         # has "missed" for alice to fetch; without one, history starts afresh.
@@ -89,6 +104,10 @@ def test_daemon_restart_under_a_connected_client(start_daemon):
         gate.open = True
         states.wait(lambda es: es[-1]["type"] == "connected", "the reconnect")
         assert states.snapshot()[-1]["rooms"] == ["#restart"]
+        assert states.snapshot()[-1]["nick"] == "survivor"
+        # Only a login gets it, and before the client says it is back.
+        assert [(e["from"], e["text"], e.get("offline")) for e in privates.snapshot()] == [
+            ("carol", "call me", True)]
         carol.request({"type": "message", "room": "#restart", "text": "after"})
         events = heard.wait(lambda es: es and es[-1]["text"] == "after", "the live message")
         want = ["before", "missed", "after"] if persistent else ["before", "after"]

@@ -12,12 +12,13 @@ from .conftest import ROOT
 TIMEOUT = 10.0
 
 
-def cli_env():
+def cli_env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    for name in ("CHATD_URL", "CHATD_NICK", "CHATD_CA_FILE"):
+    for name in ("CHATD_URL", "CHATD_NICK", "CHATD_CA_FILE", "CHATD_PASSWORD"):
         env.pop(name, None)
+    env.update(extra)
     return env
 
 
@@ -25,9 +26,9 @@ def cli_args(*args):
     return [sys.executable, "-m", "chatd.clientcli", "--timeout", "5", *args]
 
 
-def cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
+def cli(*args, stdin: str | None = None, **env) -> subprocess.CompletedProcess:
     return subprocess.run(cli_args(*args), input=stdin, capture_output=True, text=True,
-                          env=cli_env(), timeout=TIMEOUT)
+                          env=cli_env(**env), timeout=TIMEOUT)
 
 
 def ws_url(daemon):
@@ -61,6 +62,37 @@ def test_nick_taken_exits_1(daemon):
     done = cli("-u", ws_url(daemon), "-n", "holder", "rooms")
     assert done.returncode == 1
     assert "nick_taken" in done.stderr
+
+
+def test_a_registered_nick_sends_with_its_password(daemon, tmp_path):
+    owner = daemon.ws().login("olga")
+    assert owner.request({"type": "register", "password": "olga's secret"})["type"] == "ack"
+    owner.close()
+    watcher = daemon.ws().login("watcher3", "#cli-login")
+    url = ws_url(daemon)
+
+    guest = cli("-u", url, "-n", "olga", "send", "#cli-login", "hi")
+    assert guest.returncode == 1
+    assert "nick_registered" in guest.stderr and "CHATD_PASSWORD" in guest.stderr
+
+    done = cli("-u", url, "-n", "olga", "send", "#cli-login", "hi", CHATD_PASSWORD="olga's secret")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert watcher.expect({"type": "message", "from": "olga"})["text"] == "hi"
+
+    secret = tmp_path / "olga.pass"
+    secret.write_text("olga's secret\n")
+    line = f"tcp://127.0.0.1:{daemon.line_port}"
+    done = cli("-u", line, "-n", "olga", "--password-file", str(secret), "send", "#cli-login",
+               "from a file", CHATD_PASSWORD="not this one")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert watcher.expect({"type": "message", "from": "olga"})["text"] == "from a file"
+
+    wrong = cli("-u", url, "-n", "olga", "send", "#cli-login", "intruder",
+                CHATD_PASSWORD="a wrong password")
+    assert wrong.returncode == 1
+    assert "login_failed" in wrong.stderr
+    assert "a wrong password" not in wrong.stderr
+    assert cli("--password-file", str(tmp_path / "missing"), "rooms").returncode == 2
 
 
 def test_unreachable_server_exits_3(daemon):
