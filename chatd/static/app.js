@@ -109,6 +109,8 @@
     setComposerEnabled(false);
     if (state.quitting) {
       setStatus("offline", "offline");
+      showBanner("You left the chat. \u201cReconnect now\u201d brings you back.", "info");
+      $("retry").hidden = false;
       return;
     }
     scheduleReconnect();
@@ -315,7 +317,13 @@
       showMe();
     },
     login(ev, req) {
-      registered(ev.nick || state.identity.nick);
+      if (req.register) return registered(ev.nick || state.identity.nick);
+      // /login typed while chatting: reconnects log in as this nick from now on.
+      state.identity = { nick: ev.nick, password: req.secret };
+      state.nick = ev.nick;
+      showMe();
+      const waiting = ev.offline ? "; " + ev.offline + " private message(s) waited for you" : "";
+      tell(req, "You are logged in as " + ev.nick + waiting + ".");
     },
     join(ev, req) {
       const conv = roomConv(ev.room);
@@ -345,21 +353,29 @@
       if (conv) removeConv(conv);
       send({ type: "rooms" }, { quiet: true });
     },
-    who(ev) {
+    who(ev, req) {
+      if (req.typed) tell(req, "In " + ev.room + ": " + (ev.nicks || []).join(", "));
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv) return;
       conv.members.clear();
       for (const n of ev.nicks || []) conv.members.set(lower(n), n);
       if (conv === current()) renderMembers();
     },
-    rooms(ev) {
+    rooms(ev, req) {
       state.directory = ev.rooms || [];
       renderDirectory();
+      if (req.typed) {
+        tell(req, state.directory.length
+          ? "Rooms: " + state.directory.map((r) => r.room + " (" + r.members + ")").join(", ")
+          : "No rooms yet.");
+      }
     },
     help(ev) {
       for (const line of ev.lines || []) system(current(), line);
     },
     private(ev, req) {
+      // Typed as /msg: its tab opens once the server took the message.
+      if (req.open) activate(privateConv(ev.to));
       if (ev.queued) {
         system(privateConv(ev.to), ev.to + " is offline; they will get this when they next log in.");
       }
@@ -373,10 +389,40 @@
       state.identity.password = req.secret;
       inform("Password changed.");
     },
-    topic() {},
-    ping() {},
+    topic(ev, req) {
+      const conv = state.convs.get(roomKey(ev.room));
+      if (conv) {
+        conv.topic = ev.topic;
+        if (conv === current()) renderHead();
+      }
+      // Setting it is announced by the topic event; a question gets its answer here.
+      if (req.query) {
+        tell(req, ev.topic ? "Topic of " + ev.room + ": " + ev.topic +
+                             (ev.by ? " (set by " + ev.by + ")" : "")
+                           : ev.room + " has no topic.");
+      }
+    },
+    history(ev, req) {
+      const more = ev.more ? " Older still: /history " + ev.room + " " + ev.first : "";
+      tell(req, ev.count ? ev.count + " earlier message(s) of " + ev.room + " shown." + more
+                         : "No earlier messages in " + ev.room + ".");
+    },
+    invite(ev, req) {
+      tell(req, ev.nick + " may now join " + ev.room + "; they have been told.");
+    },
+    ping(ev, req) {
+      if (req.typed) tell(req, "The server answered.");
+    },
     quit() {},
+    // kick, ban, unban, op, deop, mode: the room's event says what happened.
   };
+
+  // A command's answer, in the conversation it was typed in.
+  function tell(req, text) {
+    const conv = req.conv ? state.convs.get(req.conv) : current();
+    if (conv) system(conv, text);
+    else showBanner(text, "info");
+  }
 
   function registered(nick) {
     state.nick = nick;
@@ -613,7 +659,17 @@
     const who = el("span", "nick", kind === "action" ? "* " + ev.from : ev.from);
     who.style.color = nickColour(ev.from);
     line.append(timeOf(ev.ts), who, el("span", "text", ev.text));
-    appendLine(conv, line, !ev.history);
+    // Older messages asked for with /history go above the newer ones shown.
+    const later = ev.history && typeof ev.mid === "number" ? firstAfter(conv, ev.mid) : null;
+    if (later) conv.log.insertBefore(line, later);
+    else appendLine(conv, line, !ev.history);
+  }
+
+  function firstAfter(conv, mid) {
+    for (const line of conv.log.querySelectorAll(".line[data-mid]")) {
+      if (Number(line.dataset.mid) > mid) return line;
+    }
+    return null;
   }
 
   function system(conv, text, ts, cls) {
@@ -775,56 +831,138 @@
     else send({ type: "private", to: conv.name, text: text }, { conv: conv.key });
   }
 
+  /* The line protocol's commands (chatd/commands.py), as JSON requests.  Each
+   * argument but the last is one word, the last takes the rest of the line,
+   * and the first `required` must be given.  `room` means the request is about
+   * a room: a leading #room may name it, else it is the open room (the server's
+   * idea of a "current room" is not the tab on screen).  `prepare` adapts a
+   * request and its context where the web client needs more than the fields;
+   * `run` replaces sending altogether. */
+  const COMMANDS = {
+    join: { args: ["room", "password"], required: 1, usage: "/join #room [password]",
+            help: "join a room (or switch to it)", run: (req) => joinRoom(req.room, req.password) },
+    part: { args: ["room", "reason"], room: true, usage: "/part [#room] [reason]",
+            help: "leave a room (default: this one)" },
+    msg: { type: "private", args: ["to", "text"], required: 2, usage: "/msg NICK text",
+           help: "private message, in a tab of its own",
+           prepare: (req, ctx) => { ctx.open = true; } },
+    me: { type: "action", args: ["text"], required: 1, room: true, usage: "/me text",
+          help: "an action in this room" },
+    nick: { args: ["nick"], required: 1, usage: "/nick NAME", help: "change your nick" },
+    who: { args: ["room"], room: true, usage: "/who [#room]", help: "who is in a room" },
+    rooms: { args: [], usage: "/rooms", help: "list rooms" },
+    topic: { args: ["room", "topic"], room: true, usage: "/topic [#room] [text]",
+             help: "show a room's topic, or (operators) set it",
+             prepare: (req, ctx) => { ctx.query = req.topic === undefined; } },
+    history: { args: ["room", "before", "limit"], room: true,
+               usage: "/history [#room] [before-id] [count]", help: "older messages of a room" },
+    register: { args: ["password"], required: 1, usage: "/register PASSWORD",
+                help: "protect your nick with a password",
+                prepare: (req, ctx) => { ctx.secret = req.password; } },
+    login: { args: ["nick", "password"], required: 2, usage: "/login NICK PASSWORD",
+             help: "log in as a registered nick",
+             prepare: (req, ctx) => { ctx.secret = req.password; } },
+    password: { args: ["old", "new"], required: 2, usage: "/password OLD NEW",
+                help: "change your password", prepare: (req, ctx) => { ctx.secret = req.new; } },
+    kick: { args: ["room", "nick", "reason"], required: 2, room: true,
+            usage: "/kick [#room] NICK [reason]", help: "operators: put someone out of a room" },
+    ban: { args: ["room", "nick"], required: 2, room: true, usage: "/ban [#room] NICK",
+           help: "operators: ban a nick and its account" },
+    unban: { args: ["room", "nick"], required: 2, room: true, usage: "/unban [#room] NICK",
+             help: "operators: lift a ban" },
+    op: { args: ["room", "nick"], required: 2, room: true, usage: "/op [#room] NICK",
+          help: "operators: make someone an operator" },
+    deop: { args: ["room", "nick"], required: 2, room: true, usage: "/deop [#room] NICK",
+            help: "operators: take operator status away" },
+    mode: { args: ["room", "flag", "password"], required: 2, room: true,
+            usage: "/mode [#room] +i|-i|+k PASSWORD|-k",
+            help: "operators: invite-only, room password", prepare: modeFlags },
+    invite: { args: ["nick", "room"], required: 1, room: true, usage: "/invite NICK [#room]",
+              help: "operators: let someone into an invite-only room" },
+    ping: { args: [], usage: "/ping", help: "check the server answers" },
+    help: { args: [], usage: "/help", help: "this list", run: showHelp },
+    quit: { args: ["reason"], usage: "/quit [reason]", help: "leave the chat",
+            run: (req, ctx) => { if (send(req, ctx) !== null) state.quitting = true; } },
+  };
+  const ALIASES = { leave: "part", names: "who", list: "rooms" };
+
+  class UsageError extends Error {}
+
+  // "+i", "-i", "+k PASS", "-k" into the fields of a mode request.
+  function modeFlags(req) {
+    const flag = req.flag;
+    const password = req.password;
+    delete req.flag;
+    delete req.password;
+    if ((flag === "+i" || flag === "-i") && password === undefined) req.invite_only = flag === "+i";
+    else if (flag === "+k" && password) req.password = password;
+    else if (flag === "-k" && password === undefined) req.password = "";
+    else throw new UsageError("Usage: " + COMMANDS.mode.usage);
+  }
+
+  // A command line into {spec, req}, the way chatd/commands.py parses it.
+  function parseCommand(name, rest, conv) {
+    const spec = COMMANDS[ALIASES[name] || name];
+    if (!spec) return null;
+    const req = { type: spec.type || ALIASES[name] || name };
+    let args = spec.args;
+    let required = spec.required || 0;
+    rest = rest.trim();
+    if (spec.room && args[0] === "room" && !rest.startsWith("#")) {
+      args = args.slice(1); // "/kick bob": the open room
+      required = Math.max(0, required - 1);
+    }
+    args.forEach((arg, i) => {
+      if (!rest) return;
+      if (i === args.length - 1) {
+        req[arg] = rest;
+        rest = "";
+      } else {
+        const cut = rest.indexOf(" ");
+        req[arg] = cut < 0 ? rest : rest.slice(0, cut);
+        rest = cut < 0 ? "" : rest.slice(cut + 1).trim();
+      }
+    });
+    if (args.filter((a) => a in req).length < required) {
+      throw new UsageError("Usage: " + spec.usage);
+    }
+    if (spec.room && !req.room) {
+      if (!conv || conv.kind !== "room") {
+        throw new UsageError(spec.usage.split(" ")[0] + " works in a room: open one" +
+                             (spec.args.includes("room") ? ", or name it: " + spec.usage : "."));
+      }
+      req.room = conv.name;
+    }
+    return { spec: spec, req: req };
+  }
+
   function command(text, conv) {
     const match = /^\/(\S+)\s*(.*)$/.exec(text);
-    const name = lower(match[1]);
-    const rest = match[2];
-    const inRoom = conv && conv.kind === "room";
-    switch (name) {
-      case "join": {
-        const [room, password] = rest.trim().split(/\s+/, 2);
-        return joinRoom(room || "", password);
-      }
-      case "part":
-      case "leave": {
-        const target = rest.startsWith("#") ? rest.split(/\s+/)[0] : (inRoom ? conv.name : null);
-        if (!target) return showBanner("Say which room to leave: /part #room");
-        const reason = rest.startsWith("#") ? rest.slice(target.length).trim() : rest;
-        return send({ type: "part", room: target, reason: reason }, {});
-      }
-      case "msg": {
-        const m = /^(\S+)\s+(.+)$/.exec(rest);
-        if (!m) return showBanner("Usage: /msg NICK text");
-        activate(privateConv(m[1]));
-        return send({ type: "private", to: m[1], text: m[2] }, { conv: privateKey(m[1]) });
-      }
-      case "me":
-        if (!inRoom) return showBanner("/me works in a room.");
-        return send({ type: "action", room: conv.name, text: rest }, { conv: conv.key });
-      case "nick":
-        return send({ type: "nick", nick: rest.trim() }, {});
-      case "who":
-      case "names":
-        return send({ type: "who", room: rest.trim() || (inRoom ? conv.name : undefined) }, {});
-      case "rooms":
-      case "list":
-        return send({ type: "rooms" }, {});
-      case "help":
-        return send({ type: "help" }, {});
-      case "topic":
-        if (!inRoom) return showBanner("/topic works in a room.");
-        return send({ type: "topic", room: conv.name, topic: rest }, {});
-      case "register":
-        if (!rest.trim()) return showBanner("Usage: /register PASSWORD");
-        return send({ type: "register", password: rest.trim() }, { secret: rest.trim() });
-      case "password": {
-        const m = /^(\S+)\s+(\S+)$/.exec(rest.trim());
-        if (!m) return showBanner("Usage: /password OLD NEW");
-        return send({ type: "password", old: m[1], new: m[2] }, { secret: m[2] });
-      }
-      default:
-        showBanner("Unknown command /" + match[1] + ". Try /join, /part, /msg, /me, /nick, /who.");
+    // Answers and errors go to the conversation the command was typed in.
+    const ctx = { conv: conv ? conv.key : undefined, typed: true };
+    let parsed;
+    try {
+      parsed = parseCommand(lower(match[1]), match[2], conv);
+      if (parsed && parsed.spec.prepare) parsed.spec.prepare(parsed.req, ctx);
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      return showBanner(e.message);
     }
+    if (!parsed) {
+      return showBanner("Unknown command /" + match[1] + "; /help lists the commands.");
+    }
+    if (parsed.spec.run) return parsed.spec.run(parsed.req, ctx);
+    return send(parsed.req, ctx);
+  }
+
+  function showHelp() {
+    const names = Object.keys(COMMANDS).sort();
+    const lines = ["Commands (as on the line protocol):"].concat(
+      names.map((n) => COMMANDS[n].usage + "  \u2014 " + COMMANDS[n].help),
+      ["A line starting with // sends the rest beginning with /."]);
+    const conv = current();
+    if (conv) for (const line of lines) system(conv, line, undefined, "help");
+    else showBanner(lines.join("\n"), "info");
   }
 
   function bind() {
@@ -859,7 +997,11 @@
     $("rooms-refresh").addEventListener("click", () => send({ type: "rooms" }, {}));
     $("leave-button").addEventListener("click", () => { const c = current(); if (c) closeConv(c); });
     $("banner-close").addEventListener("click", hideBanner);
-    $("retry").addEventListener("click", () => { state.attempt = 0; connect(); });
+    $("retry").addEventListener("click", () => {
+      state.attempt = 0;
+      state.quitting = false;
+      connect();
+    });
     $("menu-toggle").addEventListener("click", () => {
       const open = document.body.classList.toggle("drawer-open");
       $("menu-toggle").setAttribute("aria-expanded", String(open));

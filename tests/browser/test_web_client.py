@@ -238,3 +238,76 @@ def test_a_registered_nick_needs_its_password(daemon, open_page):
     expect(later.page.locator("#me")).to_have_text("kim")
     # The password is not left in the form once it has been used.
     assert later.page.input_value("#password-input") == ""
+
+
+def type_line(page, text: str) -> None:
+    page.page.fill("#message-input", text)
+    page.page.press("#message-input", "Enter")
+
+
+def test_a_bare_topic_shows_the_topic_and_leaves_it(daemon, open_page):
+    # Whoever creates a room is its operator, so a bare /topic that set the
+    # topic to nothing would clear it.
+    lena = open_page(daemon).login("lena").join("#topics")
+    mo = daemon.line().login("mo", "#topics")
+    try:
+        type_line(lena, "/topic be nice")
+        mo.expect("* lena set the topic of #topics: be nice")
+        type_line(lena, "/topic")
+        expect(lena.log("#topics").locator(".line.system").last).to_have_text(
+            re.compile("Topic of #topics: be nice \\(set by lena\\)"))
+        expect(lena.page.locator("#conversation-sub")).to_contain_text("be nice")
+        mo.send("/topic")
+        mo.expect("* topic of #topics: be nice")
+        expect(lena.log("#topics")).not_to_contain_text("cleared")
+
+        # /help lists what this client does, moderation included.
+        type_line(lena, "/help")
+        help_lines = lena.log("#topics").locator(".line.help")
+        expect(help_lines.filter(has_text="/kick [#room] NICK [reason]")).to_have_count(1)
+        expect(help_lines.filter(has_text="/json")).to_have_count(0)
+    finally:
+        mo.close()
+
+
+def test_an_operator_kicks_a_tcp_user_from_the_browser(daemon, open_page):
+    nora = open_page(daemon).login("nora").join("#mods")
+    oscar = daemon.line().login("oscar", "#mods")
+    try:
+        expect(nora.members.locator(".member")).to_have_count(2)
+        type_line(nora, "/kick oscar enough of that")
+        oscar.expect("* oscar was kicked from #mods by nora (enough of that)")
+        expect(nora.log("#mods").locator(".line.presence").last).to_have_text(
+            re.compile("oscar was removed by nora \\(enough of that\\)"))
+        expect(nora.members.locator(".member")).to_have_text([re.compile("^nora")])
+        # Out of the room on the server, not just off the page's list.
+        oscar.send("/who #mods")
+        oscar.expect("#mods: 1 present: nora")
+    finally:
+        oscar.close()
+
+
+def test_a_failed_msg_opens_no_tab_and_errors_stay_where_they_were_caused(daemon, open_page):
+    pia = open_page(daemon).login("pia").join("#quiet")
+    quinn = daemon.line().login("quinn")
+    try:
+        type_line(pia, "/msg nobody are you there?")
+        expect(pia.banner).to_contain_text("Not sent: nobody is not online")
+        expect(pia.log("#quiet").locator(".line.error")).to_have_text(
+            [re.compile("Not sent: nobody is not online")])
+        expect(pia.title).to_have_text("#quiet")
+        expect(pia.page.locator('.tab[data-conversation="@nobody"]')).to_have_count(0)
+
+        # One that the server takes opens its tab and shows there.
+        type_line(pia, "/msg quinn psst")
+        expect(pia.title).to_have_text("@quinn")
+        pia.expect_message("@quinn", "pia", "psst")
+        quinn.expect("[pm pia -> quinn] psst")
+
+        # An error answers the request that caused it, in the conversation it was typed in.
+        pia.open("#quiet")
+        type_line(pia, "/kick ghost")
+        expect(pia.log("#quiet").locator(".line.error").last).to_contain_text("ghost")
+        expect(pia.log("@quinn").locator(".line.error")).to_have_count(0)
+    finally:
+        quinn.close()
