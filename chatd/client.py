@@ -290,7 +290,8 @@ class ChatClient:
 
     With ``password``, ``nick`` is the registered nick to log in as, on every
     connect; a refused login fails ``ready()`` with ``LoginError`` and stops
-    the client (see the module docstring).
+    the client (see the module docstring).  After a reconnect the client is
+    that nick again, even if ``set_nick`` changed it meanwhile.
     """
 
     log = Logger()
