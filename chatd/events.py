@@ -188,10 +188,10 @@ class RoomChange:
 
     def to_text(self) -> str:
         if self.what == "mode":
-            modes = [m for m, on in (("invite-only", self.invite_only),
-                                     ("password-protected", self.password)) if on]
-            now = " and ".join(modes) if modes else "open to everyone"
-            return f"* {self.by} made {self.room} {now}"
+            # The event carries the room's modes after the change, not the change.
+            entry = "invite-only" if self.invite_only else "open to everyone"
+            key = "with a password" if self.password else "without a password"
+            return f"* {self.by} changed the modes of {self.room}: now {entry}, {key}"
         verb = {"ban": "banned", "unban": "unbanned", "op": "made an operator:",
                 "deop": "removed operator:"}[self.what]
         return f"* {self.by} {verb} {self.target} in {self.room}"

@@ -273,7 +273,7 @@ class ChatService(Service):
             audience.discard(session)
             self._fanout(audience, event)
         self.log.info("session {nick} from {host} closed: {reason}",
-                      nick=session.nick, host=session.host, reason=reason)
+                      nick=session.nick or "(no nick)", host=session.host, reason=reason)
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:

@@ -86,18 +86,15 @@ class Options(usage.Options):
         self["trusted-proxy"] = []
 
     def opt_line(self, endpoint):
-        """Line protocol endpoint, repeatable (default tcp:9000; 'none': off;
-        tls:9443 serves TLS with --tls-cert/--tls-key)"""
+        """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS)"""
         self["line"].append(endpoint)
 
     def opt_ws(self, endpoint):
-        """HTTP/WebSocket endpoint, repeatable (default tcp:8080; 'none': off;
-        tls:8443 serves HTTPS/wss with --tls-cert/--tls-key)"""
+        """HTTP/WebSocket endpoint, repeatable (default tcp:8080; none: off; tls:PORT: wss)"""
         self["ws"].append(endpoint)
 
     def opt_trusted_proxy(self, address):
-        """Proxy address whose X-Forwarded-For names the WebSocket client, repeatable
-        (e.g. 127.0.0.1 behind nginx; default: none)"""
+        """Proxy whose X-Forwarded-For names WebSocket clients, repeatable (e.g. 127.0.0.1)"""
         try:
             self["trusted-proxy"].append(str(ipaddress.ip_address(address)))
         except ValueError:

@@ -214,7 +214,8 @@ def test_moderation_topic_kick_ban_invite_and_password(daemon):
     t.send("/topic hello from text")
     assert t.expect("set the topic") == "* tom set the topic of #textmod: hello from text"
     t.send("/mode +k pw1")
-    assert t.expect("made #textmod") == "* tom made #textmod password-protected"
+    assert t.expect("changed the modes of #textmod") == \
+        "* tom changed the modes of #textmod: now open to everyone, with a password"
     for x in (op, user, t):
         x.close()
 
