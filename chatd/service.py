@@ -21,7 +21,7 @@ from chatd.errors import ChatError
 from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
 from chatd.limits import Limits, TokenBucket
 from chatd.moderation import Moderation
-from chatd.store import MAX_PAGE, StoreUnavailable
+from chatd.store import MAX_PAGE, StoreRejected, StoreUnavailable
 
 NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
 ROOM_RE = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
@@ -502,6 +502,9 @@ class ChatService(Service):
     @staticmethod
     def unavailable(failure):
         failure.trap(StoreUnavailable)
+        if failure.check(StoreRejected):
+            raise ChatError("store_unavailable",
+                            "the store refused this message; nothing was saved")
         raise ChatError("store_unavailable",
                         "the message store is unavailable; nothing was saved, try again shortly")
 

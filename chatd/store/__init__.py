@@ -19,6 +19,10 @@ class StoreUnavailable(Exception):
     """The database could not be reached or failed; nothing was written."""
 
 
+class StoreRejected(StoreUnavailable):
+    """The database refused this data (a data or integrity error); it is up."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     mid: int

@@ -13,7 +13,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.store import Account, IStore, RoomRecord, StoredMessage, StoredPrivate, StoreUnavailable
+from chatd.store import (
+    Account,
+    IStore,
+    RoomRecord,
+    StoredMessage,
+    StoredPrivate,
+    StoreRejected,
+    StoreUnavailable,
+)
 from chatd.store.migrations import SchemaTooNew, migrate
 
 _DONE, _FAILED, _STALE = "done", "failed", "stale"
@@ -101,9 +109,13 @@ class SQLStore:
     def _fault(self, failure: Failure):
         if failure.check(SchemaTooNew, StoreUnavailable):
             return failure
+        dbapi = self.pool.dbapi
+        if failure.check(dbapi.DataError, dbapi.IntegrityError, UnicodeError):
+            # This data was refused; the database itself is fine.
+            self.log.failure("store {store} refused a write", failure, store=self.description)
+            raise StoreRejected(failure.getErrorMessage())
         if self.healthy:
             self.healthy = False
-            dbapi = self.pool.dbapi
             if failure.check(dbapi.OperationalError, dbapi.InterfaceError):
                 # The database is down or unreachable: expected, no traceback.
                 self.log.error("store {store} failed ({error}); refusing what needs it until "
@@ -155,24 +167,37 @@ class SQLStore:
 
     def _flush_now(self):
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        rows = [row for row, _ in batch]
-        self._writing = w = self._run(self._insert_messages, rows)
+        self._writing = w = self._write_batch(batch)
+
+        def next_batch(_):
+            self._writing = None
+            if self._pending:
+                self._flush_now()
+        w.addBoth(next_batch)
+        return w
+
+    def _write_batch(self, batch):
+        """Commit ``batch`` in one transaction; fire each message's Deferred."""
+        w = self._run(self._insert_messages, [row for row, _ in batch])
 
         def committed(ids):
             for (_, d), mid in zip(batch, ids):
                 d.callback(mid)
 
         def failed(failure):
+            if failure.check(StoreRejected) and len(batch) > 1:
+                # One message the database refuses must not sink the others that
+                # shared its commit: write them one by one, in order (rare path).
+                return self._write_one_by_one(batch)
             for _, d in batch:
                 d.errback(failure)
+        return w.addCallbacks(committed, failed)
 
-        def next_batch(_):
-            self._writing = None
-            if self._pending:
-                self._flush_now()
-        w.addCallbacks(committed, failed)
-        w.addBoth(next_batch)
-        return w
+    def _write_one_by_one(self, batch):
+        d = succeed(None)
+        for item in batch:
+            d.addCallback(lambda _, item=item: self._write_batch([item]))
+        return d
 
     def _insert_messages(self, txn, rows):
         # One statement per row keeps ids in arrival order on both back ends

@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.internet.defer import inlineCallbacks
 from zope.interface.verify import verifyObject
 
-from chatd.store import MAX_PAGE, IStore, RoomRecord
+from chatd.store import MAX_PAGE, IStore, RoomRecord, StoreRejected
 from chatd.store.migrations import LATEST, migrate
 
 
@@ -40,6 +40,21 @@ class StoreContract:
         self.assertEqual((yield again.last_mid()), 0)
 
     # -- messages ---------------------------------------------------------------
+    @inlineCallbacks
+    def test_a_message_the_database_refuses_does_not_sink_its_batch(self):
+        store = yield self.opened()
+        texts = ["first", "bad \udc80", "third"]  # a lone surrogate cannot be encoded
+        ds = [store.append_message("#a", "#A", "n", t, "message", 1.0) for t in texts]
+        results = yield defer.DeferredList(ds, consumeErrors=True)
+        (ok1, mid1), (ok2, why), (ok3, mid3) = results
+        self.assertTrue(ok1 and ok3 and not ok2)
+        self.assertTrue(why.check(StoreRejected))
+        self.assertLess(mid1, mid3)
+        self.assertTrue(store.healthy)
+        rows = yield store.history("#a", limit=10)
+        self.assertEqual([r.text for r in rows], ["first", "third"])
+        self.flushLoggedErrors()
+
     @inlineCallbacks
     def test_group_commit_keeps_arrival_order_and_batches(self):
         store = yield self.opened()
