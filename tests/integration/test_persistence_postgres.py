@@ -4,13 +4,12 @@ The outage is made with a TCP proxy of our own between the daemon and the
 shared PostgreSQL server, so the server itself keeps running for everyone else.
 """
 
-import os
 import socket
 import threading
-import uuid
 
-import psycopg2
 import pytest
+
+from tests.pgdb import throwaway_database
 
 from .persist_helpers import ask, jline, ok
 
@@ -87,25 +86,10 @@ class CuttableProxy:
         self.listener.close()
 
 
-def _admin():
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres",
-                            connect_timeout=5)
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture(scope="module")
 def pg_db():
-    name = f"chatd_it_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    yield name
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    with throwaway_database("chatd_it") as name:
+        yield name
 
 
 @pytest.fixture
