@@ -252,7 +252,8 @@ class AccountFlows:
             if not rows or not session.attached:
                 return 0
             for p in rows:
-                session.send(Private(p.nick, p.to, p.text, p.pid, p.ts, offline=True))
+                # Addressed as the recipient is known now, not as the sender spelled it.
+                session.send(Private(p.nick, session.nick, p.text, p.pid, p.ts, offline=True))
             done = store.delete_privates(key, rows[-1].pid)
             # Already delivered: if forgetting them fails they come again next time.
             done.addErrback(lambda f: f.trap(StoreUnavailable))

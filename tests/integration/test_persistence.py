@@ -137,8 +137,8 @@ def test_offline_private_messages_delivered_once_in_order(daemon):
     assert err["code"] == "no_such_nick"
     # Text mode says it was queued.
     t = daemon.line().login("texty")
-    t.send("/msg olga one more")
-    assert t.expect("offline") == "* olga is offline; your message is queued for their next login"
+    t.send("/msg OLGA one more")
+    assert t.expect("offline") == "* OLGA is offline; your message is queued for their next login"
 
     back = jline(daemon)
     back.send_json({"type": "login", "nick": "olga", "password": PASSWORDS[1], "id": "l"})
@@ -146,7 +146,7 @@ def test_offline_private_messages_delivered_once_in_order(daemon):
     got = [(e["from"], e["text"]) for e in before if e.get("type") == "private"]
     assert got == ([("sender", "probe")] + [("sender", f"while away {i}") for i in range(3)]
                    + [("texty", "one more")])
-    assert all(e["offline"] for e in before if e.get("type") == "private")
+    assert all(e["offline"] and e["to"] == "olga" for e in before if e.get("type") == "private")
     assert ack["offline"] == 5
     back.close()
     again = jline(daemon)
