@@ -277,6 +277,8 @@ class Dispatcher:
 
     # -- persistence: history, accounts, moderation --------------------------
     def history(self, session, req):
+        if req.get("before") is not None and req.get("since") is not None:
+            raise ChatError("bad_request", "ask for messages before an id or since one, not both")
         return self.service.history(session, _opt_str(req, "room"), _opt_int(req, "before"),
                                     _opt_int(req, "since"), _opt_int(req, "limit"))
 

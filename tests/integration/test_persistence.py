@@ -55,6 +55,8 @@ def test_paging_back_and_since(daemon):
     c.send_json({"type": "history", "room": "#pages", "since": mids[9], "id": "h3"})
     before, ack = until_ack(c, "history")
     assert [e["text"] for e in before] == ["p10", "p11"] and ack["more"] is False
+    assert ask(c, type="history", room="#pages", before=mids[6], since=mids[2])["code"] == \
+        "bad_request"
 
     # A client that reconnects asks for everything after the last id it saw.
     again = jline(daemon, "pager2")
