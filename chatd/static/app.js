@@ -292,10 +292,10 @@
     if (!conv) return;
     let text;
     if (ev.type === "mode") {
-      const modes = [];
-      if (ev.invite_only) modes.push("invite-only");
-      if (ev.password) modes.push("password-protected");
-      text = ev.by + " made the room " + (modes.length ? modes.join(" and ") : "open to everyone");
+      // The event carries the room's modes after the change, not the change itself.
+      text = ev.by + " changed the room's modes: now " +
+        (ev.invite_only ? "invite-only" : "open to everyone") + ", " +
+        (ev.password ? "with a password" : "without a password");
     } else {
       const verb = { ban: "banned", unban: "unbanned", op: "made an operator:",
                      deop: "removed operator:" }[ev.type];
