@@ -24,6 +24,7 @@ from twisted.internet import defer, error, stdio, task
 from twisted.protocols.basic import LineReceiver
 
 from chatd.client import DEFAULT_URL, ChatClient, LoginError, RequestError, TLSError
+from chatd.events import text_of
 
 OK, REFUSED, USAGE, CONNECTION, TLS = 0, 1, 2, 3, 4
 FLOOD_PAUSE = 1.0
@@ -85,24 +86,13 @@ def read_password(args) -> str | None:
 
 
 def render(event: dict) -> str | None:
-    """A readable line for a room event, or None for events not worth a line."""
+    """A readable line for an event, or None for events not worth a line."""
     kind = event.get("type")
-    room = event.get("room")
-    if kind == "message":
-        return f"[{room}] <{event['from']}> {event['text']}"
-    if kind == "action":
-        return f"[{room}] * {event['from']} {event['text']}"
-    if kind == "private":
-        return f"[pm {event['from']} -> {event['to']}] {event['text']}"
-    if kind == "join":
-        return f"* {event['nick']} joined {room}"
-    if kind == "part":
-        return f"* {event['nick']} left {room}"
     if kind == "disconnected":
         return f"* disconnected ({event['reason']}); reconnecting"
     if kind == "connected":
         return "* connected"
-    return None
+    return text_of(event)
 
 
 def out(line: str) -> None:

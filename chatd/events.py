@@ -277,6 +277,32 @@ class Bye(_Flat):
         return f"* closing connection: {self.reason}"
 
 
+# What a client shows of the conversation, received as JSON: the same lines the
+# text mode of the line protocol writes (``chatd-cli follow`` uses this).
+_CONVERSATION = {cls.type: cls for cls in (Join, Part, NickChange, Quit, Topic, Kick, Invite,
+                                          Notice, Bye)}
+
+
+def text_of(d: dict) -> str | None:
+    """The text-mode line for a conversation event given as its JSON dict, else None."""
+    kind = d.get("type")
+    try:
+        if kind in ("message", "action"):
+            event = Message(d["room"], d["from"], d["text"], d["mid"], d["ts"], kind,
+                            bool(d.get("history")))
+        elif kind == "private":
+            event = Private(d["from"], d["to"], d["text"], d["mid"], d["ts"],
+                            bool(d.get("offline")))
+        elif kind in _CONVERSATION:
+            cls = _CONVERSATION[kind]
+            event = cls(**{f.name: d[f.name] for f in fields(cls)})
+        else:
+            return None
+    except (KeyError, TypeError):
+        return None
+    return event.to_text()
+
+
 def _who_text(d: dict) -> str:
     return f"* {d['room']}: {len(d['nicks'])} present: {', '.join(d['nicks'])}"
 
