@@ -128,13 +128,16 @@ class Moderation:
         return d.addCallback(announce)
 
     def kick(self, session, room_name, nick, reason=""):
-        svc = self.service
         room = self._require_op(session, room_name)
-        target = room.members.get(svc.check_nick(nick))
-        if target is None:
-            raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+        target = self._member(room, nick)
         self._kick(room, target, session.nick, reason)
         return succeed({"room": room.name, "nick": target.nick})
+
+    def _member(self, room, nick):
+        target = room.members.get(self.service.check_nick(nick))
+        if target is None:
+            raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+        return target
 
     def _kick(self, room, target, by, reason) -> None:
         from chatd.service import clean_reason
@@ -171,9 +174,7 @@ class Moderation:
     def op(self, session, room_name, nick, grant=True):
         svc = self.service
         room = self._require_op(session, room_name)
-        target = room.members.get(svc.check_nick(nick))
-        if target is None:
-            raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+        target = self._member(room, nick)
         what = "op" if grant else "deop"
         current = svc.room_state.get(room.name.lower())
         ops = set(current.ops) if current else set()
