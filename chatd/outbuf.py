@@ -163,11 +163,16 @@ class OutputQueue:
             self._overflow()
 
     def _overflow(self) -> None:
-        self.closed = True
+        self.closed = True  # from now on writes are dropped
         self.turn = None
         self.pending.clear()
         self.pending_bytes = 0
-        self.on_overflow()
+        if self.clock is None:
+            self.on_overflow()
+        else:
+            # This can happen inside a broadcast loop over the room this client is
+            # in: drop it once the loop is done, so the loop needs no snapshot.
+            self.clock.callLater(0, self.on_overflow)
 
     def flush(self) -> None:
         """Hand everything queued to the transport now, paused or not (before a close)."""

@@ -101,11 +101,11 @@ class Room:
                 del self.outlets[session.fmt]
 
     def broadcast(self, event) -> None:
-        # Iterate over snapshots: a write can overflow a member's send queue, and
-        # dropping that member removes it from this room in the middle of the loop.
-        for fmt, writes in tuple(self.outlets.items()):
+        # A write never changes the room: an overflowing member is dropped after
+        # the loop (OutputQueue defers it), so no snapshot is needed.
+        for fmt, writes in self.outlets.items():
             payload = fmt(event)
-            for write in tuple(writes.values()):
+            for write in writes.values():
                 write(payload)
 
 
@@ -231,6 +231,13 @@ class ChatService(Service):
                 "max_message": lim.max_message, "max_nick": lim.max_nick,
                 "rate": lim.rate, "burst": lim.burst,
                 "ping_interval": lim.ping_interval, "ping_timeout": lim.ping_timeout}
+
+    def overflowed(self, session: Session | None, sink) -> None:
+        """A client stopped reading past its send-queue cap: drop it without flushing."""
+        self.log.warn("dropping {session}: send queue exceeded", session=session)
+        if session is not None:
+            self.drop(session, "send queue exceeded")
+        sink.abort()
 
     def drop(self, session: Session, reason: str) -> None:
         """Server-side close: leave everything now, then ask the sink to close."""

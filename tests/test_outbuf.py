@@ -130,6 +130,25 @@ def test_overflow_in_the_middle_of_a_broadcast_reaches_later_members(make_chat):
     assert chat.service.connections == 2
 
 
+def test_members_far_over_the_cap_mid_broadcast_do_not_break_the_loop(make_chat):
+    # One message puts three paused members past HARD_FACTOR times their cap in
+    # the middle of the room's broadcast loop: the loop finishes for everybody,
+    # and they are dropped as the turn ends.
+    chat = make_chat(send_queue=10, burst=1000, rate=1000.0)
+    talker = chat.line("talker", "#r")
+    slows = [chat.line(f"slow{i}", "#r") for i in range(3)]
+    fast = chat.line("fast", "#r")
+    for s in slows:
+        s.proto.out.pauseProducing()
+    fast.raw()
+    talker.send("y" * (10 * HARD_FACTOR + 50))
+    assert talker.lines() and fast.lines()[0].startswith("[#r] <talker> yyy")
+    chat.clock.advance(0)
+    assert all(s.transport.disconnected for s in slows)
+    assert chat.service.connections == 2
+    assert fast.lines().count("* slow0 quit (send queue exceeded)") == 1
+
+
 def test_paused_client_told_why_on_server_drop(make_chat):
     chat, slow, fast, talker = slow_room(make_chat)
     slow.proto.out.pauseProducing()
@@ -176,5 +195,9 @@ def test_far_past_the_cap_is_dropped_at_once():
     queue, transport, overflow, clock = make_clocked_queue(cap=10)
     queue.pauseProducing()
     queue.write(b"x" * (10 * HARD_FACTOR + 1))
+    # Closed at once (nothing more is queued); dropped at the end of this turn,
+    # not after the grace.
+    assert queue.closed and queue.pending_bytes == 0
+    clock.advance(0)
     assert overflow.calls == 1
     assert clock.getDelayedCalls() == []

@@ -188,10 +188,7 @@ class LineProtocol(LineReceiver):
         self.transport.abortConnection()
 
     def _overflow(self):
-        self.log.warn("dropping {session}: send queue exceeded", session=self.session)
-        if self.session is not None:
-            self.service.drop(self.session, "send queue exceeded")
-        self.transport.abortConnection()
+        self.service.overflowed(self.session, self)
 
 
 class LineFactory(Factory):

@@ -149,10 +149,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         self.transport.abortConnection()
 
     def _overflow(self):
-        log.warn("dropping {session}: send queue exceeded", session=self.session)
-        if self.session is not None:
-            self.factory.service.drop(self.session, "send queue exceeded")
-        self.transport.abortConnection()
+        self.factory.service.overflowed(self.session, self)
 
 
 class ChatWebSocketFactory(WebSocketServerFactory):
