@@ -355,7 +355,9 @@ def wait_listening(port: int, proc, timeout: float = 15) -> None:
 @pytest.fixture
 def chatd_behind_nginx(tmp_path):
     argv = [sys.executable, "-c", TWISTD_MAIN, "-n", "--pidfile=", "--logfile=-", "chatd",
-            "--line=none", "--ws=tcp:0:interface=127.0.0.1"]
+            "--line=none", "--ws=tcp:0:interface=127.0.0.1",
+            # as etc/chatd.default has it, and one connection per address to see it count
+            "--trusted-proxy=127.0.0.1", "--max-per-ip=1"]
     daemon = Twistd(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     nginx = None
     try:
@@ -405,3 +407,31 @@ def test_websocket_chat_works_through_the_nginx_example(chatd_behind_nginx):
     with urllib.request.urlopen(f"http://127.0.0.1:{chatd_behind_nginx}/healthz",
                                 timeout=10) as reply:
         assert json.load(reply)["status"] == "ok"
+
+
+def test_behind_nginx_per_address_limits_count_clients_not_the_proxy(chatd_behind_nginx):
+    import websocket  # websocket-client, from the test extra
+
+    def connect(source, **kw):
+        sock = socket.create_connection(("127.0.0.1", chatd_behind_nginx), timeout=10,
+                                        source_address=(source, 0))
+        return websocket.create_connection(f"ws://127.0.0.1:{chatd_behind_nginx}/ws",
+                                           socket=sock, timeout=10, **kw)
+
+    # chatd sees every connection come from nginx (127.0.0.1), yet two people on
+    # two addresses both get in under --max-per-ip=1 ...
+    alice, bob = connect("127.0.0.2"), connect("127.0.0.3")
+    try:
+        assert json.loads(alice.recv())["type"] == "hello"
+        assert json.loads(bob.recv())["type"] == "hello"
+        # ... and a second connection from one of them is refused, whatever
+        # X-Forwarded-For it claims: nginx appends the real address last.
+        spoof = connect("127.0.0.2", header=["X-Forwarded-For: 198.51.100.7"])
+        try:
+            refusal = json.loads(spoof.recv())
+            assert refusal["code"] == "too_many_from_ip", refusal
+        finally:
+            spoof.close()
+    finally:
+        alice.close()
+        bob.close()
