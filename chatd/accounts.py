@@ -37,7 +37,8 @@ class Passwords:
         self.hasher = hasher or PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile
         # Verifying against this when the account does not exist costs the same
         # as a real verify, so timing does not reveal which nicks are registered.
-        self._dummy = self.hasher.hash("not a real password, only for timing")
+        # Made on first use, on a pool thread: an argon2 hash is no start-up work.
+        self._dummy = None
 
     def _defer(self, fn, *args):
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
@@ -50,6 +51,8 @@ class Passwords:
 
     def _verify(self, password_hash, password) -> bool:
         # argon2's verify compares digests in constant time.
+        if not password_hash and self._dummy is None:
+            self._dummy = self.hasher.hash("not a real password, only for timing")
         try:
             return self.hasher.verify(password_hash or self._dummy, password) and bool(
                 password_hash)
