@@ -213,7 +213,7 @@ def chatd_limit_args(args) -> list:
 
 class Conn:
     __slots__ = ("sock", "index", "stage", "buf", "out", "got", "tilde", "probe", "tail",
-                 "lat", "seen_sync", "room", "closed", "left", "seq", "sender")
+                 "lat", "room", "closed", "left", "seq", "sender")
 
     def __init__(self, sock, index, room):
         self.sock = sock
@@ -227,7 +227,6 @@ class Conn:
         self.probe = False
         self.tail = b""
         self.lat = None
-        self.seen_sync = False
         self.closed = False
         self.left = 0
         self.seq = 0

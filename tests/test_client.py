@@ -240,6 +240,20 @@ def test_nick_taken_on_first_connect_is_reported(server, clock):
     assert not server.transport.connected  # that connection is given up
 
 
+def test_wait_for_fires_with_the_next_matching_event_only(server, clock):
+    client, _ = make_client(server, clock)
+    client.start()
+    server.greet()
+    joined(server, client)
+    by_fields = client.wait_for({"type": "message", "text": "second"})
+    by_test = client.wait_for(lambda e: e.get("type") == "join")
+    server.send(msg(1, "first"))
+    assert not by_fields.called and not by_test.called
+    server.send(msg(2, "second"), {"type": "join", "room": "#r", "nick": "eve", "ts": 1.0})
+    assert result(by_fields)["mid"] == 2
+    assert result(by_test)["nick"] == "eve"
+
+
 def test_stop_quits_and_stops_reconnecting(server, clock):
     client, _ = make_client(server, clock)
     client.start()
