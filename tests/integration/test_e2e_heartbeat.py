@@ -3,7 +3,7 @@
 from .clients import pump
 
 # Ping after 1 s of silence, drop after 2.5 s: a whole cycle fits in a few seconds.
-DAEMON_OPTIONS = ["--ping-interval", "1", "--ping-timeout", "2.5"]
+DAEMON_OPTIONS = ["--ping-interval", "1", "--ping-timeout", "2.5", "--register-timeout", "2"]
 DROPPED = "ping timeout"
 
 
@@ -46,3 +46,10 @@ def test_websocket_client_that_answers_stays_and_a_silent_one_is_dropped(daemon)
     assert {"type": "bye", "reason": DROPPED} in sleeper.expect_closed()
     assert sleeper.close_code == 1000 and sleeper.close_reason == DROPPED
     assert keeper.request({"type": "who"})["nicks"] == ["keeper"]
+
+
+def test_a_connection_that_never_picks_a_nick_is_dropped_though_it_answers_pings(daemon):
+    lurker = daemon.line()  # answers every PING, never says /nick
+    lurker.expect("Welcome")
+    assert "* closing connection: registration timeout" in lurker.expect_closed()
+    assert lurker.pings, "it was pinged and answered before the registration timeout"
