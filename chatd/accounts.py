@@ -1,8 +1,9 @@
-"""Account passwords (argon2, off the reactor thread) and failed-login throttling.
+"""Accounts: registered names, who is logged in as what, passwords, offline messages.
 
-Hashing and verifying cost tens of milliseconds of CPU by design, so they run
-on the reactor's thread pool.  Passwords are never logged: nothing here logs,
-and the service only ever logs nicks and addresses.
+``Accounts`` is the only writer of the registered-name cache, of the login
+table and of ``Session.account``.  Hashing and verifying cost tens of
+milliseconds of CPU by design, so they run on a thread pool.  Passwords are
+never logged.
 """
 
 import itertools
@@ -15,7 +16,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from chatd.errors import ChatError
-from chatd.events import Notice, Private
 from chatd.store import StoreUnavailable
 
 MIN_PASSWORD = 8
@@ -107,60 +107,93 @@ class LoginLimiter:
             self._host.pop(host, None)
 
 
-class AccountFlows:
-    """register, login and password, and the private messages kept for offline accounts."""
-
+class Accounts:
     log = Logger()
 
-    def __init__(self, service, passwords: Passwords | None = None):
-        self.service = service
+    def __init__(self, store, clock, passwords: Passwords | None = None):
+        self.store = store
+        self.clock = clock
         self._passwords = passwords
-        self.limiter = LoginLimiter(service.clock)
+        self.limiter = LoginLimiter(clock)
+        self._registered = set()  # account keys, i.e. registered nicks in lower case
+        self._logins = {}  # account key -> the session logged in as it
         self._guests = itertools.count(random.randrange(10000, 90000))
 
     @property
     def passwords(self) -> Passwords:
         if self._passwords is None:
-            self._passwords = Passwords(self.service.clock)
+            self._passwords = Passwords(self.clock)
         return self._passwords
 
-    def _store(self):
-        if self.service.store is None:
-            raise ChatError("store_unavailable", "this server keeps no accounts")
-        return self.service.store
+    def loaded(self, keys) -> None:
+        self._registered = set(keys)
 
+    def __len__(self) -> int:
+        return len(self._registered)
+
+    def is_registered(self, key: str) -> bool:
+        return key in self._registered
+
+    def session_of(self, key: str):
+        """The session logged in as account ``key``, if any."""
+        return self._logins.get(key)
+
+    def log_in(self, session, key: str) -> None:
+        self.log_out(session)
+        session.account = key
+        self._logins[key] = session
+
+    def log_out(self, session) -> None:
+        if session.account is not None and self._logins.get(session.account) is session:
+            del self._logins[session.account]
+
+    def recheck(self, key: str):
+        """Fires True if ``key`` turns out to be registered after all (another node
+        sharing the database registered it since we loaded the names)."""
+        def found(account):
+            if account is None:
+                return False
+            self._registered.add(key)
+            return True
+        return self.store.get_account(key).addCallback(found)
+
+    def guest_nick(self, taken) -> str:
+        """A Guest12345 nick that nobody holds (``taken(key)``) and nobody registered."""
+        while True:
+            nick = f"Guest{next(self._guests)}"
+            if not taken(nick.lower()) and nick.lower() not in self._registered:
+                return nick
+
+    # -- flows: each fires with the account, or fails with a ChatError ---------------
     def register(self, session, password):
-        svc = self.service
-        svc._require_nick(session)
-        store = self._store()
+        """Register the session's nick to it, and log it in."""
         check_password(password)
         key, nick = session.key, session.nick
-        if key in svc.registered:
+        if key in self._registered:
             raise ChatError("already_registered", f"{nick} is already registered")
         d = self.passwords.hash(password)
-        d.addCallback(lambda h: store.create_account(key, nick, h, svc.clock.seconds()))
+        d.addCallback(lambda h: self.store.create_account(key, nick, h, self.clock.seconds()))
 
         def created(ok):
-            svc.registered.add(key)
+            self._registered.add(key)
             if not ok:
                 raise ChatError("already_registered", f"{nick} is already registered")
             self.log.info("registered {nick} from {host}", nick=nick, host=session.host)
             if session.attached and session.key == key:
-                self._logged_in(session, key)
-            return {"nick": nick}
-        return d.addCallbacks(created, svc.unavailable)
+                self.log_in(session, key)
+            return nick
+        return d.addCallback(created)
 
-    def login(self, session, nick, password):
-        svc = self.service
-        store = self._store()
+    def verify(self, session, nick, password):
+        """Check a login; fires the ``Account`` (the caller claims the nick)."""
         if not isinstance(nick, str) or not isinstance(password, str) or not password:
             raise ChatError("missing_argument", "usage: /login NICK PASSWORD")
-        key = svc.check_nick(nick)
+        key = nick.lower()
         if session.account == key:
             raise ChatError("already_logged_in", f"you are already logged in as {nick}")
         host = session.host
         self.limiter.attempt(key, host)
-        d = store.get_account(key)
+        d = self.store.get_account(key)
         d.addCallback(lambda acct: self.passwords.verify(
             acct.password_hash if acct else None, password).addCallback(lambda ok: (acct, ok)))
 
@@ -172,15 +205,11 @@ class AccountFlows:
             self.limiter.succeeded(key, host)
             if not session.attached:
                 raise ChatError("not_connected", "the connection closed while logging in")
-            self._claim(session, acct)
-            self.log.info("{nick} logged in from {host}", nick=acct.nick, host=host)
-            return self._deliver_offline(session, key).addCallback(
-                lambda n: {"nick": session.nick, "offline": n})
-        return d.addCallbacks(checked, svc.unavailable)
+            self._registered.add(key)
+            return acct
+        return d.addCallback(checked)
 
-    def password(self, session, old, new):
-        svc = self.service
-        store = self._store()
+    def change_password(self, session, old, new):
         if session.account is None:
             raise ChatError("not_logged_in", "/login (or /register) first")
         if not isinstance(old, str) or not old:
@@ -188,7 +217,7 @@ class AccountFlows:
         check_password(new)
         key, host = session.account, session.host
         self.limiter.attempt(key, host)
-        d = store.get_account(key)
+        d = self.store.get_account(key)
         d.addCallback(lambda acct: self.passwords.verify(acct.password_hash if acct else None,
                                                           old))
 
@@ -197,74 +226,20 @@ class AccountFlows:
                 raise ChatError("login_failed", "wrong password")
             self.limiter.succeeded(key, host)
             return self.passwords.hash(new).addCallback(
-                lambda h: store.set_password(key, h))
-        d.addCallback(checked)
-        d.addCallback(lambda _: {"nick": session.nick})
-        return d.addErrback(svc.unavailable)
-
-    # -- nick ownership --------------------------------------------------------------
-    def _logged_in(self, session, key) -> None:
-        svc = self.service
-        if session.account is not None and svc.accounts.get(session.account) is session:
-            del svc.accounts[session.account]
-        session.account = key
-        svc.accounts[key] = session
-
-    def _claim(self, session, acct) -> None:
-        """The owner takes its nick: an older login is closed, a guest holding it renamed."""
-        svc = self.service
-        key = acct.key
-        other = svc.accounts.get(key)
-        if other is not None and other is not session:
-            svc.drop(other, "logged in from another connection")
-        holder = svc.nicks.get(key)
-        if holder is not None and holder is not session:
-            self.evict_guest(holder, "its owner has logged in")
-        self._logged_in(session, key)
-        if session.key != key:
-            svc.rename(session, acct.nick, key)
-
-    def evict_guest(self, holder, why: str = "it belongs to an account") -> None:
-        """Rename a session holding a registered nick it is not logged in as."""
-        guest = self._guest_nick()
-        holder.send(Notice(f"{holder.nick} is a registered nick and {why}; "
-                           f"you are now {guest}"))
-        self.service.rename(holder, guest, guest.lower())
-
-    def _guest_nick(self) -> str:
-        svc = self.service
-        while True:
-            nick = f"Guest{next(self._guests)}"
-            if nick.lower() not in svc.nicks and nick.lower() not in svc.registered:
-                return nick
+                lambda h: self.store.set_password(key, h))
+        return d.addCallback(checked)
 
     # -- offline private messages -------------------------------------------------------
-    def queue_private(self, session, key, to, text):
-        svc = self.service
-        ts = svc.clock.seconds()
-        nick = session.nick
-        d = self._store().queue_private(key, nick, to, text, ts)
-        return d.addCallbacks(lambda pid: Private(nick, to, text, pid, ts, offline=True),
-                              svc.unavailable)
+    def queue_private(self, nick, to_key, to, text, ts):
+        """Keep a private message for an offline account; fires its id."""
+        return self.store.queue_private(to_key, nick, to, text, ts)
 
-    def _deliver_offline(self, session, key):
-        store = self.service.store
-        d = store.pending_privates(key)
+    def pending_offline(self, key):
+        """The private messages waiting for account ``key``, oldest first."""
+        return self.store.pending_privates(key)
 
-        def deliver(rows):
-            if not rows or not session.attached:
-                return 0
-            for p in rows:
-                # Addressed as the recipient is known now, not as the sender spelled it.
-                session.send(Private(p.nick, session.nick, p.text, p.pid, p.ts, offline=True))
-            done = store.delete_privates(key, rows[-1].pid)
-            # Already delivered: if forgetting them fails they come again next time.
-            done.addErrback(lambda f: f.trap(StoreUnavailable))
-            return done.addCallback(lambda _: len(rows))
-
-        def failed(failure):
-            failure.trap(StoreUnavailable)
-            session.send(Notice("messages waiting for you could not be fetched now; "
-                                "they stay queued for your next login"))
-            return 0
-        return d.addCallbacks(deliver, failed)
+    def forget_offline(self, key, upto: int):
+        """Delivered: forget them.  If that fails they come again at the next login."""
+        d = self.store.delete_privates(key, upto)
+        d.addErrback(lambda f: f.trap(StoreUnavailable))
+        return d

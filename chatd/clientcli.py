@@ -24,7 +24,7 @@ from twisted.internet import defer, error, stdio, task
 from twisted.protocols.basic import LineReceiver
 
 from chatd.client import DEFAULT_URL, ChatClient, LoginError, RequestError, TLSError
-from chatd.events import text_of
+from chatd.text import text_of
 
 OK, REFUSED, USAGE, CONNECTION, TLS = 0, 1, 2, 3, 4
 FLOOD_PAUSE = 1.0

@@ -1,29 +1,35 @@
-"""Requests to service calls: the part every front end shares.
+"""Requests to service calls: the one request path every front end shares.
 
 A request is a dict ``{"type": ..., "id": ..., ...}``, whether it came from a
 WebSocket frame, a JSON line, or a text command parsed by ``chatd.commands``.
 Each request gets exactly one answer, an ``ack`` or an ``error`` carrying its
 ``id``, except ``pong``, which is itself an answer.
 
-A handler may return a Deferred (anything that waits for the store); its
-answer is sent when it fires.  Meanwhile that session's later requests wait
-in order behind it, so a client that sends ``join`` and then a message to the
-room, without waiting for the ack, still gets what it meant.  The exception is
-a run of room messages: they go to the store without waiting for each other's
-commit (the store commits them in arrival order, so order and ids hold), which
-lets one group commit carry a whole burst instead of one message per sender.
-Anything else waits until every message before it is answered.
+Every handler returns a Deferred firing the ack's record (chatd.acks).  One
+that has not fired yet (it waits for the store) holds back that session's
+later requests, in order, so a client that sends ``join`` and then a message
+to the room, without waiting for the ack, still gets what it meant.  The
+exception is a run of room messages: they go to the store without waiting
+for each other's commit (the store commits them in arrival order, so order
+and ids hold), which lets one group commit carry a whole burst.  Anything
+else waits until every message before it is answered.
 """
 
 import json
 from collections import deque
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
-from chatd.commands import HELP_LINES
+from chatd import acks
 from chatd.errors import FATAL_CODES, ChatError
 from chatd.events import Ack, Error
+from chatd.helptext import HELP_LINES
+from chatd.store import StoreRejected, StoreUnavailable
+
+# The largest id, count or message id a request may carry: what a 64-bit
+# database column holds.  Past it a request is malformed, not a store fault.
+MAX_INT = 2**63 - 1
 
 
 def _opt_str(req: dict, name: str) -> str | None:
@@ -45,10 +51,12 @@ def _opt_int(req: dict, name: str) -> int | None:
     value = req.get(name)
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ChatError("bad_request", f"field {name!r} must be a non-negative integer")
+    if (not isinstance(value, int) or isinstance(value, bool) or value < 0
+            or value > MAX_INT):
+        raise ChatError("bad_request",
+                        f"field {name!r} must be an integer from 0 to {MAX_INT}")
     return value
 
 
@@ -66,17 +74,16 @@ class _Flow:
         self.barrier = False  # a request that is not PIPELINED is in flight
         self.queue = deque()
 
-    def admits(self, item) -> bool:
-        """May ``item`` run now, beside what is in flight?"""
-        return (not self.barrier and not self.queue and isinstance(item, dict)
-                and item.get("type") in PIPELINED)
+    def admits(self, req) -> bool:
+        """May ``req`` run now, beside what is in flight?"""
+        return not self.barrier and not self.queue and req.get("type") in PIPELINED
 
 
-def _then(result, f):
-    """``f(result)``, now or when a Deferred result fires."""
-    if isinstance(result, Deferred):
-        return result.addCallback(f)
-    return f(result)
+def _store_error(failure) -> ChatError:
+    if failure.check(StoreRejected):
+        return ChatError("store_unavailable", "the store refused this message; nothing was saved")
+    return ChatError("store_unavailable",
+                     "the message store is unavailable; nothing was saved, try again shortly")
 
 
 class Dispatcher:
@@ -97,6 +104,7 @@ class Dispatcher:
             "help": self.help,
             "ping": self.ping,
             "quit": self.quit,
+            "json": self.json,
             "history": self.history,
             "register": self.register,
             "login": self.login,
@@ -127,20 +135,7 @@ class Dispatcher:
         else:
             flow.queue.append(req)
 
-    def in_order(self, session, fn, *args) -> None:
-        """Run ``fn(*args)`` now, or once this session's requests in flight are answered
-        (the line protocol's ``/json`` switch must not overtake them)."""
-        flow = self._flows.get(session)
-        if flow is None:
-            fn(*args)
-        else:
-            flow.queue.append((fn, args))
-
     def _run(self, session, req) -> None:
-        if isinstance(req, tuple):
-            fn, args = req
-            fn(*args)
-            return
         rid = req.get("id")
         kind = req.get("type")
         kind = kind if isinstance(kind, str) else None
@@ -151,36 +146,39 @@ class Dispatcher:
                     raise ChatError("bad_request", 'a request needs a "type"')
                 raise ChatError("unknown_type",
                                 f"unknown request type {json.dumps(req['type'])[:60]}")
-            data = handler(session, req)
+            d = handler(session, req)
         except ChatError as e:
             self._error(session, e, rid, kind)
             return
         except Exception:
             self._internal(None, session, rid, kind)  # None: the exception being handled
             return
-        if isinstance(data, Deferred):
+        waits = not d.called  # for the store: hold this session's later requests
+        d.addCallbacks(self._answer, self._failed, callbackArgs=(session, kind, rid),
+                       errbackArgs=(session, rid, kind))
+        d.addErrback(self._internal, session, rid, kind)
+        if waits:
             flow = self._flows.get(session)
             if flow is None:
                 flow = self._flows[session] = _Flow()
             flow.inflight += 1
             if kind not in PIPELINED:
                 flow.barrier = True
-            data.addCallbacks(self._answer, self._failed, callbackArgs=(session, kind, rid),
-                              errbackArgs=(session, rid, kind))
-            data.addErrback(self._internal, session, rid, kind)
-            data.addBoth(lambda _: self._settled(session, flow))
-        else:
-            self._answer(data, session, kind, rid)
+            d.addBoth(lambda _: self._settled(session, flow))
 
     def _answer(self, data, session, kind, rid) -> None:
         if session.attached:
             session.send(Ack(kind, rid, data))
             if kind == "quit":
-                self.service.drop(session, data["reason"] or "quit")
+                self.service.drop(session, data.reason or "quit")
 
     def _failed(self, failure, session, rid, kind) -> None:
-        failure.trap(ChatError)
-        self._error(session, failure.value, rid, kind)
+        if failure.check(StoreUnavailable):
+            error = _store_error(failure)
+        else:
+            failure.trap(ChatError)
+            error = failure.value
+        self._error(session, error, rid, kind)
 
     def _internal(self, failure, session, rid, kind) -> None:
         self.log.failure("request {kind} from {session} failed", failure, kind=kind,
@@ -218,103 +216,84 @@ class Dispatcher:
         if error.code in FATAL_CODES:
             self.service.drop(session, error.message)
 
-    # -- handlers: each returns the ack's data -----------------------------
+    # -- handlers: each returns a Deferred of the ack's record ---------------------
     def nick(self, session, req):
-        return {"nick": self.service.set_nick(session, _req_str(req, "nick"))}
+        return self.service.set_nick(session, _req_str(req, "nick"))
 
     def join(self, session, req):
-        result = self.service.join(session, _req_str(req, "room"), _opt_str(req, "password"),
-                                   _opt_int(req, "since"))
-        return _then(result, self._joined)
-
-    def _joined(self, result):
-        room, more = result if isinstance(result, tuple) else (result, False)
-        data = {"room": room.name, "nicks": [s.nick for s in room.members.values()]}
-        state = self.service.room_state.get(room.name.lower())
-        if state is not None and state.topic:
-            data["topic"] = state.topic
-        if more:
-            data["more"] = True
-        return data
+        return self.service.join(session, _req_str(req, "room"), _opt_str(req, "password"),
+                                 _opt_int(req, "since"))
 
     def part(self, session, req):
-        room = self.service.part(session, _opt_str(req, "room"), _opt_str(req, "reason") or "")
-        return {"room": room.name}
+        return self.service.part(session, _opt_str(req, "room"), _opt_str(req, "reason") or "")
 
     def message(self, session, req, kind="message"):
-        event = self.service.say(session, _opt_str(req, "room"), req.get("text"), kind)
-        return _then(event, lambda e: {"room": e.room, "mid": e.mid, "ts": e.ts})
+        return self.service.say(session, _opt_str(req, "room"), req.get("text"), kind)
 
     def action(self, session, req):
         return self.message(session, req, "action")
 
     def private(self, session, req):
-        event = self.service.private(session, _req_str(req, "to"), req.get("text"))
-        return _then(event, self._private_data)
-
-    @staticmethod
-    def _private_data(event):
-        data = {"to": event.to, "mid": event.mid, "ts": event.ts}
-        if event.offline:
-            data["queued"] = True
-        return data
+        return self.service.private(session, _req_str(req, "to"), req.get("text"))
 
     def who(self, session, req):
-        room = self.service.who(session, _opt_str(req, "room"))
-        return {"room": room.name, "nicks": [s.nick for s in room.members.values()]}
+        return self.service.who(session, _opt_str(req, "room"))
 
     def rooms(self, session, req):
-        return {"rooms": self.service.room_list()}
+        return self.service.room_list()
 
     def help(self, session, req):
-        return {"lines": HELP_LINES}
+        return succeed(acks.HelpAck(HELP_LINES))
 
     def ping(self, session, req):
-        return {}
+        return succeed(acks.EmptyAck())
 
     def quit(self, session, req):
-        return {"reason": _opt_str(req, "reason") or ""}
+        return succeed(acks.QuitAck(_opt_str(req, "reason") or ""))
 
-    # -- persistence: history, accounts, moderation --------------------------
+    def json(self, session, req):
+        # The sink switches formats (a front end without another format refuses);
+        # the ack then goes out in the new one.
+        session.sink.switch_format("json")
+        return succeed(acks.ModeSwitchAck("json"))
+
     def history(self, session, req):
-        if req.get("before") is not None and req.get("since") is not None:
-            raise ChatError("bad_request", "ask for messages before an id or since one, not both")
         return self.service.history(session, _opt_str(req, "room"), _opt_int(req, "before"),
                                     _opt_int(req, "since"), _opt_int(req, "limit"))
 
     def register(self, session, req):
-        return self.service.auth.register(session, req.get("password"))
+        return self.service.register(session, req.get("password"))
 
     def login(self, session, req):
-        return self.service.auth.login(session, _req_str(req, "nick"), req.get("password"))
+        return self.service.login(session, _req_str(req, "nick"), req.get("password"))
 
     def password(self, session, req):
-        return self.service.auth.password(session, req.get("old"), req.get("new"))
+        return self.service.change_password(session, req.get("old"), req.get("new"))
 
     def topic(self, session, req):
-        return self.service.mod.topic(session, _opt_str(req, "room"), _opt_str(req, "topic"))
+        return self.service.topic(session, _opt_str(req, "room"), _opt_str(req, "topic"))
 
     def kick(self, session, req):
-        return self.service.mod.kick(session, _opt_str(req, "room"), _req_str(req, "nick"),
-                                     _opt_str(req, "reason") or "")
+        return self.service.kick(session, _opt_str(req, "room"), _req_str(req, "nick"),
+                                 _opt_str(req, "reason") or "")
 
     def ban(self, session, req):
-        return self.service.mod.ban(session, _opt_str(req, "room"), _req_str(req, "nick"))
+        return self.service.ban(session, _opt_str(req, "room"), _req_str(req, "nick"))
 
     def unban(self, session, req):
-        return self.service.mod.ban(session, _opt_str(req, "room"), _req_str(req, "nick"),
-                                    banned=False)
+        return self.service.ban(session, _opt_str(req, "room"), _req_str(req, "nick"),
+                                banned=False)
 
     def op(self, session, req):
-        return self.service.mod.op(session, _opt_str(req, "room"), _req_str(req, "nick"))
+        return self.service.op(session, _opt_str(req, "room"), _req_str(req, "nick"))
 
     def deop(self, session, req):
-        return self.service.mod.op(session, _opt_str(req, "room"), _req_str(req, "nick"),
-                                   grant=False)
+        return self.service.op(session, _opt_str(req, "room"), _req_str(req, "nick"),
+                               grant=False)
 
     def mode(self, session, req):
-        return self.service.mod.mode(session, _opt_str(req, "room"), req.get("invite_only"),
-                                     req.get("password"))
+        return self.service.mode(session, _opt_str(req, "room"), req.get("invite_only"),
+                                 req.get("password"))
 
     def invite(self, session, req):
-        return self.service.mod.invite(session, _opt_str(req, "room"), _req_str(req, "nick"))
+        return self.service.invite(session, _opt_str(req, "room"), _req_str(req, "nick"))

@@ -1,7 +1,8 @@
 """The events the service hands to front ends: one model for every wire format.
 
-Each event knows its JSON shape (``to_dict``) and its readable line (``to_text``);
-``chatd.wire`` turns them into bytes once per format.
+Events are plain, immutable data.  Each knows its JSON shape (``to_dict``),
+which is the protocol's schema; how it reads as text is ``chatd.text``'s
+business, and ``chatd.wire`` turns it into bytes once per format.
 """
 
 from dataclasses import dataclass, field, fields
@@ -27,10 +28,6 @@ class Hello(_Flat):
     version: str
     limits: dict = field(default_factory=dict)
 
-    def to_text(self) -> str:
-        return (f"* Welcome to {self.server} {self.version}. Choose a nick with /nick NAME, "
-                "join a room with /join #room, /help lists every command.")
-
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -55,12 +52,6 @@ class Message:
             d["history"] = True
         return d
 
-    def to_text(self) -> str:
-        prefix = "[history] " if self.history else ""
-        if self.kind == "action":
-            return f"{prefix}[{self.room}] * {self.nick} {self.text}"
-        return f"{prefix}[{self.room}] <{self.nick}> {self.text}"
-
 
 @dataclass(frozen=True, slots=True)
 class Private:
@@ -81,10 +72,6 @@ class Private:
             d["offline"] = True
         return d
 
-    def to_text(self) -> str:
-        prefix = "[offline] " if self.offline else ""
-        return f"{prefix}[pm {self.nick} -> {self.to}] {self.text}"
-
 
 @dataclass(frozen=True, slots=True)
 class Join(_Flat):
@@ -92,9 +79,6 @@ class Join(_Flat):
     room: str
     nick: str
     ts: float
-
-    def to_text(self) -> str:
-        return f"* {self.nick} joined {self.room}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +89,6 @@ class Part(_Flat):
     reason: str
     ts: float
 
-    def to_text(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
-        return f"* {self.nick} left {self.room}{why}"
-
 
 @dataclass(frozen=True, slots=True)
 class NickChange(_Flat):
@@ -117,9 +97,6 @@ class NickChange(_Flat):
     new: str
     ts: float
 
-    def to_text(self) -> str:
-        return f"* {self.old} is now known as {self.new}"
-
 
 @dataclass(frozen=True, slots=True)
 class Quit(_Flat):
@@ -127,10 +104,6 @@ class Quit(_Flat):
     nick: str
     reason: str
     ts: float
-
-    def to_text(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
-        return f"* {self.nick} quit{why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +114,6 @@ class Topic(_Flat):
     nick: str
     ts: float
 
-    def to_text(self) -> str:
-        if not self.topic:
-            return f"* {self.nick} cleared the topic of {self.room}"
-        return f"* {self.nick} set the topic of {self.room}: {self.topic}"
-
 
 @dataclass(frozen=True, slots=True)
 class Kick(_Flat):
@@ -155,10 +123,6 @@ class Kick(_Flat):
     by: str
     reason: str
     ts: float
-
-    def to_text(self) -> str:
-        why = f" ({self.reason})" if self.reason else ""
-        return f"* {self.nick} was kicked from {self.room} by {self.by}{why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +150,6 @@ class RoomChange:
             d["nick"] = self.target
         return d
 
-    def to_text(self) -> str:
-        if self.what == "mode":
-            # The event carries the room's modes after the change, not the change.
-            entry = "invite-only" if self.invite_only else "open to everyone"
-            key = "with a password" if self.password else "without a password"
-            return f"* {self.by} changed the modes of {self.room}: now {entry}, {key}"
-        verb = {"ban": "banned", "unban": "unbanned", "op": "made an operator:",
-                "deop": "removed operator:"}[self.what]
-        return f"* {self.by} {verb} {self.target} in {self.room}"
-
 
 @dataclass(frozen=True, slots=True)
 class Invite(_Flat):
@@ -203,29 +157,23 @@ class Invite(_Flat):
     room: str
     by: str
 
-    def to_text(self) -> str:
-        return f"* {self.by} invites you to {self.room} (/join {self.room})"
-
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The answer to one request; ``data`` holds what a query returns."""
+    """The answer to one request; ``data`` is its typed record (chatd.acks)."""
 
     type: ClassVar[str] = "ack"
     request: str
     id: Any = None
-    data: dict = field(default_factory=dict)
+    data: Any = None
 
     def to_dict(self) -> dict:
         d = {"type": self.type, "request": self.request}
         if self.id is not None:
             d["id"] = self.id
-        d.update(self.data)
+        if self.data is not None:
+            d.update(self.data.to_dict())
         return d
-
-    def to_text(self) -> str:
-        render = _ACK_TEXT.get(self.request)
-        return render(self.data) if render else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,26 +192,17 @@ class Error:
             d["request"] = self.request
         return d
 
-    def to_text(self) -> str:
-        return f"! error {self.code}: {self.message}"
-
 
 @dataclass(frozen=True, slots=True)
 class Notice(_Flat):
     type: ClassVar[str] = "notice"
     text: str
 
-    def to_text(self) -> str:
-        return f"* {self.text}"
-
 
 @dataclass(frozen=True, slots=True)
 class Ping(_Flat):
     type: ClassVar[str] = "ping"
     ts: float
-
-    def to_text(self) -> str:
-        return "PING :are you there? (any line answers)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,108 +211,3 @@ class Bye(_Flat):
 
     type: ClassVar[str] = "bye"
     reason: str
-
-    def to_text(self) -> str:
-        return f"* closing connection: {self.reason}"
-
-
-# What a client shows of the conversation, received as JSON: the same lines the
-# text mode of the line protocol writes (``chatd-cli follow`` uses this).
-_CONVERSATION = {cls.type: cls for cls in (Join, Part, NickChange, Quit, Topic, Kick, Invite,
-                                          Notice, Bye)}
-
-
-def text_of(d: dict) -> str | None:
-    """The text-mode line for a conversation event given as its JSON dict, else None."""
-    kind = d.get("type")
-    try:
-        if kind in ("message", "action"):
-            event = Message(d["room"], d["from"], d["text"], d["mid"], d["ts"], kind,
-                            bool(d.get("history")))
-        elif kind == "private":
-            event = Private(d["from"], d["to"], d["text"], d["mid"], d["ts"],
-                            bool(d.get("offline")))
-        elif kind in _CONVERSATION:
-            cls = _CONVERSATION[kind]
-            event = cls(**{f.name: d[f.name] for f in fields(cls)})
-        else:
-            return None
-    except (KeyError, TypeError):
-        return None
-    return event.to_text()
-
-
-def _who_text(d: dict) -> str:
-    return f"* {d['room']}: {len(d['nicks'])} present: {', '.join(d['nicks'])}"
-
-
-def _rooms_text(d: dict) -> str:
-    if not d["rooms"]:
-        return "* no rooms yet; /join #name creates one"
-    listing = ", ".join(f"{r['room']} ({r['members']})" for r in d["rooms"])
-    return f"* rooms: {listing}"
-
-
-def _help_text(d: dict) -> str:
-    return "\r\n".join(f"* {line}" for line in d["lines"])
-
-
-def _join_text(d: dict) -> str:
-    lines = [f"* now talking in {d['room']}; members: {', '.join(d['nicks'])}"]
-    if d.get("topic"):
-        lines.append(f"* topic: {d['topic']}")
-    if d.get("more"):
-        lines.append("* more history than shown: /history " + d["room"])
-    return "\r\n".join(lines)
-
-
-def _history_text(d: dict) -> str:
-    if not d["count"]:
-        return f"* no earlier messages in {d['room']}"
-    more = f"; older: /history {d['room']} {d['first']}" if d.get("more") else ""
-    return f"* {d['count']} messages of {d['room']} history{more}"
-
-
-def _private_text(d: dict) -> str:
-    if d.get("queued"):
-        return f"* {d['to']} is offline; your message is queued for their next login"
-    return ""
-
-
-def _topic_text(d: dict) -> str:
-    if d.get("topic"):
-        return f"* topic of {d['room']}: {d['topic']}"
-    return f"* {d['room']} has no topic"
-
-
-def _login_text(d: dict) -> str:
-    waiting = d.get("offline", 0)
-    extra = f"; {waiting} messages arrived while you were away" if waiting else ""
-    return f"* you are logged in as {d['nick']}{extra}"
-
-
-_ACK_TEXT = {
-    "nick": lambda d: f"* you are now {d['nick']}",
-    "join": _join_text,
-    "part": lambda d: f"* you left {d['room']}",
-    "who": _who_text,
-    "rooms": _rooms_text,
-    "help": _help_text,
-    "json": lambda d: "",
-    "ping": lambda d: "* pong",
-    "quit": lambda d: "",
-    "private": _private_text,
-    "history": _history_text,
-    "register": lambda d: f"* {d['nick']} is now registered to you; /login {d['nick']} "
-                          "PASSWORD claims it next time",
-    "login": _login_text,
-    "password": lambda d: "* password changed",
-    "topic": _topic_text,
-    "kick": lambda d: "",
-    "ban": lambda d: "",
-    "unban": lambda d: "",
-    "op": lambda d: "",
-    "deop": lambda d: "",
-    "mode": lambda d: "",
-    "invite": lambda d: f"* invited {d['nick']} to {d['room']}",
-}

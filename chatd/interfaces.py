@@ -4,7 +4,11 @@ from zope.interface import Attribute, Interface
 
 
 class IClientSink(Interface):
-    """What the service needs from a connection, whatever its transport."""
+    """What the service needs from a connection, whatever its transport.
+
+    ``chatd.sink.SinkBase`` implements all of it for a front end on a Twisted
+    transport; the service calls nothing else on a connection.
+    """
 
     wire_format = Attribute("function event -> payload that ``write`` accepts")
 
@@ -15,4 +19,12 @@ class IClientSink(Interface):
         """Ask the peer for a sign of life (a ping line or a WebSocket ping frame)."""
 
     def close_session(reason):
-        """Tell the peer why, then close the connection (cleanly where possible)."""
+        """Tell the peer why, then close the connection (cleanly where possible,
+        and for certain within a bounded time)."""
+
+    def abort():
+        """Close the connection now, discarding whatever is unsent."""
+
+    def switch_format(name):
+        """Speak another wire format from now on (``"json"``: the line protocol's
+        JSON mode), or raise a ChatError where the front end has no such format."""

@@ -1,33 +1,34 @@
 """Bounded output for one connection, shared by every front end.
 
-The queue registers itself as a streaming producer on the transport.  While
-the transport's own buffer is under its high-water mark, writes go straight
-through; once the transport pauses us, writes queue here, and past ``cap``
-bytes the connection is dropped.  So a client that stops reading costs at most
-the transport buffer plus ``cap`` bytes, and the fan-out loop never waits.
+Every byte to a client goes through its queue: broadcasts, replies, pings,
+and on WebSocket the control frames too.  The queue registers itself as a
+streaming producer on the transport.  While the transport's own buffer is
+under its high-water mark, writes go straight through; once the transport
+pauses us, writes queue here, and past ``cap`` bytes the connection is
+dropped.  So a client that stops reading costs at most the transport buffer
+plus ``cap`` bytes, and the fan-out loop never waits.
 
 Given a clock (the reactor), going past ``cap`` is judged ``GRACE`` seconds
 later rather than on the spot.  Twisted pauses a producer from inside
-``transport.write`` as soon as 64 KiB are buffered in the current turn, before
-it has tried the socket, and resumes it only once its buffer is empty; so a
-burst (many senders' reads fanned out in one turn) can hold a client that reads
-perfectly well past its cap for a few turns.  A client the transport has not
-resumed by the end of the grace is not reading, and is dropped; past
-``HARD_FACTOR`` times the cap it is dropped at once, so memory stays bounded.
+``transport.write`` as soon as its buffer is over the high-water mark in the
+current turn, before it has tried the socket, and resumes it only once its
+buffer is empty; so a burst (many senders' reads fanned out in one turn) can
+hold a client that reads perfectly well past its cap for a few turns.  A
+client the transport has not resumed by the end of the grace is not reading,
+and is dropped; past ``HARD_FACTOR`` times the cap it is dropped at once, so
+memory stays bounded.  A turn's writes held for the end-of-turn send
+(chatd.fastsend) count towards that bound too: many answers asked for in one
+turn cannot grow past it either.
 
-On a plain TCP transport (not TLS) with a clock, a turn's writes are kept and
-sent at the end of the turn with one ``send()``, straight to the socket when
-the transport has nothing buffered.  ``transport.write`` would buffer them and
-register the socket for writing (``epoll_ctl``), send on the next poll and
-unregister it (``epoll_ctl`` again): at one message per turn that bookkeeping
-was half of the server's CPU per delivery (docs/performance.rst).  Whatever
-the socket does not take goes through ``transport.write`` as before, so order,
-backpressure and the bounds are unchanged.
+When the connection is gone, ``release`` frees what is queued at once and
+lets go of the transport and the owner, so no buffer waits for the garbage
+collector.
 """
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
+
+from chatd import fastsend
 
 # Twisted pauses its producer once this many bytes wait in the transport (its
 # default is 64 KiB).  Past it, a fan-out turn appends to our list, which costs a
@@ -39,58 +40,13 @@ GRACE = 2.0  # seconds a client may stay over its cap without reading
 HARD_FACTOR = 16  # ... unless its queue grows past this many caps
 
 
-class _TurnFlusher:
-    """The queues of one clock written to in this reactor turn, sent when it ends."""
-
-    __slots__ = ("clock", "queues", "call")
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.queues = []
-        self.call = None
-
-    def add(self, queue) -> None:
-        self.queues.append(queue)
-        if self.call is None:
-            # callLater(0) runs before the reactor next polls: the end of this turn.
-            self.call = self.clock.callLater(0, self.run)
-
-    def run(self) -> None:
-        self.call = None
-        queues, self.queues = self.queues, []
-        for queue in queues:
-            queue.send_turn()
-
-
-_flushers = {}  # clock -> _TurnFlusher
-
-
-# send_turn reads these FileDescriptor/tcp.Connection internals to know the
-# transport has nothing buffered.  If a Twisted release renames them, every
-# write simply goes through transport.write again (slower, never wrong).
-_TRANSPORT_INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS",
-                        "connected", "disconnecting", "socket")
-
-
-def _turn_flusher(clock, transport) -> _TurnFlusher | None:
-    """The flusher for a plain TCP transport; None where writes must go through it."""
-    if (clock is None or type(transport) is not tcp.Server
-            or not all(hasattr(transport, name) for name in _TRANSPORT_INTERNALS)
-            or transport.TLS):
-        return None
-    flusher = _flushers.get(clock)
-    if flusher is None:
-        flusher = _flushers[clock] = _TurnFlusher(clock)
-    return flusher
-
-
 @implementer(IPushProducer)
 class OutputQueue:
     __slots__ = ("transport", "cap", "on_overflow", "clock", "paused", "pending",
-                 "pending_bytes", "closed", "resumes", "verdict", "turn", "flusher",
-                 "__weakref__")
+                 "pending_bytes", "closed", "resumes", "verdict", "turn", "turn_bytes",
+                 "flusher", "__weakref__")
 
-    def __init__(self, transport, cap: int, on_overflow, clock=None):
+    def __init__(self, transport, cap: int, on_overflow, clock=None, flusher=None):
         self.transport = transport
         self.cap = cap
         self.on_overflow = on_overflow
@@ -103,7 +59,8 @@ class OutputQueue:
         self.resumes = 0
         self.verdict = None  # the pending over-cap check, if any
         self.turn = None  # this turn's writes, or None (a list per idle connection costs)
-        self.flusher = _turn_flusher(clock, transport)
+        self.turn_bytes = 0
+        self.flusher = flusher if flusher is not None and fastsend.supports(transport) else None
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = HIGH_WATER
         transport.registerProducer(self, True)
@@ -115,7 +72,8 @@ class OutputQueue:
             self.pending.append(data)
             self.pending_bytes += len(data)
             if self.pending_bytes > self.cap:
-                if self.clock is None or self.pending_bytes > self.cap * HARD_FACTOR:
+                if (self.clock is None
+                        or self.pending_bytes + self.turn_bytes > self.cap * HARD_FACTOR):
                     self._overflow()
                 elif self.verdict is None:
                     self.verdict = self.clock.callLater(GRACE, self._judge, self.resumes)
@@ -124,33 +82,24 @@ class OutputQueue:
                 self.transport.write(data)
             elif self.turn is None:
                 self.turn = [data]
+                self.turn_bytes = len(data)
                 self.flusher.add(self)
             else:
                 self.turn.append(data)
+                self.turn_bytes += len(data)
+                if self.turn_bytes > self.cap * HARD_FACTOR:
+                    self._overflow()
 
     def send_turn(self) -> None:
-        """Send this turn's writes: to the socket if the transport is idle, else through it."""
+        """Send this turn's writes (the flusher calls this at the end of the turn)."""
         turn = self.turn
         if turn is None:
             return
         self.turn = None
+        self.turn_bytes = 0
         if self.closed:
             return
-        data = turn[0] if len(turn) == 1 else b"".join(turn)
-        t = self.transport
-        if (t._tempDataLen or t.dataBuffer or t.TLS or not t.connected or t.disconnecting
-                or t._writeDisconnected):
-            t.write(data)
-            return
-        try:
-            sent = t.socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            t.write(data)  # the transport meets the error on its next write and closes
-            return
-        if sent < len(data):
-            t.write(data[sent:])
+        fastsend.send(self.transport, turn[0] if len(turn) == 1 else b"".join(turn))
 
     def _judge(self, resumes: int) -> None:
         self.verdict = None
@@ -163,26 +112,48 @@ class OutputQueue:
             self._overflow()
 
     def _overflow(self) -> None:
-        self.closed = True  # from now on writes are dropped
-        self.turn = None
-        self.pending.clear()
-        self.pending_bytes = 0
+        on_overflow = self.on_overflow
+        self._discard()
+        if on_overflow is None:
+            return
         if self.clock is None:
-            self.on_overflow()
+            on_overflow()
         else:
             # This can happen inside a broadcast loop over the room this client is
-            # in: drop it once the loop is done, so the loop needs no snapshot.
-            self.clock.callLater(0, self.on_overflow)
+            # in: the owner aborts the connection once the loop is done, so the
+            # loop needs no snapshot.
+            self.clock.callLater(0, on_overflow)
+
+    def _discard(self) -> None:
+        self.closed = True  # from now on writes are dropped
+        self.on_overflow = None
+        self.turn = None
+        self.turn_bytes = 0
+        if self.verdict is not None:
+            self.verdict.cancel()
+            self.verdict = None
+        self.pending = []
+        self.pending_bytes = 0
 
     def flush(self) -> None:
         """Hand everything queued to the transport now, paused or not (before a close)."""
         if self.turn is not None:
             self.send_turn()  # older than anything pending: it was written while not paused
-        if self.pending:
+        if self.pending and not self.closed:
             data = b"".join(self.pending)
-            self.pending.clear()
+            self.pending = []
             self.pending_bytes = 0
             self.transport.write(data)
+
+    def seal(self) -> None:
+        """Hand everything to the transport; later writes are dropped (before a close)."""
+        self.flush()
+        self.closed = True
+
+    def release(self) -> None:
+        """The connection is gone: free what is queued and let go of everything."""
+        self._discard()
+        self.transport = None
 
     # IPushProducer, called by the transport
     def pauseProducing(self) -> None:
@@ -195,10 +166,4 @@ class OutputQueue:
             self.flush()
 
     def stopProducing(self) -> None:
-        self.closed = True
-        self.turn = None
-        if self.verdict is not None:
-            self.verdict.cancel()
-            self.verdict = None
-        self.pending.clear()
-        self.pending_bytes = 0
+        self._discard()

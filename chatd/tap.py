@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from chatd.dispatch import Dispatcher
+from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -161,12 +162,15 @@ def makeService(config, reactor=None) -> service.MultiService:
     # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
     ReloadOnHangup(tls, reactor).setServiceParent(top)
     StopOnTerm(reactor).setServiceParent(top)
-    line_factory = LineFactory(chat, dispatcher)
+    # One end-of-turn sender shared by every front end (chatd.fastsend).
+    flusher = TurnFlusher(reactor)
+    line_factory = LineFactory(chat, dispatcher, flusher)
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls).setServiceParent(listeners)
     if config["ws"]:
         site = make_site(chat, ChatWebSocketFactory(chat, dispatcher,
-                                                        trusted_proxies=config["trusted-proxy"]))
+                                                        trusted_proxies=config["trusted-proxy"],
+                                                        flusher=flusher))
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls).setServiceParent(listeners)
     listeners.setServiceParent(top)

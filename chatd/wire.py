@@ -9,6 +9,8 @@ import json
 
 from autobahn.websocket.protocol import PreparedMessage
 
+from chatd.text import render
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -18,7 +20,7 @@ def encode_json(event) -> bytes:
 
 def text_line(event) -> bytes:
     """Readable CRLF-terminated line(s); empty bytes when there is nothing to say."""
-    text = event.to_text()
+    text = render(event)
     if not text:
         return b""
     return text.encode("utf-8") + b"\r\n"

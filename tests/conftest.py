@@ -5,10 +5,10 @@ Nothing here opens a socket or reads the real clock.
 """
 
 import json
-import os
 
 import pytest
 import txaio
+from fakes import TEXT, InlinePasswords, frame, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -68,7 +68,8 @@ class Chat:
     def __init__(self, **limits):
         self.clock = Clock()
         self.clock.advance(START)
-        self.service = ChatService(Limits(**limits), clock=self.clock)
+        self.service = ChatService(Limits(**limits), clock=self.clock,
+                                   passwords=InlinePasswords())
         self.dispatcher = Dispatcher(self.service)
         self._port = 40000
 
@@ -108,38 +109,6 @@ HANDSHAKE = (b"GET /ws HTTP/1.1\r\n"
              b"Connection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
              b"Sec-WebSocket-Version: 13\r\n\r\n")
-
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def frame(payload: bytes, opcode=TEXT) -> bytes:
-    """A masked client frame."""
-    n = len(payload)
-    if n < 126:
-        header = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-    mask = os.urandom(4)
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """Server frames (unmasked, unfragmented) to (opcode, payload)."""
-    out = []
-    while data:
-        assert data[0] & 0x80, "fragmented frame"
-        opcode, n, i = data[0] & 0x0F, data[1] & 0x7F, 2
-        assert not data[1] & 0x80, "server frames are not masked"
-        if n == 126:
-            n, i = int.from_bytes(data[2:4], "big"), 4
-        elif n == 127:
-            n, i = int.from_bytes(data[2:10], "big"), 10
-        out.append((opcode, data[i:i + n]))
-        data = data[i + n:]
-    return out
-
 
 class WSClient:
     def __init__(self, chat, factory, host="10.0.0.2", headers=b""):
@@ -181,10 +150,6 @@ class WSClient:
         self.events()
         self.send(obj)
         return self.events()
-
-
-def close_code(payload: bytes) -> int:
-    return int.from_bytes(payload[:2], "big")
 
 
 @pytest.fixture

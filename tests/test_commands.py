@@ -2,9 +2,10 @@
 
 import pytest
 
-from chatd.commands import HELP_LINES, parse
+from chatd.commands import parse
 from chatd.dispatch import Dispatcher
 from chatd.errors import ChatError
+from chatd.helptext import HELP_LINES
 
 
 @pytest.mark.parametrize("line,request_", [

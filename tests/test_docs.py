@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd import commands, events
+from chatd import commands, events, helptext
 from chatd.dispatch import Dispatcher
 from chatd.errors import FATAL_CODES
 
@@ -42,8 +42,8 @@ def test_every_text_command_is_documented(command):
 
 
 def request_types() -> set[str]:
-    # "pong" and "json" are handled outside the handler table (answer / mode switch).
-    types = set(Dispatcher(service=None)._handlers) | {"pong", "json"}
+    # "pong" is an answer, not a request with a handler.
+    types = set(Dispatcher(service=None)._handlers) | {"pong"}
     return types | {spec[0] for spec in commands._COMMANDS.values()}
 
 
@@ -70,7 +70,7 @@ def test_every_event_is_documented(kind):
 
 def test_help_lists_every_command_users_are_told_about():
     # /help is what a telnet user reads; each command it names must exist.
-    for line in commands.HELP_LINES:
+    for line in helptext.HELP_LINES:
         word = line.split()[0]
         if word.startswith("/") and not word.startswith("//"):
             assert word[1:] in commands._COMMANDS, f"/help mentions unknown {word}"

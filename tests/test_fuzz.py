@@ -10,15 +10,13 @@ and everyone else's chat unaffected.
 import json
 import math
 
-from conftest import BINARY, CLOSE, TEXT, frame
+from fakes import BINARY, CLOSE, TEXT, FakeSink, frame
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from zope.interface import implementer
 
 from chatd import commands
 from chatd.errors import ChatError
 from chatd.events import Ack, Error
-from chatd.interfaces import IClientSink
 from chatd.protocols.line import parse_json_request
 
 FUZZ = settings(max_examples=200, deadline=None,
@@ -265,30 +263,9 @@ def test_websocket_survives_any_frames(ws, frames, cuts):
 
 
 # -- the dispatcher on arbitrary requests -------------------------------------------------
-@implementer(IClientSink)
-class Sink:
-    """A session's sink that keeps the events themselves (the wire format is identity)
-    and, like a transport, reports the connection gone when the service closes it."""
-
-    wire_format = staticmethod(lambda event: event)
-
-    def __init__(self, service):
-        self.service = service
-        self.session = None
-        self.got = []
-
-    def write(self, event):
-        self.got.append(event)
-
-    def send_ping(self):
-        pass
-
-    def close_session(self, reason):
-        self.service.disconnected(self.session, reason)
-
-    def take(self) -> list:
-        got, self.got = self.got, []
-        return got
+def Sink(service):
+    """Reports the connection gone when the service closes it, like a transport."""
+    return FakeSink(service=service)
 
 
 def same_id(a, b) -> bool:

@@ -47,7 +47,7 @@ def test_conversation(chat):
     assert alice.lines() == ["* closing connection: gone fishing"]
     assert not alice.transport.connected
     bob.send("/rooms")
-    assert bob.lines() == ["* no rooms yet; /join #name creates one"]
+    assert bob.lines() == ["* rooms: #tea (0)"]  # kept, with its operators, when empty
 
 
 def test_quit_is_seen_by_room(chat):
@@ -332,7 +332,7 @@ def test_connection_lost_frees_the_nick(chat):
     bob = chat.line()
     bob.send("/nick alice")
     assert bob.lines() == ["* you are now alice"]
-    assert chat.service.rooms == {}
+    assert len(chat.service.rooms) == 0
 
 
 def test_json_line_is_valid_utf8_json(chat):

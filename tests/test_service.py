@@ -7,9 +7,9 @@ formats, so what is asserted is what a client would receive.
 import json
 
 import pytest
+from fakes import FakeSink
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd import wire
@@ -39,22 +39,8 @@ def decode(fmt, payload: bytes) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-@implementer(IClientSink)
-class Sink:
-    def __init__(self, fmt=wire.JSONL):
-        self.wire_format = fmt
-        self.payloads = []
-        self.pings = 0
-        self.closed = None
-
-    def write(self, payload):
-        self.payloads.append(payload)
-
-    def send_ping(self):
-        self.pings += 1
-
-    def close_session(self, reason):
-        self.closed = reason
+def Sink(fmt=wire.JSONL):
+    return FakeSink(fmt)
 
 
 class Member:
@@ -93,8 +79,10 @@ def error(events) -> str:
     return e["code"]
 
 
-def test_sink_provides_interface():
+def test_the_fake_sink_and_the_real_front_ends_provide_the_interface(chat):
     verifyObject(IClientSink, Sink())
+    line = chat.line()
+    verifyObject(IClientSink, line.proto)
 
 
 def test_connect_greets_with_limits(chat):
@@ -124,7 +112,7 @@ def test_nick_taken_case_insensitively(chat):
     bob = Member(chat)
     assert error(bob.req("nick", nick="aLICE")) == "nick_taken"
     assert alice.events() == []
-    assert chat.service.nicks["alice"] is alice.session
+    assert chat.service.nicks.get("alice") is alice.session
 
 
 def test_nick_changed_too_fast(chat):
@@ -151,7 +139,7 @@ def test_nick_recase_is_a_change_not_a_clash(chat):
 def test_invalid_room_refused(chat, room):
     m = Member(chat, "alice")
     assert error(m.req("join", room=room)) == "invalid_room"
-    assert chat.service.rooms == {}
+    assert len(chat.service.rooms) == 0
 
 
 def test_join_tells_members_and_acks_with_nicks(chat):
@@ -201,8 +189,8 @@ def test_empty_rooms_disappear(chat):
     alice.req("part")
     assert [r["room"] for r in bob.req("rooms")[0]["rooms"]] == ["#r"]
     chat.service.disconnected(bob.session)
-    assert chat.service.rooms == {}
-    assert alice.req("rooms")[0]["rooms"] == []
+    assert len(chat.service.rooms) == 0  # the live room is gone; its stored part stays
+    assert alice.req("rooms")[0]["rooms"] == [{"room": "#r", "members": 0}]
 
 
 def test_part_when_in_no_room(chat):

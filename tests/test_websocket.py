@@ -7,7 +7,7 @@ real time.
 import json
 
 import pytest
-from conftest import BINARY, CLOSE, PING, PONG, TEXT, close_code
+from fakes import BINARY, CLOSE, PING, PONG, TEXT, close_code
 
 from chatd.outbuf import GRACE
 

@@ -1,18 +1,22 @@
-"""The WebSocket front end: one JSON object per text frame, same schema as JSON lines."""
+"""The WebSocket front end: one JSON object per text frame, same schema as JSON lines.
+
+Every byte this protocol sends after the opening handshake goes through the
+connection's output queue, Autobahn's own frames too (``sendData`` is the
+funnel Autobahn writes ping, pong and close frames through), so everything
+leaves in order and counts against the send-queue cap: a close frame can
+never overtake the data queued before it.
+"""
 
 import base64
 import ipaddress
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from chatd import wire
 from chatd.errors import ChatError
-from chatd.events import Bye, Error
-from chatd.interfaces import IClientSink
-from chatd.outbuf import OutputQueue
-from chatd.protocols.line import parse_json_request
+from chatd.jsonreq import parse_json_request
+from chatd.sink import SinkBase
 
 # The id of the answer to a login made with the upgrade request's credentials.
 CONNECT_LOGIN_ID = "connect"
@@ -54,14 +58,19 @@ NORMAL = 1000
 log = Logger()
 
 
-@implementer(IClientSink)
-class ChatWebSocketProtocol(WebSocketServerProtocol):
+class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
     wire_format = staticmethod(wire.WEBSOCKET)
-    session = None
-    out = None
 
     _credentials = None
     _forwarded_for = None
+
+    @property
+    def service(self):
+        return self.factory.service
+
+    @property
+    def flusher(self):
+        return self.factory.flusher
 
     def onConnect(self, request):
         # Connect-time login: HTTP Basic credentials on the upgrade request.
@@ -70,23 +79,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self):
-        service = self.factory.service
-        transport = self.transport
         # twisted.web's HTTP channel registered itself as the transport's producer
         # before the upgrade (TCP and TLS transports alike); the connection is ours now.
         try:
-            transport.unregisterProducer()
+            self.transport.unregisterProducer()
         except RuntimeError:  # test transports refuse when none is registered
             pass
-        self.out = OutputQueue(transport, service.limits.send_queue, self._overflow,
-                               service.clock)
-        self.write = self.out.write
-        try:
-            self.session = service.connect(self, self.peer_host())
-        except ChatError as e:
-            self.out.write(wire.WEBSOCKET(Error(e.code, e.message)))
-            self.out.flush()  # before the close frame, which Autobahn writes directly
-            self.sendClose(NORMAL, e.message)
+        self.start_output(self.transport)
+        if not self.open_session(self.peer_host()):
             return
         if self._credentials is not None:
             nick, password = self._credentials
@@ -117,7 +117,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         except UnicodeDecodeError:
             # RFC 6455 says fail the connection; say why first.
             dispatcher.refuse(session, ChatError("invalid_utf8", "text frames must be UTF-8"))
-            self.factory.service.drop(session, "invalid UTF-8")
+            self.service.drop(session, "invalid UTF-8")
             return
         try:
             req = parse_json_request(text)
@@ -128,37 +128,52 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def onPong(self, payload):
         if self.session is not None:
-            self.factory.service.touch(self.session)
+            self.service.touch(self.session)
 
     def onClose(self, wasClean, code, reason):
-        if self.session is not None:
-            self.factory.service.disconnected(self.session,
-                                              reason or "connection closed")
+        self.connection_gone(reason or "connection closed")
+
+    # -- the single writer ---------------------------------------------------------
+    def sendData(self, data, sync=False, chopsize=None):
+        out = self.out
+        if out is None or sync or chopsize:
+            # The opening handshake (before the queue exists), or Autobahn's
+            # testing modes; chatd uses neither mode.
+            super().sendData(data, sync, chopsize)
+        else:
+            out.write(data)
+
+    def _closeConnection(self, abort=False):
+        # Autobahn closing the TCP connection (after the close handshake, or on
+        # a protocol error; its dropConnection has unregistered our queue as
+        # the producer, which a TLS transport needs to shut down): what is
+        # queued goes first.
+        if self.out is not None and not abort:
+            self.out.seal()
+        super()._closeConnection(abort)
 
     # -- IClientSink -------------------------------------------------------------
     def send_ping(self):
         self.sendPing()
 
-    def close_session(self, reason):
-        self.out.write(wire.WEBSOCKET(Bye(reason)))
-        self.out.flush()
+    def before_close(self, reason):
         # A close reason must fit in a control frame (123 bytes).
         self.sendClose(NORMAL, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
 
-    def abort(self):
-        self.transport.abortConnection()
-
-    def _overflow(self):
-        self.factory.service.overflowed(self.session, self)
+    def close_transport(self):
+        # Autobahn closes the TCP connection once the peer answers our close
+        # frame, or after closeHandshakeTimeout; SinkBase's timer backs it up.
+        pass
 
 
 class ChatWebSocketFactory(WebSocketServerFactory):
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, service, dispatcher, url=None, trusted_proxies=()):
+    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), flusher=None):
         super().__init__(url)
         self.service = service
         self.dispatcher = dispatcher
+        self.flusher = flusher
         self.trusted_proxies = frozenset(trusted_proxies)
         limits = service.limits
         self.setProtocolOptions(

@@ -317,3 +317,32 @@ class SQLStore:
                                bans=set(json.loads(r[8])), created=r[9])
                     for r in txn.fetchall()]
         return self._run(q)
+
+    # TEMPORARY: change-based room writes over the JSON columns (replaced by the
+    # store branch's entries table).
+    def set_room_fields(self, key, name, fields):
+        cols = sorted(fields)
+        vals = [int(fields[c]) if c == "invite_only" else fields[c] for c in cols]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
+        sql = self.q(f"INSERT INTO rooms (key, name{''.join(', ' + c for c in cols)}) "
+                     f"VALUES (?, ?{', ?' * len(cols)}) ON CONFLICT (key) DO UPDATE SET {sets}")
+        return self._run(lambda txn: txn.execute(sql, (key, name, *vals)))
+
+    def _edit_list(self, key, name, list_name, entry, present):
+        ins = self.q("INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+        sel = self.q(f"SELECT {list_name} FROM rooms WHERE key = ?")
+        upd = self.q(f"UPDATE rooms SET {list_name} = ? WHERE key = ?")
+
+        def q(txn):
+            txn.execute(ins, (key, name or key))
+            txn.execute(sel, (key,))
+            entries = set(json.loads(txn.fetchone()[0]))
+            (entries.add if present else entries.discard)(entry)
+            txn.execute(upd, (json.dumps(sorted(entries)), key))
+        return self._run(q)
+
+    def add_room_entry(self, key, name, list_name, entry):
+        return self._edit_list(key, name, list_name, entry, True)
+
+    def remove_room_entry(self, key, list_name, entry):
+        return self._edit_list(key, None, list_name, entry, False)

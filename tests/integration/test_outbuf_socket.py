@@ -10,6 +10,8 @@ import pytest
 from twisted.internet import protocol, tcp
 from twisted.internet.testing import MemoryReactorClock
 
+from chatd import fastsend
+from chatd.fastsend import TurnFlusher
 from chatd.outbuf import OutputQueue
 
 
@@ -21,7 +23,8 @@ def pair():
     reactor = MemoryReactorClock()
     transport = tcp.Server(ours, protocol.Protocol(), ("127.0.0.1", 1), None, 1, reactor)
     dropped = []
-    queue = OutputQueue(transport, 1 << 20, lambda: dropped.append(True), reactor)
+    queue = OutputQueue(transport, 1 << 20, lambda: dropped.append(True), reactor,
+                        TurnFlusher(reactor))
     yield queue, transport, peer, reactor, dropped
     peer.close()
     ours.close()
@@ -86,5 +89,8 @@ def test_a_closed_peer_is_left_to_the_transport(pair):
 def test_this_twisted_still_has_the_internals_the_direct_send_reads(pair):
     # If a Twisted release renames them, the queue silently falls back to
     # transport.write: correct but twice the CPU per delivery.  Fail loudly here.
-    queue, *_ = pair
+    queue, transport, *_ = pair
+    missing = [name for name in fastsend.INTERNALS if not hasattr(transport, name)]
+    assert missing == [], f"Twisted no longer has {missing}: the direct send is off"
+    assert fastsend.supports(transport)
     assert queue.flusher is not None

@@ -10,44 +10,22 @@ import shutil
 import tempfile
 
 import argon2
+from fakes import FakeSink
 from twisted.internet import defer, reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 
 from chatd.accounts import LoginLimiter, Passwords
 from chatd.dispatch import Dispatcher
 from chatd.errors import ChatError
 from chatd.events import Ack, Error, Join, Message
-from chatd.interfaces import IClientSink
 from chatd.limits import Limits
 from chatd.service import ChatService
 from chatd.store import MAX_PAGE
 from chatd.store.sqlite import SQLiteStore
 
-
-@implementer(IClientSink)
-class Sink:
-    """Keeps the events themselves: the wire format is the identity."""
-
-    wire_format = staticmethod(lambda event: event)
-
-    def __init__(self):
-        self.got = []
-
-    def write(self, event):
-        self.got.append(event)
-
-    def send_ping(self):
-        pass
-
-    def close_session(self, reason):
-        pass
-
-    def take(self) -> list:
-        got, self.got = self.got, []
-        return got
+Sink = FakeSink  # keeps the events themselves
 
 
 class ServiceOnSQLite(TestCase):
@@ -100,8 +78,8 @@ class ServiceOnSQLite(TestCase):
         yield defer.gatherResults(
             [self.chat.say(alice, "#big", f"m{i}") for i in range(MAX_PAGE + 5)])
         b, bob = self.connect("bob")
-        room, more = yield self.chat.join(bob, "#big", since=0)
-        self.assertTrue(more)
+        ack = yield self.chat.join(bob, "#big", since=0)
+        self.assertTrue(ack.more)
         history = [e for e in b.take() if isinstance(e, Message)]
         self.assertEqual(len(history), MAX_PAGE)
         self.assertEqual(history[0].text, "m0")
@@ -116,15 +94,15 @@ class ServiceOnSQLite(TestCase):
                     {"type": "message", "room": "#q", "text": "right after", "id": 3},
                     {"type": "who", "id": 4}):
             self.dispatcher.handle(session, req)
-        while len([e for e in sink.got if isinstance(e, (Ack, Error))]) < 4:
+        while len([e for e in sink.payloads if isinstance(e, (Ack, Error))]) < 4:
             d = defer.Deferred()
             reactor.callLater(0.01, d.callback, None)
             yield d
-        answers = [e for e in sink.got if isinstance(e, (Ack, Error))]
+        answers = [e for e in sink.payloads if isinstance(e, (Ack, Error))]
         self.assertEqual([(type(e), e.id) for e in answers],
                          [(Ack, 1), (Ack, 2), (Ack, 3), (Ack, 4)])
-        self.assertEqual(answers[2].data["mid"],
-                         [e for e in sink.got if isinstance(e, Message)][0].mid)
+        self.assertEqual(answers[2].data.mid,
+                         [e for e in sink.payloads if isinstance(e, Message)][0].mid)
 
     @inlineCallbacks
     def test_a_burst_of_messages_is_committed_together_and_answered_in_order(self):
@@ -142,7 +120,7 @@ class ServiceOnSQLite(TestCase):
         # A part must not overtake them.
         self.dispatcher.handle(session, {"type": "part", "room": "#b", "id": "p"})
         self.assertEqual(len(self.store._pending), 4)
-        while not any(isinstance(e, Ack) and e.id == "p" for e in sink.got):
+        while not any(isinstance(e, Ack) and e.id == "p" for e in sink.payloads):
             d = defer.Deferred()
             reactor.callLater(0.01, d.callback, None)
             yield d
@@ -151,7 +129,7 @@ class ServiceOnSQLite(TestCase):
         self.assertEqual(texts, [f"m{i}" for i in range(5)])
         acks = [e for e in got if isinstance(e, Ack)]
         self.assertEqual([a.id for a in acks], [0, 1, 2, 3, 4, "p"])
-        mids = [a.data["mid"] for a in acks[:5]]
+        mids = [a.data.mid for a in acks[:5]]
         self.assertEqual(mids, sorted(mids))
         self.assertEqual(mids, [e.mid for e in got if isinstance(e, Message)])
 
@@ -164,9 +142,14 @@ class ServiceOnSQLite(TestCase):
         a.take()
         b.take()
         yield self.store.close()  # the database goes away under the service
-        with self.assertRaises(ChatError) as e:
-            yield self.chat.say(alice, "#r", "lost?")
-        self.assertEqual(e.exception.code, "store_unavailable")
+        self.dispatcher.handle(alice, {"type": "message", "room": "#r", "text": "lost?",
+                                       "id": 9})
+        while not a.payloads:
+            d = defer.Deferred()
+            reactor.callLater(0.01, d.callback, None)
+            yield d
+        [error] = a.take()
+        self.assertEqual((error.code, error.id), ("store_unavailable", 9))
         self.assertEqual([x for x in b.take() if isinstance(x, Message)], [])
         self.flushLoggedErrors()
 

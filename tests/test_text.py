@@ -3,6 +3,7 @@
 import pytest
 
 from chatd import events as e
+from chatd import text
 
 CONVERSATION = [
     e.Message("#r", "alice", "hi", 7, 1.5),
@@ -24,7 +25,7 @@ CONVERSATION = [
 
 @pytest.mark.parametrize("event", CONVERSATION, ids=lambda ev: ev.type)
 def test_text_of_the_json_is_the_text_mode_line(event):
-    assert e.text_of(event.to_dict()) == event.to_text()
+    assert text.text_of(event.to_dict()) == text.render(event)
 
 
 @pytest.mark.parametrize("d", [
@@ -35,4 +36,4 @@ def test_text_of_the_json_is_the_text_mode_line(event):
     {},
 ])
 def test_text_of_other_or_broken_events_is_none(d):
-    assert e.text_of(d) is None
+    assert text.text_of(d) is None

@@ -1,0 +1,155 @@
+"""What an ``ack`` carries for each request: one typed record per answer.
+
+A record's JSON is its fields by name, leaving out those that are None, so an
+optional field (``more``, ``queued``, a topic's ``by``) appears only when it
+says something.  Text rendering lives in ``chatd.text``.
+"""
+
+from dataclasses import dataclass, fields
+
+
+class AckData:
+    __slots__ = ()
+
+    def to_dict(self) -> dict:
+        d = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                d[f.name] = value
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class NickAck(AckData):
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAck(AckData):
+    room: str
+    nicks: list
+    topic: str | None = None
+    more: bool | None = None  # True when there is more history than was sent
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAck(AckData):
+    """part"""
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAck(AckData):
+    room: str
+    mid: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateAck(AckData):
+    to: str
+    mid: int
+    ts: float
+    queued: bool | None = None  # True: the recipient is offline, the message waits
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAck(AckData):
+    room: str
+    nicks: list
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsAck(AckData):
+    rooms: list  # [{"room": name, "members": n}], by name
+
+
+@dataclass(frozen=True, slots=True)
+class HelpAck(AckData):
+    lines: list
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyAck(AckData):
+    """ping"""
+
+
+@dataclass(frozen=True, slots=True)
+class QuitAck(AckData):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSwitchAck(AckData):
+    """json: the connection now speaks JSON lines"""
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryAck(AckData):
+    room: str
+    count: int
+    more: bool
+    first: int | None = None
+    last: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountAck(AckData):
+    """register and password"""
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAck(AckData):
+    nick: str
+    offline: int  # private messages that waited for this login
+
+
+@dataclass(frozen=True, slots=True)
+class TopicAck(AckData):
+    room: str
+    topic: str
+    by: str | None = None
+    ts: float | None = None
+
+    @classmethod
+    def of(cls, name: str, state) -> "TopicAck":
+        if state is None or not state.topic:
+            return cls(name, "")
+        return cls(name, state.topic, state.topic_by, state.topic_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class KickAck(AckData):
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class BanAck(AckData):
+    """ban and unban"""
+    room: str
+    nick: str
+    bans: list
+
+
+@dataclass(frozen=True, slots=True)
+class OpAck(AckData):
+    """op and deop"""
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeAck(AckData):
+    room: str
+    invite_only: bool
+    password: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InviteAck(AckData):
+    room: str
+    nick: str

@@ -1,0 +1,38 @@
+"""The one publish point: every event that leaves the service for anyone other
+than the requesting session goes through an ``IBus``.
+
+``LocalBus`` (the default) hands events straight to this process's members.
+A clustered bus publishes each event once (per room, or per person for a
+private message or an invite) to the other nodes and delivers it locally the
+same way, so front ends, accounts and moderation never change.
+"""
+
+from zope.interface import Interface, implementer
+
+
+class IBus(Interface):
+    def publish_room(room_key, event, exclude=None):
+        """Deliver ``event`` to every member of the room (``exclude``: one session left out)."""
+
+    def publish_rooms(room_keys, event, also=None):
+        """Deliver once to everyone sharing any of these rooms, plus ``also`` (a session):
+        a nick change or a quit."""
+
+    def publish_user(nick_key, event):
+        """Deliver to whoever holds the nick (a private message, an invite)."""
+
+
+@implementer(IBus)
+class LocalBus:
+    """One process: publishing is local delivery."""
+
+    def __init__(self, rooms, nicks):
+        self.rooms = rooms
+        self.nicks = nicks
+        self.publish_room = rooms.deliver  # the hot path: no extra call per message
+        self.publish_rooms = rooms.deliver_many
+
+    def publish_user(self, nick_key, event) -> None:
+        session = self.nicks.get(nick_key)
+        if session is not None:
+            session.send(event)

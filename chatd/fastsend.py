@@ -1,0 +1,75 @@
+"""The end-of-turn direct send: the one place chatd reads Twisted's private state.
+
+On a plain TCP transport (not TLS), a turn's writes to one connection are kept
+and sent at the end of the turn with one ``send()``, straight to the socket
+when the transport has nothing buffered.  ``transport.write`` would buffer them
+and register the socket for writing (``epoll_ctl``), send on the next poll and
+unregister it (``epoll_ctl`` again): at one message per turn that bookkeeping
+was half of the server's CPU per delivery (docs/performance.rst).  Whatever the
+socket does not take goes through ``transport.write``, so order, backpressure
+and the bounds are unchanged.
+
+It reads these ``twisted.internet.tcp.Connection``/``FileDescriptor``
+internals, listed in ``INTERNALS``: ``_tempDataLen``, ``dataBuffer`` (nothing
+buffered), ``_writeDisconnected``, ``TLS``, ``connected``, ``disconnecting``
+(still open for writing) and ``socket``.  If a Twisted release renames them,
+``supports`` says no and every write goes through ``transport.write`` again
+(slower, never wrong); tests/integration/test_outbuf_socket.py fails loudly.
+"""
+
+from twisted.internet import tcp
+
+INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS", "connected",
+             "disconnecting", "socket")
+
+
+def supports(transport) -> bool:
+    """Whether writes to ``transport`` may take the direct path."""
+    return (type(transport) is tcp.Server
+            and all(hasattr(transport, name) for name in INTERNALS)
+            and not transport.TLS)
+
+
+def send(transport, data: bytes) -> None:
+    """Send ``data`` now if the transport is idle, else hand it to the transport."""
+    t = transport
+    if (t._tempDataLen or t.dataBuffer or t.TLS or not t.connected or t.disconnecting
+            or t._writeDisconnected):
+        t.write(data)
+        return
+    try:
+        sent = t.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        t.write(data)  # the transport meets the error on its next write and closes
+        return
+    if sent < len(data):
+        t.write(data[sent:])
+
+
+class TurnFlusher:
+    """The output queues written to in this reactor turn, sent when it ends.
+
+    One per reactor, made by whoever builds the front ends (chatd.tap) and
+    shared by them; without one, queues write through their transports.
+    """
+
+    __slots__ = ("clock", "queues", "call")
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.queues = []
+        self.call = None
+
+    def add(self, queue) -> None:
+        self.queues.append(queue)
+        if self.call is None:
+            # callLater(0) runs before the reactor next polls: the end of this turn.
+            self.call = self.clock.callLater(0, self.run)
+
+    def run(self) -> None:
+        self.call = None
+        queues, self.queues = self.queues, []
+        for queue in queues:
+            queue.send_turn()

@@ -1,0 +1,45 @@
+"""Nick ownership: which session holds which nick (case-insensitively).
+
+The only writer of ``Session.nick``, ``Session.key`` and ``Session.nick_at``.
+A cluster replaces "nobody here holds it" with a cluster-wide claim at the
+calls below, and nowhere else.
+"""
+
+from chatd.validate import check_nick
+
+
+class Nicks:
+    def __init__(self, max_nick: int):
+        self.max_nick = max_nick
+        self._holders = {}  # nick key -> Session
+
+    def check(self, nick) -> str:
+        return check_nick(nick, self.max_nick)
+
+    def get(self, key: str):
+        return self._holders.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._holders
+
+    def __len__(self) -> int:
+        return len(self._holders)
+
+    def items(self):
+        """(key, Session) of every nick held, for reading."""
+        return self._holders.items()
+
+    def take(self, session, nick: str, key: str, now: float | None = None) -> str | None:
+        """Give ``session`` a nick nobody else holds; returns its old nick (None if first)."""
+        old = session.nick
+        if session.key is not None and self._holders.get(session.key) is session:
+            del self._holders[session.key]
+        session.nick, session.key = nick, key
+        self._holders[key] = session
+        if now is not None:
+            session.nick_at = now
+        return old
+
+    def release(self, session) -> None:
+        if session.key is not None and self._holders.get(session.key) is session:
+            del self._holders[session.key]

@@ -1,0 +1,50 @@
+"""One connection's chat state.  The protocol object is only its sink.
+
+Each field has exactly one writer, named below; everyone else only reads.
+That is what lets a cluster (or metrics) intercept every change at its owner.
+"""
+
+from chatd.limits import Limits, TokenBucket
+
+
+class Session:
+    __slots__ = (
+        # set once by ChatService.connect
+        "sink", "host", "connected_at",
+        # chatd.rooms.Rooms: how the session's rooms reach it, and where it is
+        "write", "fmt", "rooms", "current", "joining",
+        # chatd.nicks.Nicks
+        "nick", "key", "nick_at",
+        # chatd.accounts.Accounts: the account key this session is logged in as
+        "account",
+        # ChatService: liveness, flood control, lifecycle
+        "bucket", "strikes", "last_seen", "pinged_at", "attached",
+        "__weakref__")
+
+    def __init__(self, sink, host: str, now: float, limits: Limits):
+        self.sink = sink
+        self.host = host
+        self.connected_at = now
+        self.write = sink.write
+        self.fmt = sink.wire_format
+        self.rooms = {}  # room key -> Room, in join order
+        self.current = None
+        self.joining = {}  # room key -> Room whose history is being fetched
+        self.nick = None
+        self.key = None
+        self.nick_at = None
+        self.account = None
+        self.bucket = TokenBucket(limits.rate, limits.burst, now)
+        self.strikes = 0
+        self.last_seen = now
+        self.pinged_at = now
+        self.attached = True
+
+    def send(self, event) -> None:
+        """Encode for this session alone (replies, history); broadcasts encode once per room."""
+        payload = self.fmt(event)
+        if payload:
+            self.write(payload)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.nick or '-'} from {self.host}>"

@@ -1,0 +1,161 @@
+"""How events read as text: the line protocol's text mode, and ``chatd-cli``.
+
+One renderer per event type and per ack record type.  ``render`` returns the
+line(s) without the line ending, or "" when there is nothing to show.
+"""
+
+from dataclasses import fields
+
+from chatd import acks
+from chatd import events as ev
+
+
+def _why(reason: str) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def _message(e: ev.Message) -> str:
+    prefix = "[history] " if e.history else ""
+    if e.kind == "action":
+        return f"{prefix}[{e.room}] * {e.nick} {e.text}"
+    return f"{prefix}[{e.room}] <{e.nick}> {e.text}"
+
+
+def _private(e: ev.Private) -> str:
+    prefix = "[offline] " if e.offline else ""
+    return f"{prefix}[pm {e.nick} -> {e.to}] {e.text}"
+
+
+def _topic(e: ev.Topic) -> str:
+    if not e.topic:
+        return f"* {e.nick} cleared the topic of {e.room}"
+    return f"* {e.nick} set the topic of {e.room}: {e.topic}"
+
+
+def _room_change(e: ev.RoomChange) -> str:
+    if e.what == "mode":
+        # The event carries the room's modes after the change, not the change.
+        entry = "invite-only" if e.invite_only else "open to everyone"
+        key = "with a password" if e.password else "without a password"
+        return f"* {e.by} changed the modes of {e.room}: now {entry}, {key}"
+    verb = {"ban": "banned", "unban": "unbanned", "op": "made an operator:",
+            "deop": "removed operator:"}[e.what]
+    return f"* {e.by} {verb} {e.target} in {e.room}"
+
+
+_EVENTS = {
+    ev.Hello: lambda e: (f"* Welcome to {e.server} {e.version}. Choose a nick with /nick NAME, "
+                         "join a room with /join #room, /help lists every command."),
+    ev.Message: _message,
+    ev.Private: _private,
+    ev.Join: lambda e: f"* {e.nick} joined {e.room}",
+    ev.Part: lambda e: f"* {e.nick} left {e.room}{_why(e.reason)}",
+    ev.NickChange: lambda e: f"* {e.old} is now known as {e.new}",
+    ev.Quit: lambda e: f"* {e.nick} quit{_why(e.reason)}",
+    ev.Topic: _topic,
+    ev.Kick: lambda e: f"* {e.nick} was kicked from {e.room} by {e.by}{_why(e.reason)}",
+    ev.RoomChange: _room_change,
+    ev.Invite: lambda e: f"* {e.by} invites you to {e.room} (/join {e.room})",
+    ev.Error: lambda e: f"! error {e.code}: {e.message}",
+    ev.Notice: lambda e: f"* {e.text}",
+    ev.Ping: lambda e: "PING :are you there? (any line answers)",
+    ev.Bye: lambda e: f"* closing connection: {e.reason}",
+}
+
+
+def render(event) -> str:
+    return _EVENTS[type(event)](event)
+
+
+# -- acks ------------------------------------------------------------------------------
+def _join(d: acks.JoinAck) -> str:
+    lines = [f"* now talking in {d.room}; members: {', '.join(d.nicks)}"]
+    if d.topic:
+        lines.append(f"* topic: {d.topic}")
+    if d.more:
+        lines.append("* more history than shown: /history " + d.room)
+    return "\r\n".join(lines)
+
+
+def _rooms(d: acks.RoomsAck) -> str:
+    if not d.rooms:
+        return "* no rooms yet; /join #name creates one"
+    return "* rooms: " + ", ".join(f"{r['room']} ({r['members']})" for r in d.rooms)
+
+
+def _history(d: acks.HistoryAck) -> str:
+    if not d.count:
+        return f"* no earlier messages in {d.room}"
+    more = f"; older: /history {d.room} {d.first}" if d.more else ""
+    return f"* {d.count} messages of {d.room} history{more}"
+
+
+def _topic_ack(d: acks.TopicAck) -> str:
+    if d.topic:
+        return f"* topic of {d.room}: {d.topic}"
+    return f"* {d.room} has no topic"
+
+
+def _login(d: acks.LoginAck) -> str:
+    extra = f"; {d.offline} messages arrived while you were away" if d.offline else ""
+    return f"* you are logged in as {d.nick}{extra}"
+
+
+_ACKS = {
+    acks.NickAck: lambda d: f"* you are now {d.nick}",
+    acks.JoinAck: _join,
+    acks.RoomAck: lambda d: f"* you left {d.room}",
+    acks.WhoAck: lambda d: f"* {d.room}: {len(d.nicks)} present: {', '.join(d.nicks)}",
+    acks.RoomsAck: _rooms,
+    acks.HelpAck: lambda d: "\r\n".join(f"* {line}" for line in d.lines),
+    acks.EmptyAck: lambda d: "* pong",
+    acks.PrivateAck: lambda d: (
+        f"* {d.to} is offline; your message is queued for their next login"
+        if d.queued else ""),
+    acks.HistoryAck: _history,
+    acks.LoginAck: _login,
+    acks.TopicAck: _topic_ack,
+    acks.InviteAck: lambda d: f"* invited {d.nick} to {d.room}",
+}
+
+
+def _account(request: str, d: acks.AccountAck) -> str:
+    if request == "register":
+        return f"* {d.nick} is now registered to you; /login {d.nick} PASSWORD claims it next time"
+    return "* password changed"
+
+
+def render_ack(event: ev.Ack) -> str:
+    if isinstance(event.data, acks.AccountAck):
+        return _account(event.request, event.data)
+    render = _ACKS.get(type(event.data))
+    return render(event.data) if render else ""
+
+
+_EVENTS[ev.Ack] = render_ack
+
+
+# -- a client's view: JSON back to the text-mode line ----------------------------------
+_CONVERSATION = {cls.type: cls for cls in (ev.Join, ev.Part, ev.NickChange, ev.Quit, ev.Topic,
+                                          ev.Kick, ev.Invite, ev.Notice, ev.Bye)}
+
+
+def text_of(d: dict) -> str | None:
+    """The text-mode line for a conversation event given as its JSON dict, else None
+    (``chatd-cli follow`` shows what a telnet user would see)."""
+    kind = d.get("type")
+    try:
+        if kind in ("message", "action"):
+            event = ev.Message(d["room"], d["from"], d["text"], d["mid"], d["ts"], kind,
+                               bool(d.get("history")))
+        elif kind == "private":
+            event = ev.Private(d["from"], d["to"], d["text"], d["mid"], d["ts"],
+                               bool(d.get("offline")))
+        elif kind in _CONVERSATION:
+            cls = _CONVERSATION[kind]
+            event = cls(**{f.name: d[f.name] for f in fields(cls)})
+        else:
+            return None
+    except (KeyError, TypeError):
+        return None
+    return render(event)

@@ -1,0 +1,57 @@
+"""What a nick, a room name, chat text and a reason may be: one place for every rule.
+
+Pure functions with no state, used by every owner of chat state, so a rule
+is never written twice and no state module needs another to check input.
+"""
+
+import re
+
+from chatd.errors import ChatError
+
+NICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*\Z")
+ROOM_RE = re.compile(r"#[A-Za-z0-9_\-.]+\Z")
+# C0 and C1 controls (C1 too: terminals obey U+0085 NEL and U+009B CSI in UTF-8),
+# DEL and the Unicode line separators would let one client forge lines on
+# another's terminal or split a line for a client reading with splitlines().
+CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_REASON = 200
+
+
+def clean_reason(reason: str | None) -> str:
+    """A part/quit/kick reason made safe to show: controls become spaces, clipped."""
+    if not reason:
+        return ""
+    return CONTROL_RE.sub(" ", str(reason))[:MAX_REASON].strip()
+
+
+def check_nick(nick, max_nick: int) -> str:
+    """The nick's key (its lower-case form), or ``invalid_nick``."""
+    if (not isinstance(nick, str) or not nick or len(nick) > max_nick
+            or not NICK_RE.match(nick)):
+        raise ChatError("invalid_nick",
+                        f"a nick is 1-{max_nick} letters, digits, '_' or '-', "
+                        "starting with a letter")
+    return nick.lower()
+
+
+def check_room(name, max_room: int) -> str:
+    """The room's key (its lower-case form), or ``invalid_room``."""
+    if not isinstance(name, str) or len(name) > max_room or not ROOM_RE.match(name):
+        raise ChatError("invalid_room",
+                        f"a room is '#' and 1-{max_room - 1} letters, digits, "
+                        "'_', '-' or '.'")
+    return name.lower()
+
+
+def check_text(text, max_message: int) -> str:
+    """Chat text as given, or the error a client should see for it."""
+    if text is not None and not isinstance(text, str):
+        raise ChatError("bad_request", "field 'text' must be a string")
+    if not text or not text.strip():
+        raise ChatError("empty_message", "nothing to send")
+    if len(text) > max_message:
+        raise ChatError("message_too_long",
+                        f"a message is at most {max_message} characters")
+    if CONTROL_RE.search(text):
+        raise ChatError("invalid_text", "control characters are not allowed in messages")
+    return text
