@@ -245,6 +245,10 @@ def test_wheel_ships_every_package_the_plugin_and_the_web_client(wheel):
     assert "twisted/plugins/chatd_plugin.py" in names
     # Shipping either of these would shadow Twisted itself once installed.
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
+    # The benchmark is a development tool that runs from a checkout (benchmarks/).
+    assert not [n for n in names if "bench" in n], names
+    assert not any(line.startswith("chatd =") for line in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode().splitlines())
 
 
 @pytest.fixture(scope="module")
