@@ -277,6 +277,67 @@ def test_installed_wheel_provides_twistd_chatd(installed):
     assert probe.stdout.startswith(str(installed))
 
 
+# -- the contributor install (pip install -e .) ----------------------------------------
+def dependencies_without_chatd(dest: Path) -> Path:
+    """This Python's installed packages, minus any installed chatd, as a symlink farm.
+
+    The fresh venv below gets chatd's dependencies from here (fast, no download),
+    but not a chatd installed here, whose ``twisted/plugins/chatd_plugin.py`` would
+    make ``twistd chatd`` work whether or not the editable install does.
+    """
+    import twisted
+
+    site = Path(twisted.__file__).resolve().parent.parent
+    skip = ("chatd", "__editable__")
+
+    def farm(src: Path, dst: Path, into: dict):
+        dst.mkdir()
+        for entry in src.iterdir():
+            if entry.name.startswith(skip) or entry.name in ("dropin.cache", "__pycache__"):
+                continue
+            if entry.name in into:
+                farm(entry, dst / entry.name, into[entry.name])
+            else:
+                (dst / entry.name).symlink_to(entry)
+
+    farm(site, dest, {"twisted": {"plugins": {}}})
+    return dest
+
+
+def test_editable_install_provides_twistd_chatd(tmp_path):
+    # The documented contributor install: pip install -e . (here --no-deps, the
+    # dependencies come from a farm of this Python's; pip still fetches the build
+    # backend, setuptools, from the package index or its cache).
+    src = tmp_path / "checkout"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+        "artifacts", "tests", "store.test_*", "_trial_temp*", "chatd-data", "dropin.cache"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    deps = dependencies_without_chatd(tmp_path / "deps")
+    (Path(site) / "zz_chatd_test_deps.pth").write_text(f"{deps}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_"))}
+    before = subprocess.run([python, "-c", TWISTD_MAIN, "chatd", "--help"], capture_output=True,
+                            text=True, timeout=60, env=env, cwd=tmp_path)
+    assert before.returncode != 0, "chatd is visible before it is installed: the test is void"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(src)],
+                   check=True, timeout=300, env=env, cwd=src)
+    out = subprocess.run([python, "-c", TWISTD_MAIN, "chatd", "--help"], capture_output=True,
+                         text=True, timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--line=" in out.stdout and "--ws=" in out.stdout
+    # Both the plugin and the code it loads come from the checkout, live.
+    probe = subprocess.run(
+        [python, "-c", "import chatd.tap, twisted.plugins.chatd_plugin as p; "
+                       "print(chatd.tap.__file__); print(p.__file__)"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path, check=True)
+    assert probe.stdout.split() == [str(src / "chatd" / "tap.py"),
+                                    str(src / "twisted" / "plugins" / "chatd_plugin.py")]
+
+
 class Twistd:
     """A ``twistd`` subprocess whose output is read by a thread, so it never blocks."""
 
