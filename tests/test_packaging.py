@@ -78,11 +78,23 @@ def chatd_opts() -> list[str]:
 
 # -- README and CI ------------------------------------------------------------
 def test_ci_runs_exactly_the_readme_test_command():
-    command = readme_literal_line(r"python3 -m venv .*pytest")
+    command = readme_literal_line(r"(?:.* )?python3 -m venv .*pytest")
     out = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-test-command"],
                          capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.strip() == command
-    assert command.startswith("python3 -m venv .venv && ") and "'.[test]'" in command
+    # One line that does everything: the machine, the venv, the package, the suite.
+    assert command.startswith("bash scripts/test-setup && python3 -m venv .venv && ")
+    assert "'.[test]'" in command and command.endswith(" && .venv/bin/pytest")
+
+
+def test_test_setup_script_installs_what_readme_says():
+    script = ROOT / "scripts" / "test-setup"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    match = re.search(r"^DEB_PACKAGES=\(([^)]*)\)$", script.read_text(), re.M)
+    assert match, "scripts/test-setup must list its Debian packages in DEB_PACKAGES=(...)"
+    packages = match.group(1).split()
+    assert {"python3-venv", "chromium", "postgresql", "redis-server", "nginx"} <= set(packages)
+    assert f"``{' '.join(packages)}" in " ".join(README.split())
 
 
 def test_readme_quick_start_runs_the_daemon_in_the_foreground():
@@ -441,7 +453,7 @@ def chatd_behind_nginx(tmp_path):
         # Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
         binary = shutil.which("nginx", path=os.pathsep.join(
             [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
-        assert binary, "nginx is not installed (.ci/run installs it)"
+        assert binary, "nginx is not installed (scripts/test-setup installs it)"
         nginx = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                                  stderr=subprocess.PIPE)
         wait_listening(port, nginx)
