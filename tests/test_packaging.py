@@ -331,7 +331,7 @@ def test_editable_install_provides_twistd_chatd(tmp_path):
                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     deps = dependencies_without_chatd(tmp_path / "deps")
     (Path(site) / "zz_chatd_test_deps.pth").write_text(f"{deps}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     before = subprocess.run([python, "-c", TWISTD_MAIN, "chatd", "--help"], capture_output=True,
                             text=True, timeout=60, env=env, cwd=tmp_path)
     assert before.returncode != 0, "chatd is visible before it is installed: the test is void"
