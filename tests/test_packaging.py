@@ -78,11 +78,23 @@ def chatd_opts() -> list[str]:
 
 # -- README and CI ------------------------------------------------------------
 def test_ci_runs_exactly_the_readme_test_command():
-    command = readme_literal_line(r"python3 -m venv .*pytest")
+    command = readme_literal_line(r"(?:.* )?python3 -m venv .*pytest")
     out = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-test-command"],
                          capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.strip() == command
-    assert command.startswith("python3 -m venv .venv && ") and "'.[test]'" in command
+    # One line that does everything: the machine, the venv, the package, the suite.
+    assert command.startswith("bash scripts/test-setup && python3 -m venv .venv && ")
+    assert "'.[test]'" in command and command.endswith(" && .venv/bin/pytest")
+
+
+def test_test_setup_script_installs_what_readme_says():
+    script = ROOT / "scripts" / "test-setup"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    match = re.search(r"^DEB_PACKAGES=\(([^)]*)\)$", script.read_text(), re.M)
+    assert match, "scripts/test-setup must list its Debian packages in DEB_PACKAGES=(...)"
+    packages = match.group(1).split()
+    assert {"python3-venv", "chromium", "postgresql", "redis-server", "nginx"} <= set(packages)
+    assert f"``{' '.join(packages)}" in " ".join(README.split())
 
 
 def test_readme_quick_start_runs_the_daemon_in_the_foreground():
@@ -245,6 +257,10 @@ def test_wheel_ships_every_package_the_plugin_and_the_web_client(wheel):
     assert "twisted/plugins/chatd_plugin.py" in names
     # Shipping either of these would shadow Twisted itself once installed.
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
+    # The benchmark is a development tool that runs from a checkout (benchmarks/).
+    assert not [n for n in names if "bench" in n], names
+    assert not any(line.startswith("chatd =") for line in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +287,67 @@ def test_installed_wheel_provides_twistd_chatd(installed):
                            capture_output=True, text=True, timeout=60,
                            env=kw["env"], cwd=kw["cwd"], check=True)
     assert probe.stdout.startswith(str(installed))
+
+
+# -- the contributor install (pip install -e .) ----------------------------------------
+def dependencies_without_chatd(dest: Path) -> Path:
+    """This Python's installed packages, minus any installed chatd, as a symlink farm.
+
+    The fresh venv below gets chatd's dependencies from here (fast, no download),
+    but not a chatd installed here, whose ``twisted/plugins/chatd_plugin.py`` would
+    make ``twistd chatd`` work whether or not the editable install does.
+    """
+    import twisted
+
+    site = Path(twisted.__file__).resolve().parent.parent
+    skip = ("chatd", "__editable__")
+
+    def farm(src: Path, dst: Path, into: dict):
+        dst.mkdir()
+        for entry in src.iterdir():
+            if entry.name.startswith(skip) or entry.name in ("dropin.cache", "__pycache__"):
+                continue
+            if entry.name in into:
+                farm(entry, dst / entry.name, into[entry.name])
+            else:
+                (dst / entry.name).symlink_to(entry)
+
+    farm(site, dest, {"twisted": {"plugins": {}}})
+    return dest
+
+
+def test_editable_install_provides_twistd_chatd(tmp_path):
+    # The documented contributor install: pip install -e . (here --no-deps, the
+    # dependencies come from a farm of this Python's; pip still fetches the build
+    # backend, setuptools, from the package index or its cache).
+    src = tmp_path / "checkout"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+        "artifacts", "tests", "store.test_*", "_trial_temp*", "chatd-data", "dropin.cache"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    deps = dependencies_without_chatd(tmp_path / "deps")
+    (Path(site) / "zz_chatd_test_deps.pth").write_text(f"{deps}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    before = subprocess.run([python, "-c", TWISTD_MAIN, "chatd", "--help"], capture_output=True,
+                            text=True, timeout=60, env=env, cwd=tmp_path)
+    assert before.returncode != 0, "chatd is visible before it is installed: the test is void"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(src)],
+                   check=True, timeout=300, env=env, cwd=src)
+    out = subprocess.run([python, "-c", TWISTD_MAIN, "chatd", "--help"], capture_output=True,
+                         text=True, timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--line=" in out.stdout and "--ws=" in out.stdout
+    # Both the plugin and the code it loads come from the checkout, live.
+    probe = subprocess.run(
+        [python, "-c", "import chatd.tap, twisted.plugins.chatd_plugin as p; "
+                       "print(chatd.tap.__file__); print(p.__file__)"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path, check=True)
+    assert probe.stdout.split() == [str(src / "chatd" / "tap.py"),
+                                    str(src / "twisted" / "plugins" / "chatd_plugin.py")]
 
 
 class Twistd:
@@ -376,7 +453,7 @@ def chatd_behind_nginx(tmp_path):
         # Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
         binary = shutil.which("nginx", path=os.pathsep.join(
             [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
-        assert binary, "nginx is not installed (.ci/run installs it)"
+        assert binary, "nginx is not installed (scripts/test-setup installs it)"
         nginx = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                                  stderr=subprocess.PIPE)
         wait_listening(port, nginx)

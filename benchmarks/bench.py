@@ -1,4 +1,7 @@
-"""``chatd bench``: a load generator that measures chatd against bare Twisted/Autobahn relays.
+"""The chatd benchmark: a load generator that measures chatd against bare Twisted/Autobahn relays.
+
+Run it from a checkout: ``python benchmarks/bench.py fanout|idle [options]``.
+It is not part of the installed package.
 
 It starts each server itself (pinned to one core with ``taskset``; the
 generator pins itself to another), or drives one already running
@@ -13,6 +16,11 @@ sockets: receivers only count a marker with ``bytes.count``; a few "probe"
 receivers also parse send times for latency.  WebSocket client framing is
 written by hand (zero mask key, so masking costs nothing here).  Each run is one
 JSON line on stdout; a readable table and chatd/baseline ratios follow.
+
+The daemon runs from this checkout (the directory above ``benchmarks/``), or
+from another source tree given with ``--chatd-tree NAME=PATH``: a chatd target
+suffixed ``@NAME`` (``chatd-line@old``) runs that tree's code, so two commits
+are measured back to back in one batch.
 """
 
 import argparse
@@ -30,8 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
+HERE = Path(__file__).resolve().parent  # benchmarks/: the bare relays live here too
+PROJECT = HERE.parent  # the checkout whose chatd runs unless --chatd-tree says otherwise
 MARK = b"~~"  # ends every benchmark message; counted, never parsed, by most receivers
 TOKEN_RE = re.compile(rb"@(\d+):(\d+):(\d+)~~")
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -135,6 +143,21 @@ BASELINE_OF = {"chatd-line": "bare-line", "chatd-jsonl": "bare-line", "chatd-ws"
 
 # -- the server under test ----------------------------------------------------------
 
+def split_target(target: str, trees: dict) -> tuple[str, Path]:
+    """``chatd-line@old`` -> (``chatd-line``, the tree named old); no suffix: this checkout."""
+    base, _, name = target.partition("@")
+    return base, (trees[name] if name else PROJECT)
+
+
+def parse_tree(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named after its directory) for --chatd-tree."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        path = spec
+        name = Path(spec).resolve().name
+    return name, Path(path).resolve()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,7 +182,8 @@ class Server:
     """A target started by the bench, pinned to a core; stopped with SIGTERM."""
 
     def __init__(self, target: str, args, cpu: str | None, chatd_args=(), logdir=None):
-        dialect, how, transport = TARGETS[target]
+        base, tree = split_target(target, args.chatd_trees)
+        dialect, how, transport = TARGETS[base]
         self.port = free_port()
         if how == "chatd":
             line = f"tcp:{self.port}:interface=127.0.0.1" if transport == "line" else "none"
@@ -174,8 +198,10 @@ class Server:
         if cpu is not None:
             cmd = ["taskset", "-c", cpu, *cmd]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT),
+        # The chatd tree comes first, ahead of any chatd installed in this Python.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree),
                                                           env.get("PYTHONPATH")]))
+        self.tree = tree
         # Its data directory (the default ./chatd-data) lands in the log directory.
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, cwd=logdir)
         self.pid = self.proc.pid
@@ -600,7 +626,8 @@ def ws_pings(data: bytes):
 # -- one run, many runs, the report -------------------------------------------------------------
 
 def one_run(target: str, args, run_no: int) -> dict:
-    dialect = TARGETS[target][0]
+    base, tree = split_target(target, args.chatd_trees)
+    dialect = TARGETS[base][0]
     server = None
     if args.connect:
         host, _, port = args.connect.rpartition(":")
@@ -610,7 +637,7 @@ def one_run(target: str, args, run_no: int) -> dict:
         port, pid = server.port, server.pid
     idle = args.scenario == "idle"
     count = args.connections if idle else args.clients
-    room_size = args.room_size if idle and TARGETS[target][1] == "chatd" else count
+    room_size = args.room_size if idle and TARGETS[base][1] == "chatd" else count
     sources = args.sources or (1 + count // 20000)
     swarm = Swarm(dialect, port, count, room_size, f"b{os.getpid() % 1000}r{run_no}n",
                   sources=sources, slow=0 if idle else args.slow)
@@ -620,6 +647,8 @@ def one_run(target: str, args, run_no: int) -> dict:
         swarm.sync(args.timeout)
         result = {"scenario": args.scenario, "target": target, "run": run_no,
                   "connections": count, "connect_join_s": round(connect_s, 3)}
+        if server is not None and TARGETS[base][1] == "chatd":
+            result["chatd_tree"] = str(tree)
         if idle:
             result.update(room_size=room_size)
             result.update(run_idle(swarm, args, pid))
@@ -680,16 +709,28 @@ def median(values):
 
 
 def ratios(results, scenario) -> list:
-    """chatd's median figures over its baseline's, e.g. deliveries/s 0.85 = 85% of bare."""
+    """chatd's median figures over its baseline's, e.g. deliveries/s 0.85 = 85% of bare.
+
+    With --chatd-tree, each chatd target is also compared with the first tree run
+    for the same target: ``chatd-line@new`` over ``chatd-line@old`` is the change.
+    """
     by_target = {}
     for r in results:
         by_target.setdefault(r["target"], []).append(r)
     keys = (["deliveries_per_s", "server_us_per_delivery", "latency_ms.p99"]
             if scenario == "fanout" else ["kib_per_connection"])
-    out = []
-    for target, base in BASELINE_OF.items():
-        if target not in by_target or base not in by_target:
+    pairs, first_of = [], {}
+    for target in by_target:
+        base = target.partition("@")[0]
+        if base not in BASELINE_OF:
             continue
+        if BASELINE_OF[base] in by_target:
+            pairs.append((target, BASELINE_OF[base]))
+        reference = first_of.setdefault(base, target)
+        if reference != target:
+            pairs.append((target, reference))
+    out = []
+    for target, base in pairs:
         row = {"target": target, "baseline": base}
         for k in keys:
             mine = median(_get(r, k) for r in by_target[target])
@@ -700,10 +741,12 @@ def ratios(results, scenario) -> list:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="chatd bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="benchmarks/bench.py",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("scenario", choices=["fanout", "idle"])
     p.add_argument("--targets", default="bare-line,chatd-line,bare-ws,chatd-ws",
-                   help=f"comma-separated, run back to back in this order: {', '.join(TARGETS)}")
+                   help=f"comma-separated, run back to back in this order: {', '.join(TARGETS)}"
+                        "; a chatd target may end in @NAME to run the --chatd-tree NAME")
     p.add_argument("-n", "--clients", type=int, default=100, help="fanout: room members")
     p.add_argument("-s", "--senders", type=int, default=10, help="fanout: members who send")
     p.add_argument("-m", "--messages", type=int, default=1000, help="fanout: messages per sender")
@@ -726,7 +769,12 @@ def parse_args(argv):
     p.add_argument("--client-cpu", default="1", help="core for this generator; '' for none")
     p.add_argument("--chatd-arg", action="append", default=[],
                    help="extra twistd chatd option, repeatable (--chatd-arg=--send-queue=1000)")
-    p.add_argument("--baselines", default=str(PROJECT / "benchmarks"),
+    p.add_argument("--chatd-tree", action="append", default=[], metavar="[NAME=]PATH",
+                   help="another chatd source tree (a checkout or `git worktree` of another "
+                        "commit), repeatable; targets chatd-*@NAME run the daemon from it, "
+                        f"first on its PYTHONPATH (default NAME: the directory's name; "
+                        f"targets without @ run {PROJECT})")
+    p.add_argument("--baselines", default=str(HERE),
                    help="directory holding the bare broadcaster scripts")
     p.add_argument("--connect", help="drive a running server at HOST:PORT instead "
                                      "(one target, given by --targets)")
@@ -738,9 +786,20 @@ def parse_args(argv):
     p.add_argument("--json-only", action="store_true", help="print only the JSON lines")
     args = p.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
+    args.chatd_trees = {}
+    for spec in args.chatd_tree:
+        name, path = parse_tree(spec)
+        if not name or name in args.chatd_trees:
+            p.error(f"--chatd-tree {spec!r}: give each tree a distinct NAME=PATH")
+        if not (path / "chatd" / "tap.py").is_file():
+            p.error(f"--chatd-tree {spec!r}: {path} has no chatd/tap.py")
+        args.chatd_trees[name] = path
     for t in args.targets:
-        if t not in TARGETS:
+        base, _, name = t.partition("@")
+        if base not in TARGETS:
             p.error(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
+        if name and (TARGETS[base][1] != "chatd" or name not in args.chatd_trees):
+            p.error(f"target {t!r}: @NAME needs a chatd target and --chatd-tree NAME=PATH")
     if args.connect and len(args.targets) != 1:
         p.error("--connect drives one server: give exactly one --targets")
     if args.senders > args.clients:
