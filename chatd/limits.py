@@ -26,8 +26,8 @@ class Limits:
     ping_timeout: float = 60.0  # drop a session silent this long
     register_timeout: float = 60.0  # drop a connection that never picks a nick
     # Accounts (chatd.throttle, chatd.passwords); see docs/auth-limits.rst.
-    login_failures_per_conn: int = 5  # failed logins one connection may make per window
-    login_failures_per_addr: int = 20  # failed logins one address (IPv6: /64) per window
+    login_fails_per_conn: int = 5  # failed logins one connection may make per window
+    login_fails_per_addr: int = 20  # failed logins one address (IPv6: /64) per window
     login_window: float = 900.0  # seconds for a spent login allowance to come back
     login_delay: float = 2.0  # most seconds added to each login to an account being guessed
     register_per_addr: int = 3  # registrations one address (IPv6: /64) per register_window

@@ -50,8 +50,8 @@ _LIMIT_HELP = {
     "ping_interval": "seconds of silence before a session is pinged",
     "ping_timeout": "seconds of silence before a session is dropped",
     "register_timeout": "seconds a connection may stay without a nick",
-    "login_failures_per_conn": "failed logins one connection may make per --login-window",
-    "login_failures_per_addr": "failed logins one address (IPv6: its /64) may make per "
+    "login_fails_per_conn": "failed logins one connection may make per --login-window",
+    "login_fails_per_addr": "failed logins one address (IPv6: its /64) may make per "
                                "--login-window",
     "login_window": "seconds for a spent login allowance to come back (it leaks back evenly)",
     "login_delay": "most seconds added to every login to an account being guessed from "

@@ -126,8 +126,8 @@ class LoginThrottle:
 
     @classmethod
     def from_limits(cls, clock, limits) -> "LoginThrottle":
-        return cls(clock, per_conn=limits.login_failures_per_conn,
-                   per_addr=limits.login_failures_per_addr, window=limits.login_window,
+        return cls(clock, per_conn=limits.login_fails_per_conn,
+                   per_addr=limits.login_fails_per_addr, window=limits.login_window,
                    max_delay=limits.login_delay, max_entries=limits.throttle_entries)
 
     def check(self, conn_id, host_key: str) -> None:

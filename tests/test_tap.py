@@ -21,7 +21,7 @@ DEFAULT_LIMITS = {
     "flood-strikes": 30, "nick-interval": 5.0, "max-connections": 20000, "max-per-ip": 100,
     "send-queue": 262144, "ping-interval": 30.0, "ping-timeout": 60.0,
     "register-timeout": 60.0,
-    "login-failures-per-conn": 5, "login-failures-per-addr": 20, "login-window": 900.0,
+    "login-fails-per-conn": 5, "login-fails-per-addr": 20, "login-window": 900.0,
     "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
     "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
     "hash-queue": 100,
@@ -58,7 +58,7 @@ def test_full_command_line():
         "--rate", "2.5", "--burst", "10", "--flood-strikes", "7", "--nick-interval", "1.5",
         "--max-connections", "300", "--max-per-ip", "3", "--send-queue", "65536",
         "--ping-interval", "20", "--ping-timeout", "45", "--register-timeout", "30",
-        "--login-failures-per-conn", "3", "--login-failures-per-addr", "10",
+        "--login-fails-per-conn", "3", "--login-fails-per-addr", "10",
         "--login-window", "600", "--login-delay", "0.5", "--register-per-addr", "2",
         "--register-window", "7200", "--register-per-minute", "5",
         "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
@@ -70,7 +70,7 @@ def test_full_command_line():
         "flood-strikes": 7, "nick-interval": 1.5, "max-connections": 300, "max-per-ip": 3,
         "send-queue": 65536, "ping-interval": 20.0, "ping-timeout": 45.0,
         "register-timeout": 30.0,
-        "login-failures-per-conn": 3, "login-failures-per-addr": 10, "login-window": 600.0,
+        "login-fails-per-conn": 3, "login-fails-per-addr": 10, "login-window": 600.0,
         "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
         "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
         "hash-queue": 50,
@@ -129,7 +129,7 @@ def test_bad_values_are_usage_errors(argv):
 def test_help_lists_options():
     text = str(Options())
     for option in ("--line", "--ws", "--ping-timeout", "--send-queue", "--max-per-ip",
-                   "--login-failures-per-addr", "--register-per-minute", "--hash-threads",
+                   "--login-fails-per-addr", "--register-per-minute", "--hash-threads",
                    "--argon2-memory-cost"):
         assert option in text
 

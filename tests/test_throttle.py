@@ -212,7 +212,7 @@ def test_memory_is_bounded_under_100000_distinct_nicks_and_addresses(clock):
 
 
 def test_from_limits(clock):
-    limits = Limits(login_failures_per_conn=2, login_failures_per_addr=3, login_window=60,
+    limits = Limits(login_fails_per_conn=2, login_fails_per_addr=3, login_window=60,
                     login_delay=0.5, throttle_entries=7)
     t = LoginThrottle.from_limits(clock, limits)
     assert (t.conns.limit, t.addrs.limit, t.max_delay, t.addrs.max_entries) == (2, 3, 0.5, 7)
