@@ -19,6 +19,9 @@ fast it may go.
 import ipaddress
 from collections import OrderedDict
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
+
 from chatd.errors import ChatError
 
 
@@ -146,6 +149,13 @@ class LoginThrottle:
         """
         accounts = self.accounts
         return self.max_delay * min(1.0, accounts.level(account_key) / accounts.limit)
+
+    def pause(self, account_key: str) -> Deferred:
+        """A Deferred that fires None after ``delay(account_key)`` seconds on the clock."""
+        seconds = self.delay(account_key)
+        if seconds <= 0:
+            return succeed(None)
+        return deferLater(self.clock, seconds, lambda: None)
 
     def failed(self, conn_id, host_key: str, account_key: str) -> None:
         """The attempt ``check`` charged was a wrong password (or no such account)."""

@@ -151,6 +151,21 @@ def test_account_delay_grows_with_failures_from_many_addresses_and_is_capped(clo
     assert t.delay("alice") == 0
 
 
+def test_pause_waits_the_delay_on_the_clock(clock):
+    t = LoginThrottle(clock, per_addr=20, window=900, max_delay=2.0)
+    fired = []
+    t.pause("alice").addCallback(fired.append)
+    assert fired == [None]  # no failures: no wait at all
+    for i in range(20):
+        attacker_fails(t, f"c{i}", f"10.0.{i}.1", "alice", 1)
+    fired = []
+    t.pause("alice").addCallback(fired.append)
+    clock.advance(1.9)
+    assert fired == []
+    clock.advance(0.1)
+    assert fired == [None]
+
+
 def test_parallel_attempts_count_before_their_hashes_finish(clock):
     t = LoginThrottle(clock, per_conn=5, per_addr=20)
     for _ in range(5):
