@@ -25,6 +25,17 @@ class Limits:
     ping_interval: float = 30.0  # ping a session silent this long
     ping_timeout: float = 60.0  # drop a session silent this long
     register_timeout: float = 60.0  # drop a connection that never picks a nick
+    # Accounts (chatd.throttle, chatd.passwords); see docs/auth-limits.rst.
+    login_fails_per_conn: int = 5  # failed logins one connection may make per window
+    login_fails_per_addr: int = 20  # failed logins one address (IPv6: /64) per window
+    login_window: float = 900.0  # seconds for a spent login allowance to come back
+    login_delay: float = 2.0  # most seconds added to each login to an account being guessed
+    register_per_addr: int = 3  # registrations one address (IPv6: /64) per register_window
+    register_window: float = 3600.0
+    register_per_minute: int = 20  # registrations from everyone together
+    throttle_entries: int = 10000  # keys each throttle table remembers
+    hash_threads: int = 2  # argon2 hashes at once (memory: threads x argon2 memory cost)
+    hash_queue: int = 100  # password checks waiting for a thread before 'busy'
 
     def __post_init__(self):
         for f in fields(self):

@@ -12,6 +12,7 @@ from twisted.python import usage
 from chatd.dispatch import Dispatcher
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
+from chatd.passwords import Argon2Params
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.rlimit import raise_nofile
@@ -50,7 +51,24 @@ _LIMIT_HELP = {
     "ping_interval": "seconds of silence before a session is pinged",
     "ping_timeout": "seconds of silence before a session is dropped",
     "register_timeout": "seconds a connection may stay without a nick",
+    "login_fails_per_conn": "failed logins one connection may make per --login-window",
+    "login_fails_per_addr": "failed logins one address (IPv6: its /64) may make per "
+                               "--login-window",
+    "login_window": "seconds for a spent login allowance to come back (it leaks back evenly)",
+    "login_delay": "most seconds added to every login to an account being guessed from "
+                   "many addresses (never a lockout)",
+    "register_per_addr": "registrations one address (IPv6: its /64) may make per "
+                         "--register-window",
+    "register_window": "seconds for a spent registration allowance to come back",
+    "register_per_minute": "registrations per minute from everyone together",
+    "throttle_entries": "keys each login/registration throttle table remembers "
+                        "(about 230 bytes each)",
+    "hash_threads": "password hashes at once; their memory is this times "
+                    "--argon2-memory-cost",
+    "hash_queue": "password checks that may wait for a hashing thread; past it: 'busy'",
 }
+
+_ARGON2 = Argon2Params()
 
 
 def _limit_params():
@@ -78,6 +96,14 @@ class Options(usage.Options):
         ["sqlite-sync", None, "full",
          "full: acknowledge a message once fsynced (survives power loss); normal: once "
          "written (survives kill -9, not power loss; less CPU and latency)"],
+        # New password hashes only; older hashes keep (and verify with) their own.
+        ["argon2-time-cost", None, _ARGON2.time_cost,
+         "argon2id passes for new password hashes; time grows linearly (default: "
+         "90 ms of one core per hash on a 2-core development machine)", int],
+        ["argon2-memory-cost", None, _ARGON2.memory_cost,
+         "argon2id KiB per password hash (default 64 MiB)", int],
+        ["argon2-parallelism", None, _ARGON2.parallelism,
+         "argon2id lanes: cores one password hash may use", int],
     ] + list(_limit_params())
 
     def __init__(self):
@@ -118,6 +144,11 @@ class Options(usage.Options):
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
                                                                  "postgres://")):
             raise usage.UsageError("--db takes a postgresql:// URL")
+        try:
+            self["argon2"] = Argon2Params(self["argon2-time-cost"], self["argon2-memory-cost"],
+                                          self["argon2-parallelism"])
+        except ValueError as e:
+            raise usage.UsageError(str(e))
         try:
             self["limits"] = Limits(**{f.name: self[f.name.replace("_", "-")]
                                        for f in fields(Limits)})

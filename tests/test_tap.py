@@ -8,6 +8,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from chatd.limits import Limits
+from chatd.passwords import Argon2Params
 from chatd.protocols.line import LineFactory
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
@@ -20,7 +21,12 @@ DEFAULT_LIMITS = {
     "flood-strikes": 30, "nick-interval": 5.0, "max-connections": 20000, "max-per-ip": 100,
     "send-queue": 262144, "ping-interval": 30.0, "ping-timeout": 60.0,
     "register-timeout": 60.0,
+    "login-fails-per-conn": 5, "login-fails-per-addr": 20, "login-window": 900.0,
+    "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
+    "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
+    "hash-queue": 100,
 }
+DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
 
 
 def parse(*argv) -> Options:
@@ -36,6 +42,7 @@ def test_defaults():
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
+        **DEFAULT_ARGON2, "argon2": Argon2Params(),
     }
 
 
@@ -51,6 +58,11 @@ def test_full_command_line():
         "--rate", "2.5", "--burst", "10", "--flood-strikes", "7", "--nick-interval", "1.5",
         "--max-connections", "300", "--max-per-ip", "3", "--send-queue", "65536",
         "--ping-interval", "20", "--ping-timeout", "45", "--register-timeout", "30",
+        "--login-fails-per-conn", "3", "--login-fails-per-addr", "10",
+        "--login-window", "600", "--login-delay", "0.5", "--register-per-addr", "2",
+        "--register-window", "7200", "--register-per-minute", "5",
+        "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
+        "--argon2-time-cost", "3", "--argon2-memory-cost", "19456", "--argon2-parallelism", "2",
     )
     limits = {
         "max-line": 1024, "max-frame": 8192, "max-message": 500, "max-nick": 16,
@@ -58,6 +70,10 @@ def test_full_command_line():
         "flood-strikes": 7, "nick-interval": 1.5, "max-connections": 300, "max-per-ip": 3,
         "send-queue": 65536, "ping-interval": 20.0, "ping-timeout": 45.0,
         "register-timeout": 30.0,
+        "login-fails-per-conn": 3, "login-fails-per-addr": 10, "login-window": 600.0,
+        "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
+        "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
+        "hash-queue": 50,
     }
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
@@ -67,6 +83,8 @@ def test_full_command_line():
         "trusted-proxy": ["127.0.0.1", "::1"],
         **limits,
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
+        "argon2-time-cost": 3, "argon2-memory-cost": 19456, "argon2-parallelism": 2,
+        "argon2": Argon2Params(time_cost=3, memory_cost=19456, parallelism=2),
     }
     assert isinstance(options["rate"], float) and isinstance(options["burst"], int)
 
@@ -92,6 +110,16 @@ def test_none_turns_a_front_end_off():
     ["--history", "100000"],
     ["--sqlite-sync", "off"],
     ["--trusted-proxy", "nginx.local"],
+    ["--hash-threads", "0"],
+    ["--hash-queue", "-1"],
+    ["--login-window", "0"],
+    ["--register-per-minute", "0"],
+    ["--throttle-entries", "0"],
+    ["--argon2-time-cost", "0"],
+    ["--argon2-parallelism", "0"],
+    ["--argon2-memory-cost", "7"],
+    ["--argon2-memory-cost", "15", "--argon2-parallelism", "2"],
+    ["--argon2-memory-cost", "lots"],
 ])
 def test_bad_values_are_usage_errors(argv):
     with pytest.raises(usage.UsageError):
@@ -100,7 +128,9 @@ def test_bad_values_are_usage_errors(argv):
 
 def test_help_lists_options():
     text = str(Options())
-    for option in ("--line", "--ws", "--ping-timeout", "--send-queue", "--max-per-ip"):
+    for option in ("--line", "--ws", "--ping-timeout", "--send-queue", "--max-per-ip",
+                   "--login-fails-per-addr", "--register-per-minute", "--hash-threads",
+                   "--argon2-memory-cost"):
         assert option in text
 
 
