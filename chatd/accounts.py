@@ -8,113 +8,25 @@ never logged.
 
 import itertools
 import random
-from collections import deque
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from chatd.errors import ChatError
+from chatd.passwords import Passwords, check_password
 from chatd.store import StoreUnavailable
-
-MIN_PASSWORD = 8
-MAX_PASSWORD = 256
-
-
-def check_password(password) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ChatError("bad_password",
-                        f"a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters")
-    return password
-
-
-class Passwords:
-    """argon2id hashing on a thread pool; ``verify`` fires True or False."""
-
-    def __init__(self, reactor, hasher: PasswordHasher | None = None):
-        self.reactor = reactor
-        self.hasher = hasher or PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile
-        # Verifying against this when the account does not exist costs the same
-        # as a real verify, so timing does not reveal which nicks are registered.
-        # Made on first use, on a pool thread: an argon2 hash is no start-up work.
-        self._dummy = None
-
-    def _defer(self, fn, *args):
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
-
-    def hash(self, password: str):
-        return self._defer(self.hasher.hash, password)
-
-    def verify(self, password_hash: str | None, password: str):
-        return self._defer(self._verify, password_hash, password)
-
-    def _verify(self, password_hash, password) -> bool:
-        # argon2's verify compares digests in constant time.
-        if not password_hash and self._dummy is None:
-            self._dummy = self.hasher.hash("not a real password, only for timing")
-        try:
-            return self.hasher.verify(password_hash or self._dummy, password) and bool(
-                password_hash)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
-
-
-class LoginLimiter:
-    """Failed logins per nick and per address within a sliding window.
-
-    Every attempt counts as a failure until it succeeds, so parallel guesses
-    cannot slip past the limit while their hashes are being checked.  Past the
-    limit, attempts are refused before any password is checked, until the
-    oldest failure leaves the window.  Per nick stops a guesser on one account
-    from many addresses; per address stops one address trying many accounts.
-    """
-
-    def __init__(self, clock, per_nick: int = 5, per_host: int = 20, window: float = 300.0):
-        self.clock = clock
-        self.per_nick = per_nick
-        self.per_host = per_host
-        self.window = window
-        self._nick = {}
-        self._host = {}
-
-    def _recent(self, table: dict, key) -> deque:
-        stamps = table.setdefault(key, deque())
-        cutoff = self.clock.seconds() - self.window
-        while stamps and stamps[0] <= cutoff:
-            stamps.popleft()
-        return stamps
-
-    def attempt(self, nick_key: str, host: str) -> None:
-        """Count an attempt, or raise ``login_throttled`` past a limit."""
-        nick_stamps = self._recent(self._nick, nick_key)
-        host_stamps = self._recent(self._host, host)
-        now = self.clock.seconds()
-        for stamps, limit in ((nick_stamps, self.per_nick), (host_stamps, self.per_host)):
-            if len(stamps) >= limit:
-                wait = stamps[0] + self.window - now
-                raise ChatError("login_throttled",
-                                f"too many failed logins; try again in {max(1, round(wait))} s")
-        nick_stamps.append(now)
-        host_stamps.append(now)
-
-    def succeeded(self, nick_key: str, host: str) -> None:
-        self._nick.pop(nick_key, None)
-        stamps = self._host.get(host)
-        if stamps:
-            stamps.pop()
-        if not stamps:
-            self._host.pop(host, None)
+from chatd.throttle import LoginThrottle, RegistrationThrottle, address_key
 
 
 class Accounts:
     log = Logger()
 
-    def __init__(self, store, clock, passwords: Passwords | None = None):
+    def __init__(self, store, clock, limits, passwords: Passwords | None = None):
         self.store = store
         self.clock = clock
+        self.limits = limits
         self._passwords = passwords
-        self.limiter = LoginLimiter(clock)
+        self.login_throttle = LoginThrottle.from_limits(clock, limits)
+        self.register_throttle = RegistrationThrottle.from_limits(clock, limits)
         self._registered = set()  # account keys, i.e. registered nicks in lower case
         self._logins = {}  # account key -> the session logged in as it
         self._guests = itertools.count(random.randrange(10000, 90000))
@@ -122,8 +34,19 @@ class Accounts:
     @property
     def passwords(self) -> Passwords:
         if self._passwords is None:
-            self._passwords = Passwords(self.clock)
+            self._passwords = Passwords(self.clock, threads=self.limits.hash_threads,
+                                        max_waiting=self.limits.hash_queue)
         return self._passwords
+
+    def start(self) -> None:
+        self.passwords.start()
+
+    def stop(self) -> None:
+        if self._passwords is not None:
+            self._passwords.stop()
+
+    def _host_key(self, session) -> str:
+        return address_key(session.host)
 
     def loaded(self, keys) -> None:
         self._registered = set(keys)
@@ -146,6 +69,11 @@ class Accounts:
     def log_out(self, session) -> None:
         if session.account is not None and self._logins.get(session.account) is session:
             del self._logins[session.account]
+
+    def closed(self, session) -> None:
+        """The session is gone: log it out and forget its failed logins."""
+        self.log_out(session)
+        self.login_throttle.forget_connection(session)
 
     def recheck(self, key: str):
         """Fires True if ``key`` turns out to be registered after all (another node
@@ -171,7 +99,14 @@ class Accounts:
         key, nick = session.key, session.nick
         if key in self._registered:
             raise ChatError("already_registered", f"{nick} is already registered")
-        d = self.passwords.hash(password)
+        host_key = self._host_key(session)
+        # Charged before the (expensive) hash, so parallel registrations count at once.
+        self.register_throttle.check(host_key)
+        try:
+            d = self.passwords.hash(password)
+        except ChatError:
+            self.register_throttle.refund(host_key)
+            raise
         d.addCallback(lambda h: self.store.create_account(key, nick, h, self.clock.seconds()))
 
         def created(ok):
@@ -182,7 +117,54 @@ class Accounts:
             if session.attached and session.key == key:
                 self.log_in(session, key)
             return nick
-        return d.addCallback(created)
+
+        def refund(failure):
+            self.register_throttle.refund(host_key)  # no account was made
+            return failure
+        return d.addCallback(created).addErrback(refund)
+
+    def _check(self, session, key: str, password: str, host_key: str):
+        """Fires the ``Account`` if ``password`` is its password, else None.
+
+        The attempt is charged to the connection and the address first (so
+        parallel guesses count at once), and every check of an account being
+        guessed waits the same delay, whatever its outcome.  The owner, from
+        a connection and an address that have not failed, is never refused.
+        """
+        throttle = self.login_throttle
+        throttle.check(session, host_key)
+        d = throttle.pause(key)
+        d.addCallback(lambda _: self.store.get_account(key))
+
+        def verify(acct):
+            return self.passwords.verify(acct.password_hash if acct else None,
+                                         password).addCallback(lambda ok: acct if ok else None)
+
+        def judged(acct):
+            if acct is None:
+                throttle.failed(session, host_key, key)
+            else:
+                throttle.succeeded(session, host_key)
+                self._upgrade_hash(acct, password)
+            return acct
+
+        def abandoned(failure):
+            throttle.abandoned(session, host_key)  # never judged: busy, store down
+            return failure
+        return d.addCallback(verify).addCallbacks(judged, abandoned)
+
+    def _upgrade_hash(self, acct, password) -> None:
+        """A hash made with older argon2 parameters is replaced, in the background."""
+        if not self.passwords.needs_rehash(acct.password_hash):
+            return
+        try:
+            d = self.passwords.hash(password)
+        except ChatError:
+            return  # busy: next login
+        d.addCallback(lambda h: self.store.set_password(acct.key, h))
+        d.addErrback(lambda f: self.log.warn("could not upgrade the password hash of "
+                                             "{nick}: {error}", nick=acct.key,
+                                             error=f.getErrorMessage()))
 
     def verify(self, session, nick, password):
         """Check a login; fires the ``Account`` (the caller claims the nick)."""
@@ -192,17 +174,12 @@ class Accounts:
         if session.account == key:
             raise ChatError("already_logged_in", f"you are already logged in as {nick}")
         host = session.host
-        self.limiter.attempt(key, host)
-        d = self.store.get_account(key)
-        d.addCallback(lambda acct: self.passwords.verify(
-            acct.password_hash if acct else None, password).addCallback(lambda ok: (acct, ok)))
+        d = self._check(session, key, password, self._host_key(session))
 
-        def checked(result):
-            acct, ok = result
-            if not ok:
+        def checked(acct):
+            if acct is None:
                 self.log.info("failed login as {nick} from {host}", nick=key, host=host)
                 raise ChatError("login_failed", "wrong nick or password")
-            self.limiter.succeeded(key, host)
             if not session.attached:
                 raise ChatError("not_connected", "the connection closed while logging in")
             self._registered.add(key)
@@ -215,16 +192,12 @@ class Accounts:
         if not isinstance(old, str) or not old:
             raise ChatError("missing_argument", "usage: /password OLD NEW")
         check_password(new)
-        key, host = session.account, session.host
-        self.limiter.attempt(key, host)
-        d = self.store.get_account(key)
-        d.addCallback(lambda acct: self.passwords.verify(acct.password_hash if acct else None,
-                                                          old))
+        key = session.account
+        d = self._check(session, key, old, self._host_key(session))
 
-        def checked(ok):
-            if not ok:
+        def checked(acct):
+            if acct is None:
                 raise ChatError("login_failed", "wrong password")
-            self.limiter.succeeded(key, host)
             return self.passwords.hash(new).addCallback(
                 lambda h: self.store.set_password(key, h))
         return d.addCallback(checked)

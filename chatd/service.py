@@ -61,7 +61,7 @@ class ChatService(Service):
         self.last_mid = 0
         self.nicks = Nicks(self.limits.max_nick)
         self.rooms = Rooms()
-        self.accounts = Accounts(self.store, clock, passwords)
+        self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
@@ -106,6 +106,7 @@ class ChatService(Service):
 
     def startService(self):
         super().startService()
+        self.accounts.start()
         d = self._heartbeat.start(self.heartbeat_tick, now=False)
         d.addErrback(lambda f: self.log.failure("heartbeat loop stopped", f))
 
@@ -124,6 +125,7 @@ class ChatService(Service):
             d = self._drained = Deferred()
             grace = self.clock.callLater(3.0, self._abort_closing)
             self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
+        d.addBoth(lambda _: self.accounts.stop())
         # Writes in flight finish (and their data is on disk) before we exit.
         d.addBoth(lambda _: self.store.close())
         d.addErrback(lambda f: self.log.failure("closing the store failed", f))
@@ -188,7 +190,7 @@ class ChatService(Service):
     def _detach(self, session: Session, reason: str) -> None:
         session.attached = False
         self.sessions.discard(session)
-        self.accounts.log_out(session)
+        self.accounts.closed(session)
         keys = self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)

@@ -12,7 +12,7 @@ from twisted.python import usage
 from chatd.dispatch import Dispatcher
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
-from chatd.passwords import Argon2Params
+from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.rlimit import raise_nofile
@@ -180,8 +180,11 @@ def makeService(config, reactor=None) -> service.MultiService:
     top = service.MultiService()
     store = open_store(config["db"], config["data-dir"], reactor=reactor,
                        sqlite_sync=config["sqlite-sync"])
-    chat = ChatService(config["limits"], clock=reactor, server_name=config["name"],
-                       store=store, history=config["history"])
+    limits = config["limits"]
+    passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
+                          max_waiting=limits.hash_queue)
+    chat = ChatService(limits, clock=reactor, server_name=config["name"],
+                       store=store, history=config["history"], passwords=passwords)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
     chat.setServiceParent(top)

@@ -102,6 +102,15 @@ class InlinePasswords:
     def __init__(self):
         self.hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def needs_rehash(self, password_hash):
+        return False
+
     def hash(self, password):
         return succeed(self.hasher.hash(password))
 

@@ -10,7 +10,10 @@ from chatd.store.sqlite import FILENAME
 from .persist_helpers import ask, jline, ok, until_ack
 
 PASSWORDS = ["correct horse battery", "s3cret-olga-pass", "the new password!", "nopenopenope"]
-DAEMON_OPTIONS = ["--rate", "1000", "--burst", "1000", "--history", "5", "--nick-interval", "0.01"]
+# Every registration here comes from 127.0.0.1: lift the per-address limit
+# (test_registrations_are_throttled_per_address runs a daemon with the default).
+DAEMON_OPTIONS = ["--rate", "1000", "--burst", "1000", "--history", "5", "--nick-interval", "0.01",
+                  "--register-per-addr", "1000", "--register-per-minute", "1000"]
 
 
 def say(client, room, text) -> dict:
@@ -159,20 +162,20 @@ def test_offline_private_messages_delivered_once_in_order(daemon):
         x.close()
 
 
-def test_failed_logins_are_throttled_per_nick(daemon):
+def test_failed_logins_throttle_the_attacker_never_the_owner(daemon):
     target = jline(daemon, "tess")
     ok(target, type="register", password=PASSWORDS[0])
     target.close()
     attacker = jline(daemon)
-    codes = [ask(attacker, type="login", nick="tess", password=f"guess {i}")["code"]
-             for i in range(6)]
-    assert codes == ["login_failed"] * 5 + ["login_throttled"]
-    # Even the right password is refused while throttled, from anywhere.
-    other = jline(daemon)
-    assert ask(other, type="login", nick="tess", password=PASSWORDS[0])["code"] == (
-        "login_throttled")
+    answers = [ask(attacker, type="login", nick="tess", password=f"guess {i}")
+               for i in range(6)]
+    assert [a["code"] for a in answers] == ["login_failed"] * 5 + ["login_throttled"]
+    assert not any(ch.isdigit() for ch in answers[-1]["message"])  # no "try in N s"
+    # The owner, on a connection that has not failed, gets in.
+    owner = jline(daemon)
+    assert ok(owner, type="login", nick="tess", password=PASSWORDS[0])["nick"] == "tess"
     attacker.close()
-    other.close()
+    owner.close()
 
 
 def test_moderation_topic_kick_ban_invite_and_password(daemon):
@@ -245,3 +248,14 @@ def test_passwords_never_logged(daemon):
     assert "logged in" in log and "failed login" in log
     for password in PASSWORDS:
         assert password not in log
+
+
+def test_registrations_are_throttled_per_address(start_daemon):
+    d = start_daemon("--register-per-addr", "2")
+    answers = []
+    for i in range(3):
+        c = jline(d, f"reg{i}")
+        answers.append(ask(c, type="register", password=PASSWORDS[0]))
+        c.close()
+    assert [a["type"] for a in answers[:2]] == ["ack", "ack"]
+    assert answers[2]["code"] == "register_throttled"
