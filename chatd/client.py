@@ -150,11 +150,11 @@ class _Wire:
     def _opened(self):
         if not self.opened:
             self.opened = True
-            self.client._opened(self)
+            self.client.connection_opened(self)
 
     def _closed(self, reason: Failure):
         self.lost_reason = reason
-        self.client._lost(self, reason)
+        self.client.connection_lost(self, reason)
 
     def _event(self, text: str):
         try:
@@ -163,7 +163,7 @@ class _Wire:
             self.client.log.warn("ignoring a line that is not JSON: {line!r}", line=text[:200])
             return
         if isinstance(event, dict):
-            self.client._received(self, event)
+            self.client.event_received(self, event)
 
 
 class LineJSONProtocol(_Wire, LineReceiver):
@@ -432,7 +432,7 @@ class ChatClient:
 
     # Resuming is ours, not ClientService's prepareConnection: that one cannot
     # take a connection that drops while being prepared (automat NoTransition).
-    def _opened(self, proto):
+    def connection_opened(self, proto):
         """JSON flows: nick (or login), then every room with what we missed."""
         if self._password is None:
             d = self._send(proto, "nick", {"nick": self.nick})
@@ -541,7 +541,7 @@ class ChatClient:
                 m.deferred.errback(reason)
             self._matches = []
 
-    def _lost(self, proto, reason):
+    def connection_lost(self, proto, reason):
         if self._proto is not proto and not proto.given_up and not self._stopped:
             # It never got as far as resuming: a failed attempt.
             proto.given_up = True
@@ -557,7 +557,7 @@ class ChatClient:
                           reason=reason.getErrorMessage())
             self._notify({"type": "disconnected", "reason": reason.getErrorMessage()})
 
-    def _received(self, proto, event: dict):
+    def event_received(self, proto, event: dict):
         kind = event.get("type")
         if kind in ("ack", "error") and event.get("id") in self._pending:
             d, _ = self._pending.pop(event["id"])

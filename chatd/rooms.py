@@ -28,11 +28,12 @@ class Room:
     def nicks(self) -> list:
         return [s.nick for s in self.members.values()]
 
-    def _add(self, session) -> None:
+    def add_member(self, session) -> None:
+        """Only ``Rooms`` calls this (and remove_member): it owns membership."""
         self.members[session.key] = session
         self.outlets.setdefault(session.fmt, {})[session] = session.write
 
-    def _remove(self, session) -> None:
+    def remove_member(self, session) -> None:
         self.members.pop(session.key, None)
         outlet = self.outlets.get(session.fmt)
         if outlet is not None:
@@ -112,7 +113,7 @@ class Rooms:
         return kept
 
     def enter(self, session, room: Room) -> None:
-        room._add(session)
+        room.add_member(session)
         session.rooms[room.key] = room
         session.current = room
 
@@ -120,7 +121,7 @@ class Rooms:
         session.current = room
 
     def leave(self, session, room: Room) -> None:
-        room._remove(session)
+        room.remove_member(session)
         room.guest_ops.discard(session)
         session.rooms.pop(room.key, None)
         if session.current is room:
@@ -153,10 +154,10 @@ class Rooms:
     def set_format(self, session, fmt) -> None:
         """Switch a session's wire format (the line protocol's JSON mode)."""
         for room in session.rooms.values():
-            room._remove(session)
+            room.remove_member(session)
         session.fmt = fmt
         for room in session.rooms.values():
-            room._add(session)
+            room.add_member(session)
 
     # -- operators without an account ------------------------------------------
     @staticmethod

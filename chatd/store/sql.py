@@ -35,6 +35,7 @@ MAX_BATCH = 512
 class SQLStore:
     log = Logger()
     dialect = None  # "sqlite" or "postgresql", set by the subclass
+    reactor = None  # the subclass's, or the global one
 
     def __init__(self, description: str):
         self.pool = None  # made by open(): building a store has no side effects
@@ -56,7 +57,10 @@ class SQLStore:
         if self.pool is None or not self.pool.running:
             # A stopped thread pool would queue the work forever.
             return fail(StoreUnavailable(f"store {self.description} is closed"))
-        d = deferToThreadPool(self.pool._reactor, self.pool.threadpool, self._transaction,
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        d = deferToThreadPool(reactor, self.pool.threadpool, self._transaction,
                               interaction, args)
         d.addCallback(self._settle, interaction, args, retry)
         d.addCallbacks(self._ok, self._fault)
