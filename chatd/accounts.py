@@ -15,6 +15,7 @@ from chatd.errors import ChatError
 from chatd.passwords import Passwords, check_password
 from chatd.store import StoreUnavailable
 from chatd.throttle import LoginThrottle, RegistrationThrottle, address_key
+from chatd.validate import skeleton
 
 
 class Accounts:
@@ -28,6 +29,7 @@ class Accounts:
         self.login_throttle = LoginThrottle.from_limits(clock, limits)
         self.register_throttle = RegistrationThrottle.from_limits(clock, limits)
         self._registered = set()  # account keys, i.e. registered nicks in lower case
+        self._lookalikes = {}  # skeleton -> the registered key that has it
         self._logins = {}  # account key -> the session logged in as it
         self._guests = itertools.count(random.randrange(10000, 90000))
 
@@ -49,7 +51,19 @@ class Accounts:
         return address_key(session.host)
 
     def loaded(self, keys) -> None:
-        self._registered = set(keys)
+        self._registered = set()
+        self._lookalikes = {}
+        for key in keys:
+            self._add_registered(key)
+
+    def _add_registered(self, key: str) -> None:
+        self._registered.add(key)
+        self._lookalikes.setdefault(skeleton(key), key)
+
+    def lookalike(self, key: str) -> str | None:
+        """The registered nick that ``key`` would pass for (``aIice`` for ``alice``), if any."""
+        other = self._lookalikes.get(skeleton(key))
+        return other if other is not None and other != key else None
 
     def __len__(self) -> int:
         return len(self._registered)
@@ -81,7 +95,7 @@ class Accounts:
         def found(account):
             if account is None:
                 return False
-            self._registered.add(key)
+            self._add_registered(key)
             return True
         return self.store.get_account(key).addCallback(found)
 
@@ -110,7 +124,7 @@ class Accounts:
         d.addCallback(lambda h: self.store.create_account(key, nick, h, self.clock.seconds()))
 
         def created(ok):
-            self._registered.add(key)
+            self._add_registered(key)
             if not ok:
                 raise ChatError("already_registered", f"{nick} is already registered")
             self.log.info("registered {nick} from {host}", nick=nick, host=session.host)
@@ -182,7 +196,7 @@ class Accounts:
                 raise ChatError("login_failed", "wrong nick or password")
             if not session.attached:
                 raise ChatError("not_connected", "the connection closed while logging in")
-            self._registered.add(key)
+            self._add_registered(key)
             return acct
         return d.addCallback(checked)
 

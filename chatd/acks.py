@@ -63,6 +63,7 @@ class WhoAck(AckData):
 @dataclass(frozen=True, slots=True)
 class RoomsAck(AckData):
     rooms: list  # [{"room": name, "members": n}], by name
+    more: bool | None = None  # True: more rooms after the last, ask with "after"
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,7 +240,7 @@ class Dispatcher:
         return self.service.who(session, _opt_str(req, "room"))
 
     def rooms(self, session, req):
-        return self.service.room_list()
+        return self.service.room_list(_opt_str(req, "after"))
 
     def help(self, session, req):
         return succeed(acks.HelpAck(HELP_LINES))

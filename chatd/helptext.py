@@ -11,7 +11,7 @@ HELP_LINES = [
     "/msg NICK text        private message",
     "/me text              action in the current room",
     "/who [#room]          who is in a room",
-    "/rooms                list rooms",
+    "/rooms [#after]       list rooms (a long list in pages: those after #after)",
     "/history [#room] [before-id] [count]  older messages of a room",
     "/register PASSWORD    protect your current nick with a password",
     "/login NICK PASSWORD  log in as a registered nick",

@@ -16,6 +16,7 @@ bus (chatd.bus), the one publish point.  Requests return a Deferred firing
 their ack record (chatd.acks); every refusal is a ``ChatError``.
 """
 
+import bisect
 import itertools
 
 from twisted.application.service import Service
@@ -35,7 +36,11 @@ from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
 from chatd.store import MAX_PAGE, StoreUnavailable
-from chatd.validate import check_room, check_text, clean_reason
+from chatd.validate import check_room, check_text, clean_reason, loggable
+
+# A rooms answer lists at most this many (a long list is asked for in pages), so
+# one request can never produce an unbounded reply.
+ROOMS_PAGE = 200
 
 
 def _memory_store():
@@ -75,6 +80,11 @@ class ChatService(Service):
         self._stopping = False
         self._heartbeat = LoopingCall(self.heartbeat)
         self._heartbeat.clock = clock
+        # Sessions without a nick yet, oldest first: checked every second, so
+        # --register-timeout holds to within a second whatever the heartbeat.
+        self._unnamed = {}
+        self._deadlines = LoopingCall(self.registration_deadlines)
+        self._deadlines.clock = clock
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -109,13 +119,16 @@ class ChatService(Service):
         self.accounts.start()
         d = self._heartbeat.start(self.heartbeat_tick, now=False)
         d.addErrback(lambda f: self.log.failure("heartbeat loop stopped", f))
+        d = self._deadlines.start(min(1.0, self.limits.register_timeout), now=False)
+        d.addErrback(lambda f: self.log.failure("registration deadline loop stopped", f))
 
     def stopService(self):
         """Tell every client we are going, and fire once they are gone (or aborted)."""
         super().stopService()
         self._stopping = True
-        if self._heartbeat.running:
-            self._heartbeat.stop()
+        for loop in (self._heartbeat, self._deadlines):
+            if loop.running:
+                loop.stop()
         for session in list(self.sessions):
             self.drop(session, "server shutting down")
         if not self._closing:
@@ -153,6 +166,7 @@ class ChatService(Service):
         self.per_host[host] = self.per_host.get(host, 0) + 1
         session = Session(sink, host, self.clock.seconds(), self.limits)
         self.sessions.add(session)
+        self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
         return session
 
@@ -190,6 +204,7 @@ class ChatService(Service):
     def _detach(self, session: Session, reason: str) -> None:
         session.attached = False
         self.sessions.discard(session)
+        self._unnamed.pop(session, None)
         self.accounts.closed(session)
         keys = self.rooms.leave_all(session)
         if session.key is not None:
@@ -197,7 +212,8 @@ class ChatService(Service):
             self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
                                               self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
-                      nick=session.nick or "(no nick)", host=session.host, reason=reason)
+                      nick=session.nick or "(no nick)", host=session.host,
+                      reason=loggable(reason))
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:
@@ -226,14 +242,20 @@ class ChatService(Service):
                 idle = now - session.last_seen
                 if idle >= lim.ping_timeout:
                     self.drop(session, "ping timeout")
-                elif session.key is None and now - session.connected_at >= lim.register_timeout:
-                    self.drop(session, "registration timeout")
                 elif idle >= lim.ping_interval and now - session.pinged_at >= lim.ping_interval:
                     session.pinged_at = now
                     session.sink.send_ping()
             except Exception:
                 # One broken session must not stop the heartbeat for the rest.
                 self.log.failure("heartbeat failed for {session}", session=session)
+
+    def registration_deadlines(self) -> None:
+        """Drop the connections that have gone --register-timeout without a nick."""
+        cutoff = self.clock.seconds() - self.limits.register_timeout
+        for session in list(self._unnamed):
+            if session.connected_at > cutoff:
+                break  # oldest first: the rest are younger
+            self.drop(session, "registration timeout")
 
     # -- nicks ---------------------------------------------------------------
     def _require_nick(self, session: Session) -> None:
@@ -250,6 +272,10 @@ class ChatService(Service):
         if self.accounts.is_registered(key) and session.account != key:
             raise ChatError("nick_registered",
                             f"{nick} is registered; /login {nick} PASSWORD to use it")
+        lookalike = self.accounts.lookalike(key)
+        if lookalike is not None and session.account != lookalike:
+            raise ChatError("nick_lookalike",
+                            f"{nick} looks too much like the registered nick {lookalike}")
         now = self.clock.seconds()
         if session.nick_at is not None and now - session.nick_at < self.limits.nick_interval:
             raise ChatError("nick_too_fast",
@@ -270,6 +296,7 @@ class ChatService(Service):
         old_key = session.key
         old = self.nicks.take(session, nick, key, now)
         if old is None:
+            self._unnamed.pop(session, None)
             return
         self.rooms.renamed(session, old_key)
         self.bus.publish_rooms(list(session.rooms), NickChange(old, nick, self.clock.seconds()),
@@ -442,19 +469,30 @@ class ChatService(Service):
             return succeed(acks.WhoAck(room.name, room.nicks()))
         key = self.check_room(name)
         room = self.rooms.get(key)
+        state = self.room_states.get(key)
+        if room is None and state is None:
+            raise ChatError("no_such_room", f"{name} does not exist")
+        if key not in session.rooms and state is not None and (
+                state.invite_only or state.password):
+            # Who is in a closed room is its members' business.
+            raise ChatError("not_in_room", f"{state.name} is closed; only its members "
+                            "see who is there")
         if room is not None:
             return succeed(acks.WhoAck(room.name, room.nicks()))
-        state = self.room_states.get(key)
-        if state is None:
-            raise ChatError("no_such_room", f"{name} does not exist")
         return succeed(acks.WhoAck(state.name, []))  # a stored room nobody is in now
 
-    def room_list(self):
-        """Every room that exists: those with people in them and the stored ones."""
+    def room_list(self, after: str | None = None):
+        """The rooms that exist (those with people in them and the stored ones), by
+        name, a page of at most ROOMS_PAGE after the room ``after``."""
         listing = {key: (name, 0) for key, name in self.room_states.names().items()}
         listing.update(self.rooms.names())
+        keys = sorted(listing)
+        if after is not None:
+            keys = keys[bisect.bisect_right(keys, after.lower()):]
+        page = keys[:ROOMS_PAGE]
         return succeed(acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
-                                      for key in sorted(listing)]))
+                                      for key in page],
+                                     True if len(keys) > ROOMS_PAGE else None))
 
     # -- messages --------------------------------------------------------------
     def say(self, session: Session, room_name: str | None, text, kind: str = "message"):

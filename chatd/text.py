@@ -80,7 +80,10 @@ def _join(d: acks.JoinAck) -> str:
 def _rooms(d: acks.RoomsAck) -> str:
     if not d.rooms:
         return "* no rooms yet; /join #name creates one"
-    return "* rooms: " + ", ".join(f"{r['room']} ({r['members']})" for r in d.rooms)
+    listing = "* rooms: " + ", ".join(f"{r['room']} ({r['members']})" for r in d.rooms)
+    if d.more:
+        listing += f"\r\n* more rooms: /rooms {d.rooms[-1]['room']}"
+    return listing
 
 
 def _history(d: acks.HistoryAck) -> str:

@@ -850,7 +850,7 @@
           help: "an action in this room" },
     nick: { args: ["nick"], required: 1, usage: "/nick NAME", help: "change your nick" },
     who: { args: ["room"], room: true, usage: "/who [#room]", help: "who is in a room" },
-    rooms: { args: [], usage: "/rooms", help: "list rooms" },
+    rooms: { args: ["after"], usage: "/rooms [#after]", help: "list rooms (in pages)" },
     topic: { args: ["room", "topic"], room: true, usage: "/topic [#room] [text]",
              help: "show a room's topic, or (operators) set it",
              prepare: (req, ctx) => { ctx.query = req.topic === undefined; } },
