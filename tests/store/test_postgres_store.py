@@ -10,11 +10,11 @@ from twisted.trial.unittest import TestCase
 from chatd.store import StoreUnavailable, open_store
 from chatd.store.postgres import PostgresStore, _redact
 
-from .contract import StoreContract
+from .contract import SQLStoreContract
 
 
 @pytest.mark.usefixtures("pg_url")
-class PostgresContract(StoreContract, TestCase):
+class PostgresContract(SQLStoreContract, TestCase):
     dialect = "postgresql"
     pg_url = None  # set by the fixture
 

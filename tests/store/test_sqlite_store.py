@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 from chatd.store import StoreUnavailable, open_store
 from chatd.store.sqlite import FILENAME, SQLiteStore
 
-from .contract import StoreContract
+from .contract import SQLStoreContract
 
 
 def scratch(case: TestCase) -> str:
@@ -21,7 +21,7 @@ def scratch(case: TestCase) -> str:
     return path
 
 
-class SQLiteContract(StoreContract, TestCase):
+class SQLiteContract(SQLStoreContract, TestCase):
     dialect = "sqlite"
 
     def setUp(self):
