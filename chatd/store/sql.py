@@ -131,6 +131,11 @@ class SQLStore:
             call.started = True
         conn = self.pool.connect()  # this thread's connection, opened if needed
         with call.lock:
+            if call.abandoned:
+                # Timed out while connecting (which libpq bounds itself); the
+                # connection is fine and stays for the next call.
+                call.finished = True
+                return _SKIPPED, None
             call.conn = conn
         committing = False
         try:
