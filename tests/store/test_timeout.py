@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from chatd.store import StoreUnavailable, open_store
@@ -34,6 +35,18 @@ def settled(store, deadline=10.0):
     end = time.monotonic() + deadline
     while store._stuck and time.monotonic() < end:
         yield task.deferLater(reactor, 0.05, lambda: None)
+
+
+def errors_logged(case: TestCase) -> list:
+    """Error-level log events from now until the test ends."""
+    events = []
+
+    def observer(event):
+        if event.get("log_level") in (LogLevel.error, LogLevel.critical):
+            events.append(event)
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
 
 
 class SQLiteTimeout(TestCase):
@@ -222,6 +235,7 @@ class PostgresBlackHole(TestCase):
         yield store.open()
         yield store.create_account("ann", "Ann", "hash", 1.0)
         first = yield store.append_message("#pg", "#pg", "ann", "before", "message", 1.0)
+        errors = errors_logged(self)
 
         proxy.black_hole()
         start = time.monotonic()
@@ -246,6 +260,10 @@ class PostgresBlackHole(TestCase):
         self.assertGreater(mid, first)
         self.assertTrue(store.healthy)
         self.assertEqual((yield store.get_account("ann")).nick, "Ann")
+        # One outage, one error in the log (not one per refused operation).
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("refusing what needs it", errors[0]["log_format"])
+        self.assertIn("within 1 s", errors[0]["error"])
         rows = yield store.history("#pg")
         self.assertEqual([m.text for m in rows], ["before", "after"])
         yield settled(store)
