@@ -47,3 +47,20 @@ class PostgresSpecifics(TestCase):
         store = PostgresStore("postgresql://chat:hunter2@db.example:5432/chat")
         self.assertNotIn("hunter2", store.description)
         self.assertEqual(_redact("postgresql://u@h/d"), "postgresql://u@h/d")
+
+
+@pytest.mark.usefixtures("pg_url")
+class PostgresSettings(TestCase):
+    pg_url = None  # set by the fixture
+
+    @inlineCallbacks
+    def test_statement_timeout_follows_the_store_timeout(self):
+        # Sent with the startup packet: no extra round trip after connecting.
+        store = PostgresStore(self.pg_url, timeout=2.5)
+        self.addCleanup(store.close)
+        yield store.open()
+
+        def show(txn):
+            txn.execute("SHOW statement_timeout")
+            return txn.fetchone()[0]
+        self.assertEqual((yield store.pool.runInteraction(show)), "2500ms")
