@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from chatd.errors import ChatError
 from chatd.passwords import Passwords, check_password
-from chatd.store import StoreUnavailable
+from chatd.store import QueueFull, StoreUnavailable
 from chatd.throttle import LoginThrottle, RegistrationThrottle, address_key
 from chatd.validate import skeleton
 
@@ -218,12 +218,20 @@ class Accounts:
 
     # -- offline private messages -------------------------------------------------------
     def queue_private(self, nick, to_key, to, text, ts):
-        """Keep a private message for an offline account; fires its id."""
-        return self.store.queue_private(to_key, nick, to, text, ts)
+        """Keep a private message for an offline account; fires its id.  An
+        account already holding --offline-queue of them takes no more."""
+        d = self.store.queue_private(to_key, nick, to, text, ts, cap=self.limits.offline_queue)
+
+        def full(failure):
+            failure.trap(QueueFull)
+            raise ChatError("recipient_busy", f"{to} has too many messages waiting; "
+                            "try again after they next log in")
+        return d.addErrback(full)
 
     def pending_offline(self, key):
-        """The private messages waiting for account ``key``, oldest first."""
-        return self.store.pending_privates(key)
+        """The private messages waiting for account ``key``, oldest first (never more
+        than the queue holds, so a backlog fits under the send-queue cap)."""
+        return self.store.pending_privates(key, limit=self.limits.offline_queue)
 
     def forget_offline(self, key, upto: int):
         """Delivered: forget them.  If that fails they come again at the next login."""

@@ -25,6 +25,7 @@ class Limits:
     ping_interval: float = 30.0  # ping a session silent this long
     ping_timeout: float = 60.0  # drop a session silent this long
     register_timeout: float = 60.0  # drop a connection that never picks a nick
+    offline_queue: int = 100  # private messages kept for one offline account
     # Accounts (chatd.throttle, chatd.passwords); see docs/auth-limits.rst.
     login_fails_per_conn: int = 5  # failed logins one connection may make per window
     login_fails_per_addr: int = 20  # failed logins one address (IPv6: /64) per window

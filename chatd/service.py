@@ -44,8 +44,12 @@ ROOMS_PAGE = 200
 
 
 def _memory_store():
+    """Nothing persists: an in-memory store, open from the start (opening it is
+    synchronous), so the service is usable before or without ``load``."""
     from chatd.store.memory import MemoryStore
-    return MemoryStore()
+    store = MemoryStore()
+    store.open()
+    return store
 
 
 class ChatService(Service):

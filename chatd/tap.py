@@ -51,6 +51,7 @@ _LIMIT_HELP = {
     "ping_interval": "seconds of silence before a session is pinged",
     "ping_timeout": "seconds of silence before a session is dropped",
     "register_timeout": "seconds a connection may stay without a nick",
+    "offline_queue": "private messages kept for one offline account; past it: recipient_busy",
     "login_fails_per_conn": "failed logins one connection may make per --login-window",
     "login_fails_per_addr": "failed logins one address (IPv6: its /64) may make per "
                                "--login-window",
@@ -93,6 +94,9 @@ class Options(usage.Options):
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
+        ["store-timeout", None, 10.0,
+         "seconds any database operation may take; past it: store_unavailable, /healthz "
+         "degraded, and recovery without a restart", float],
         ["sqlite-sync", None, "full",
          "full: acknowledge a message once fsynced (survives power loss); normal: once "
          "written (survives kill -9, not power loss; less CPU and latency)"],
@@ -137,6 +141,8 @@ class Options(usage.Options):
         self._check_tls()
         if self["data-dir"] is None:
             self["data-dir"] = DEFAULT_DATA_DIR
+        if not self["store-timeout"] > 0:
+            raise usage.UsageError("--store-timeout must be positive")
         if not 0 <= self["history"] <= MAX_PAGE:
             raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
         if self["sqlite-sync"] not in SYNC_MODES:
@@ -179,7 +185,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     raise_nofile(config["limits"].max_connections)
     top = service.MultiService()
     store = open_store(config["db"], config["data-dir"], reactor=reactor,
-                       sqlite_sync=config["sqlite-sync"])
+                       sqlite_sync=config["sqlite-sync"], timeout=config["store-timeout"])
     limits = config["limits"]
     passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
                           max_waiting=limits.hash_queue)

@@ -117,3 +117,19 @@ def test_a_long_room_list_comes_in_pages(make_chat):
     [rest] = alice.json()
     assert len(rest["rooms"]) == 5 and "more" not in rest
     assert rest["rooms"][0]["room"] == f"#r{ROOMS_PAGE:04d}"
+
+
+def test_offline_private_messages_are_capped_per_recipient(make_chat):
+    chat = make_chat(offline_queue=3, burst=1000, rate=1000.0)
+    register(chat, "olga").send("/quit")
+    sender = chat.line("sam")
+    for i in range(4):
+        sender.send(f"/msg olga note {i}")
+    lines = sender.lines()
+    assert lines[:3] == ["* olga is offline; your message is queued for their next login"] * 3
+    assert lines[3].startswith("! error recipient_busy:")
+    olga = chat.line()
+    olga.send("/login olga correct horse battery")
+    got = olga.lines()
+    assert [line for line in got if line.startswith("[offline]")] == [
+        f"[offline] [pm sam -> olga] note {i}" for i in range(3)]

@@ -4,6 +4,12 @@ The service never touches SQL.  It asks an ``IStore`` provider for history,
 accounts, queued private messages and persistent room state; every method
 returns a Deferred, and every failure of the database itself arrives as a
 ``StoreUnavailable`` the service turns into a ``store_unavailable`` error.
+That includes a database that does not answer within the store's ``timeout``.
+
+Room state is stored as changes (set these fields, add this ban, remove that
+op), never as a whole record, so two nodes changing one room at the same time
+both keep their change.  ``MemoryStore`` (chatd.store.memory) is an in-memory
+provider with the same behaviour, for unit tests.
 """
 
 from dataclasses import dataclass, field
@@ -16,11 +22,39 @@ MAX_PAGE = 500
 
 
 class StoreUnavailable(Exception):
-    """The database could not be reached or failed; nothing was written."""
+    """The database could not be reached, failed, or did not answer within the timeout.
+
+    After a fault nothing was written; after a timeout a write's outcome is unknown.
+    """
 
 
 class StoreRejected(StoreUnavailable):
     """The database refused this data (a data or integrity error); it is up."""
+
+
+class QueueFull(Exception):
+    """The recipient already has ``cap`` private messages queued; nothing was queued.
+
+    Not a ``StoreUnavailable``: the database is fine, this recipient is full.
+    """
+
+
+# The scalar room columns ``set_room_fields`` may change, and the lists of
+# names ``add_room_entry`` / ``remove_room_entry`` work on.
+ROOM_FIELDS = frozenset({"topic", "topic_by", "topic_ts", "invite_only", "password", "created"})
+ROOM_LISTS = frozenset({"ops", "bans"})
+
+
+def check_room_fields(fields: dict) -> None:
+    """Raise ValueError for a field ``set_room_fields`` does not know (a caller's bug)."""
+    unknown = set(fields) - ROOM_FIELDS
+    if unknown:
+        raise ValueError(f"unknown room fields {sorted(unknown)}; allowed: {sorted(ROOM_FIELDS)}")
+
+
+def check_room_list(list_name: str) -> None:
+    if list_name not in ROOM_LISTS:
+        raise ValueError(f"unknown room list {list_name!r}; allowed: {sorted(ROOM_LISTS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +101,17 @@ class RoomRecord:
 
 
 class IStore(Interface):
-    """Persistent chat state.  Every method returns a Deferred."""
+    """Persistent chat state.  Every method returns a Deferred.
+
+    A database fault, or no answer within the store's timeout, fails the
+    Deferred with ``StoreUnavailable``.  After a timeout the outcome of a write
+    is unknown (it may still have committed): callers treat it as not done.
+    Arguments a caller could never legitimately pass (an unknown room field
+    or list) raise ``ValueError`` at once.
+    """
 
     healthy = Attribute("False after a database fault, True again after the next success")
+    description = Attribute("What and where the store is, for logs (never a password)")
 
     def open():
         """Connect and apply pending schema migrations; fires with the schema version."""
@@ -82,7 +124,7 @@ class IStore(Interface):
 
         Messages handed in while a write is in flight are committed together
         in the next transaction, in the order they arrived (group commit), so
-        ids increase in arrival order.
+        ids increase in arrival order.  Ids increase across all rooms.
         """
 
     def last_mid():
@@ -108,29 +150,51 @@ class IStore(Interface):
     def account_keys():
         """Fires with every registered (lower-cased) name."""
 
-    def queue_private(to_key, nick, to, text, ts):
-        """Store a private message for an offline account; fires with its id."""
+    def queue_private(to_key, nick, to, text, ts, cap=None):
+        """Store a private message for an offline account; fires with its id.
 
-    def pending_privates(to_key):
-        """Queued private messages for an account, oldest first."""
+        With ``cap``: fails with ``QueueFull`` (and stores nothing) when
+        ``to_key`` already has ``cap`` messages queued.
+        """
+
+    def pending_privates(to_key, limit=None):
+        """Queued private messages for an account, oldest first; at most ``limit``."""
 
     def delete_privates(to_key, upto):
         """Forget delivered private messages with id <= upto."""
 
-    def save_room(record):
-        """Insert or replace a room's persistent state."""
+    def set_room_fields(key, name, fields):
+        """Create the room (``key``, display ``name``) if it is new, then set only
+        ``fields`` (a dict, keys from ``ROOM_FIELDS``); other columns keep their
+        value, and an existing room keeps its name.  Fires None."""
+
+    def add_room_entry(key, name, list_name, entry):
+        """Add ``entry`` (a lower-cased name) to the room's ``list_name`` ("ops" or
+        "bans"), creating the room if it is new.  Idempotent.  Fires None."""
+
+    def remove_room_entry(key, list_name, entry):
+        """Remove ``entry`` from the room's ``list_name`` if there.  Fires None."""
+
+    def delete_room(key):
+        """Forget the room and its entries.  Fires None."""
+
+    def get_room(key):
+        """Fires with the room's ``RoomRecord`` as stored now, or None."""
 
     def load_rooms():
-        """Fires with every ``RoomRecord``."""
+        """Fires with every ``RoomRecord``, ops and bans included."""
 
 
-def open_store(db: str | None, data_dir: str, reactor=None, sqlite_sync: str = "full"):
+def open_store(db: str | None, data_dir: str, reactor=None, sqlite_sync: str = "full",
+               timeout: float = 10.0):
     """The store for the daemon's options: PostgreSQL for a postgresql:// URL, else SQLite
-    (``sqlite_sync``: its ``synchronous`` mode, "full" or "normal")."""
+    (``sqlite_sync``: its ``synchronous`` mode, "full" or "normal").  ``timeout``
+    (``--store-timeout``) bounds every operation, in seconds."""
     if db and db.startswith(("postgresql://", "postgres://")):
         from chatd.store.postgres import PostgresStore
-        return PostgresStore(db, reactor=reactor)
+        return PostgresStore(db, reactor=reactor, timeout=timeout)
     if db:
         raise ValueError(f"unsupported --db {db!r}: use a postgresql:// URL or omit it")
     from chatd.store.sqlite import SQLiteStore
-    return SQLiteStore.in_dir(data_dir, reactor=reactor, synchronous=sqlite_sync)
+    return SQLiteStore.in_dir(data_dir, reactor=reactor, synchronous=sqlite_sync,
+                              timeout=timeout)

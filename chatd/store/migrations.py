@@ -2,8 +2,9 @@
 
 ``schema_version`` holds one row, the version the database is at.  Each entry
 of ``MIGRATIONS`` takes the schema from version ``n - 1`` to ``n``; never edit
-one that has shipped, append a new one.  ``{serial}`` and ``{float}`` are the
-only dialect differences.
+one that has shipped, append a new one.  A statement is a string, in which
+``{serial}`` and ``{float}`` stand for the dialect's types, or a dict of one
+string per dialect where the SQL itself differs (JSON functions, say).
 """
 
 MIGRATIONS = {
@@ -44,6 +45,26 @@ MIGRATIONS = {
             ts {float} NOT NULL)""",
         "CREATE INDEX offline_privates_to ON offline_privates (to_key, id)",
     ],
+    # Ops and bans as one row per name, so adding a ban on one node and an op on
+    # another are two inserts that both survive, where rewriting a JSON list
+    # kept only the last writer's.  rooms.ops and rooms.bans stay in the table
+    # (dropping a column is awkward on SQLite) but are no longer read or written.
+    3: [
+        """CREATE TABLE room_entries (
+            room_key TEXT NOT NULL,
+            list TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            PRIMARY KEY (room_key, list, entry))""",
+        *({
+            "sqlite": f"INSERT OR IGNORE INTO room_entries (room_key, list, entry) "
+                      f"SELECT rooms.key, '{name}', j.value "
+                      f"FROM rooms, json_each(rooms.{name}) AS j",
+            "postgresql": f"INSERT INTO room_entries (room_key, list, entry) "
+                          f"SELECT rooms.key, '{name}', e FROM rooms, "
+                          f"json_array_elements_text(rooms.{name}::json) AS e "
+                          f"ON CONFLICT DO NOTHING",
+        } for name in ("ops", "bans")),
+    ],
 }
 
 LATEST = max(MIGRATIONS)
@@ -59,7 +80,13 @@ class SchemaTooNew(Exception):
 
 
 def statements(dialect: str, version: int) -> list:
-    return [sql.format(**DIALECTS[dialect]) for sql in MIGRATIONS[version]]
+    out = []
+    for sql in MIGRATIONS[version]:
+        if isinstance(sql, dict):
+            out.append(sql[dialect])  # already in this dialect: no placeholders
+        else:
+            out.append(sql.format(**DIALECTS[dialect]))
+    return out
 
 
 def migrate(cursor, dialect: str, target: int = LATEST) -> tuple:

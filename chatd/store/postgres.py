@@ -4,18 +4,22 @@ psycopg2 is blocking, so it runs on adbapi's threads and never on the reactor.
 A connection that died (a restarted server, a cut network) is dropped and
 the next query opens a new one (see ``SQLStore._transaction``), which is how
 the daemon recovers from an outage without a restart.
+
+A server that accepts TCP but never answers is the hard case: the libpq call
+waits forever (statement_timeout is enforced by the server, and keepalives
+are answered by whatever kernel holds the connection).  So connecting is
+bounded by ``connect_timeout``, and an operation past the store's deadline has
+its connection's socket shut down from the reactor thread
+(``abort_connection``), which fails the blocked call at once.
 """
+
+import math
+import os
+import socket
 
 from twisted.enterprise import adbapi
 
-from chatd.store.sql import SQLStore
-
-
-def _setup(conn):
-    # Statements are our own short queries; anything slower is a sick server.
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = 10000")
-    conn.commit()
+from chatd.store.sql import DEFAULT_TIMEOUT, SQLStore
 
 
 def _redact(url: str) -> str:
@@ -31,16 +35,39 @@ def _redact(url: str) -> str:
 class PostgresStore(SQLStore):
     dialect = "postgresql"
 
-    def __init__(self, url: str, reactor=None, pool_size: int = 4):
-        super().__init__(f"postgresql:{_redact(url)}")
+    def __init__(self, url: str, reactor=None, pool_size: int = 4,
+                 timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(f"postgresql:{_redact(url)}", reactor=reactor, timeout=timeout)
         self.url = url
-        self.reactor = reactor
         self.pool_size = pool_size
 
     def make_pool(self) -> adbapi.ConnectionPool:
-        kw = {"cp_reactor": self.reactor} if self.reactor is not None else {}
         return adbapi.ConnectionPool(
-            "psycopg2", self.url, cp_min=1, cp_max=self.pool_size, cp_openfun=_setup,
-            # Fail fast and notice a dead peer instead of hanging a pool thread.
-            connect_timeout=3, keepalives=1, keepalives_idle=10, keepalives_interval=5,
-            keepalives_count=3, **kw)
+            "psycopg2", self.url, cp_min=1, cp_max=self.pool_size, cp_reactor=self.reactor,
+            # libpq bounds the whole connection set-up, startup and authentication
+            # included (it counts whole seconds, and treats less than 2 as 2).
+            connect_timeout=max(2, math.ceil(self.timeout)),
+            # Sent with the startup packet rather than as a query after it, so
+            # there is no unbounded round trip between connecting and our first
+            # statement.  The server cancels a statement that outlives our deadline.
+            options=f"-c statement_timeout={int(self.timeout * 1000)}",
+            # Notice a dead peer on an idle connection instead of at the next query.
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+
+    def abort_connection(self, conn) -> None:
+        # A libpq call blocked in poll()/recv() on this socket returns at once
+        # with "server closed the connection unexpectedly"; the connection is
+        # then discarded.  shutdown() acts on the socket, so a dup of the fd will
+        # do, and it never blocks.  conn.cancel() would not help: it opens a
+        # new connection to the same silent server.
+        try:
+            fd = conn.fileno()
+        except self.pool.dbapi.InterfaceError:
+            return  # closed already: nothing is blocked on it
+        if fd < 0:
+            return  # libpq already dropped the socket: the call is failing anyway
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected any more: same outcome

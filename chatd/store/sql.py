@@ -1,10 +1,21 @@
-"""The SQL store both back ends share: queries, group commit, fault handling.
+"""The SQL store both back ends share: queries, group commit, faults and timeouts.
 
-Everything runs through ``twisted.enterprise.adbapi``, so queries happen on
-the pool's threads and the reactor never waits on the disk or the network.
+Queries run on the thread pool of ``twisted.enterprise.adbapi``, so the
+reactor never waits on the disk or the network.
+
+Every operation has a deadline (``timeout``).  Past it the caller's Deferred
+fails with ``StoreUnavailable`` and the store turns unhealthy; the operation
+is abandoned: if it has not started it never will, if it has not committed it
+rolls back, and the connection it is blocked on is aborted from the reactor
+thread (``abort_connection``: PostgreSQL shuts its socket down, which fails a
+libpq call that would otherwise wait forever on a server that accepts but
+never answers).  A pool thread still stuck after that is replaced by a spare
+one (at most ``MAX_SPARE_THREADS``), so abandoned work cannot consume the
+whole pool.  The limit: a write that was already committing when the deadline
+passed may have committed although its caller was told it failed.
 """
 
-import json
+import threading
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail, succeed
@@ -16,34 +27,66 @@ from zope.interface import implementer
 from chatd.store import (
     Account,
     IStore,
+    QueueFull,
     RoomRecord,
     StoredMessage,
     StoredPrivate,
     StoreRejected,
     StoreUnavailable,
+    check_room_fields,
+    check_room_list,
 )
 from chatd.store.migrations import SchemaTooNew, migrate
 
-_DONE, _FAILED, _STALE = "done", "failed", "stale"
+_DONE, _FAILED, _STALE, _SKIPPED = "done", "failed", "stale", "skipped"
 
 # A burst larger than this is split over several transactions, so one commit
 # (and the acks waiting on it) never grows without bound.
 MAX_BATCH = 512
+
+# Threads the pool may add while earlier ones are stuck in abandoned work.
+MAX_SPARE_THREADS = 4
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Abandoned(Exception):
+    """The caller gave up (timeout) before this transaction could commit."""
+
+
+class _Call:
+    """One store operation as both threads see it: the connection it is using
+    and whether its caller has given up.  ``lock`` makes "abandon and abort the
+    connection" atomic with respect to the pool thread taking or releasing it."""
+
+    __slots__ = ("lock", "conn", "started", "finished", "abandoned", "aborted", "stuck")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.conn = None
+        self.started = self.finished = self.abandoned = self.aborted = self.stuck = False
 
 
 @implementer(IStore)
 class SQLStore:
     log = Logger()
     dialect = None  # "sqlite" or "postgresql", set by the subclass
-    reactor = None  # the subclass's, or the global one
+    pool_size = 1  # threads (and connections) in normal operation; subclasses set it
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, reactor=None, timeout: float = DEFAULT_TIMEOUT):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.timeout = timeout
         self.pool = None  # made by open(): building a store has no side effects
         self.description = description
         self.healthy = True
         self._pending = []  # (row, Deferred) waiting for the next commit
         self._writing = None  # Deferred of the transaction in flight
         self._sql = {}
+        self._stuck = 0  # pool threads still busy with abandoned work
 
     # -- plumbing ------------------------------------------------------------
     def q(self, sql: str) -> str:
@@ -53,56 +96,133 @@ class SQLStore:
             out = self._sql[sql] = sql.replace("?", "%s") if self.dialect == "postgresql" else sql
         return out
 
-    def _run(self, interaction, *args, retry=True):
+    def abort_connection(self, conn) -> None:
+        """Make a call blocked on ``conn`` in another thread fail soon.
+
+        Runs on the reactor thread and must not block.  The connection is
+        discarded afterwards either way.
+        """
+
+    def _run(self, interaction, *args):
         if self.pool is None or not self.pool.running:
             # A stopped thread pool would queue the work forever.
             return fail(StoreUnavailable(f"store {self.description} is closed"))
-        reactor = self.reactor
-        if reactor is None:
-            from twisted.internet import reactor
-        d = deferToThreadPool(reactor, self.pool.threadpool, self._transaction,
-                              interaction, args)
-        d.addCallback(self._settle, interaction, args, retry)
-        d.addCallbacks(self._ok, self._fault)
-        return d
+        call, d = _Call(), Deferred()
+        timer = self.reactor.callLater(self.timeout, self._expire, call, d)
+        self._attempt(call, d, timer, interaction, args, retry=True)
+        return d.addCallbacks(self._ok, self._fault)
 
-    def _transaction(self, interaction, args):
+    def _attempt(self, call, d, timer, interaction, args, retry):
+        t = deferToThreadPool(self.reactor, self.pool.threadpool, self._transaction,
+                              call, interaction, args)
+        t.addBoth(self._returned, call, d, timer, interaction, args, retry)
+
+    def _transaction(self, call, interaction, args):
         """One transaction on a pool thread: ``(outcome, result or Failure)``.
 
         Instead of adbapi's runInteraction, which logs a traceback for every
         failed rollback on a dead connection (one per query during an outage):
-        here a connection that cannot even roll back is dropped, and the next
-        query opens a fresh one.  Failing to connect raises.
+        here a connection that cannot even roll back, or that was aborted, is
+        dropped, and the next query opens a fresh one.  Failing to connect raises.
         """
+        with call.lock:
+            if call.abandoned:
+                return _SKIPPED, None  # timed out while queued: never start it
+            call.started = True
         conn = self.pool.connect()  # this thread's connection, opened if needed
+        with call.lock:
+            if call.abandoned:
+                # Timed out while connecting (which libpq bounds itself); the
+                # connection is fine and stays for the next call.
+                call.finished = True
+                return _SKIPPED, None
+            call.conn = conn
         committing = False
         try:
             cursor = conn.cursor()
             result = interaction(cursor, *args)
             cursor.close()
-            committing = True
+            with call.lock:
+                if call.abandoned:
+                    raise _Abandoned()
+                committing = True
             conn.commit()
-            return _DONE, result
+            status, value = _DONE, result
         except BaseException:
-            failure = Failure()
-        try:
-            conn.rollback()
-        except BaseException:
+            status, value = _FAILED, Failure()
+        dead = False
+        if status is _FAILED:
+            try:
+                conn.rollback()
+            except BaseException:
+                # A connection that died before the commit was sent committed
+                # nothing: the query can safely run again on a new one.
+                status = _FAILED if committing else _STALE
+                dead = True
+        with call.lock:
+            # From here on the reactor can no longer abort this connection, so
+            # closing it cannot race with a shutdown of its (reused) socket.
+            call.conn = None
+            call.finished = True
+            drop = dead or call.aborted
+        if drop:
             self.pool.disconnect(conn)
-            # A connection that died before the commit was sent committed
-            # nothing: the query can safely run again on a new one.
-            return (_FAILED if committing else _STALE), failure
-        return _FAILED, failure
+        return status, value
 
-    def _settle(self, outcome, interaction, args, retry):
-        status, value = outcome
-        if status is _DONE:
-            return value
+    def _returned(self, outcome, call, d, timer, interaction, args, retry):
+        """Back on the reactor thread with what the pool thread did."""
+        if call.stuck:
+            call.stuck = False
+            self._stuck -= 1
+            self._resize()
+        if isinstance(outcome, Failure):
+            status, value = _FAILED, outcome  # connecting failed
+        else:
+            status, value = outcome
+        if d.called:
+            # Timed out: the caller was told already; this is only for the record.
+            self.log.debug("store {store}: an abandoned operation ended ({status})",
+                           store=self.description, status=status)
+            return None
         if status is _STALE and retry:
             # Typically a pooled connection that died while idle (a restarted
             # server, a cut network): one more try on a fresh connection.
-            return self._run(interaction, *args, retry=False)
-        return value  # the Failure
+            with call.lock:
+                call.started = call.finished = call.aborted = False
+            return self._attempt(call, d, timer, interaction, args, retry=False)
+        timer.cancel()
+        if status is _DONE:
+            d.callback(value)
+        else:
+            d.errback(value)
+        return None
+
+    def _expire(self, call, d):
+        """The deadline passed: abandon the call and fail its caller."""
+        with call.lock:
+            call.abandoned = True
+            running = call.started and not call.finished
+            if call.conn is not None and not call.aborted:
+                call.aborted = True
+                try:
+                    self.abort_connection(call.conn)
+                except Exception:
+                    self.log.failure("store {store}: could not abort a connection",
+                                     store=self.description)
+        if running:
+            # Its thread may stay busy a while; lend the pool a spare meanwhile.
+            call.stuck = True
+            self._stuck += 1
+            self._resize()
+        self._went_down(f"no answer within {self.timeout:g} s")
+        d.errback(StoreUnavailable(f"store {self.description} did not answer within "
+                                   f"{self.timeout:g} s"))
+
+    def _resize(self):
+        if self.pool is None or not self.pool.running:
+            return
+        spare = min(self._stuck, MAX_SPARE_THREADS)
+        self.pool.threadpool.adjustPoolsize(maxthreads=self.pool_size + spare)
 
     def _ok(self, result):
         if not self.healthy:
@@ -110,37 +230,50 @@ class SQLStore:
             self.log.info("store {store} is available again", store=self.description)
         return result
 
+    def _went_down(self, error, failure=None):
+        """Mark the store unhealthy; log the first fault of an outage only."""
+        if self.healthy:
+            self.healthy = False
+            if failure is None:
+                # The database is down, unreachable or silent: expected, no traceback.
+                self.log.error("store {store} failed ({error}); refusing what needs it until "
+                               "it recovers", store=self.description, error=error)
+            else:
+                self.log.failure("store {store} failed; refusing what needs it until it "
+                                 "recovers", failure, store=self.description)
+        else:
+            self.log.debug("store {store} still failing: {error}", store=self.description,
+                           error=error)
+
     def _fault(self, failure: Failure):
-        if failure.check(SchemaTooNew, StoreUnavailable):
+        if failure.check(SchemaTooNew, StoreUnavailable, QueueFull):
             return failure
         dbapi = self.pool.dbapi
         if failure.check(dbapi.DataError, dbapi.IntegrityError, UnicodeError):
             # This data was refused; the database itself is fine.
             self.log.failure("store {store} refused a write", failure, store=self.description)
             raise StoreRejected(failure.getErrorMessage())
-        if self.healthy:
-            self.healthy = False
-            if failure.check(dbapi.OperationalError, dbapi.InterfaceError):
-                # The database is down or unreachable: expected, no traceback.
-                self.log.error("store {store} failed ({error}); refusing what needs it until "
-                               "it recovers", store=self.description,
-                               error=failure.getErrorMessage().strip())
-            else:
-                self.log.failure("store {store} failed; refusing what needs it until it "
-                                 "recovers", failure, store=self.description)
-        else:
-            self.log.debug("store {store} still failing: {error}", store=self.description,
-                           error=failure.getErrorMessage())
+        expected = failure.check(dbapi.OperationalError, dbapi.InterfaceError)
+        self._went_down(failure.getErrorMessage().strip(), None if expected else failure)
         raise StoreUnavailable(failure.getErrorMessage())
 
     # -- lifecycle ------------------------------------------------------------
     def make_pool(self) -> adbapi.ConnectionPool:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Blocking set-up before the first connection; runs on a pool thread."""
+
     def open(self):
         self.pool = self.make_pool()
         self.pool.start()
-        d = self._run(lambda txn: migrate(txn, self.dialect))
+        d = deferToThreadPool(self.reactor, self.pool.threadpool, self.prepare)
+
+        def unprepared(failure):
+            failure.trap(OSError)
+            self._went_down(str(failure.value))
+            raise StoreUnavailable(str(failure.value))
+        d.addCallbacks(lambda _: self._run(lambda txn: migrate(txn, self.dialect)), unprepared)
 
         def opened(versions):
             before, after = versions
@@ -158,6 +291,11 @@ class SQLStore:
                 # Arrived after the last batch started: let them commit first.
                 return self._flush_now().addBoth(done)
             if self.pool is not None and self.pool.running:
+                if self._stuck:
+                    # Stopping the pool joins its threads: say why, should one hang.
+                    self.log.warn("store {store}: closing with {count} thread(s) still busy "
+                                  "with abandoned operations", store=self.description,
+                                  count=self._stuck)
                 self.pool.close()
         return d.addBoth(done)
 
@@ -276,21 +414,41 @@ class SQLStore:
         return self._run(q)
 
     # -- offline private messages -------------------------------------------------------
-    def queue_private(self, to_key, nick, to, text, ts):
-        sql = self.q("INSERT INTO offline_privates (to_key, nick, to_nick, text, ts) "
-                     "VALUES (?, ?, ?, ?, ?) RETURNING id")
+    def queue_private(self, to_key, nick, to, text, ts, cap=None):
+        if cap is None:
+            sql = self.q("INSERT INTO offline_privates (to_key, nick, to_nick, text, ts) "
+                         "VALUES (?, ?, ?, ?, ?) RETURNING id")
+            args = (to_key, nick, to, text, ts)
+        else:
+            # Counting and inserting in one statement; nothing is inserted when full.
+            sql = self.q("INSERT INTO offline_privates (to_key, nick, to_nick, text, ts) "
+                         "SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM offline_privates "
+                         "WHERE to_key = ?) < ? RETURNING id")
+            args = (to_key, nick, to, text, ts, to_key, int(cap))
 
         def q(txn):
-            txn.execute(sql, (to_key, nick, to, text, ts))
-            return txn.fetchone()[0]
+            if cap is not None and self.dialect == "postgresql":
+                # Two nodes queueing for one recipient at once must not both see
+                # room for one more (SQLite has a single writer already).
+                txn.execute("SELECT pg_advisory_xact_lock(7366148, hashtext(%s))", (to_key,))
+            txn.execute(sql, args)
+            row = txn.fetchone()
+            if row is None:
+                raise QueueFull(f"{to_key} already has {cap} private messages queued")
+            return row[0]
         return self._run(q)
 
-    def pending_privates(self, to_key):
-        sql = self.q("SELECT id, nick, to_nick, text, ts FROM offline_privates "
-                     "WHERE to_key = ? ORDER BY id")
+    def pending_privates(self, to_key, limit=None):
+        sql = ("SELECT id, nick, to_nick, text, ts FROM offline_privates "
+               "WHERE to_key = ? ORDER BY id")
+        args = [to_key]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        sql = self.q(sql)
 
         def q(txn):
-            txn.execute(sql, (to_key,))
+            txn.execute(sql, args)
             return [StoredPrivate(*r) for r in txn.fetchall()]
         return self._run(q)
 
@@ -299,54 +457,68 @@ class SQLStore:
         return self._run(lambda txn: txn.execute(sql, (to_key, upto)))
 
     # -- rooms -----------------------------------------------------------------------------
-    def save_room(self, record: RoomRecord):
-        sql = self.q(
-            "INSERT INTO rooms (key, name, topic, topic_by, topic_ts, invite_only, password, "
-            "ops, bans, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET name = excluded.name, topic = excluded.topic, "
-            "topic_by = excluded.topic_by, topic_ts = excluded.topic_ts, "
-            "invite_only = excluded.invite_only, password = excluded.password, "
-            "ops = excluded.ops, bans = excluded.bans")
-        row = (record.key, record.name, record.topic, record.topic_by, record.topic_ts,
-               int(record.invite_only), record.password, json.dumps(sorted(record.ops)),
-               json.dumps(sorted(record.bans)), record.created)
-        return self._run(lambda txn: txn.execute(sql, row))
-
-    def load_rooms(self):
-        def q(txn):
-            txn.execute("SELECT key, name, topic, topic_by, topic_ts, invite_only, password, "
-                        "ops, bans, created FROM rooms ORDER BY key")
-            return [RoomRecord(key=r[0], name=r[1], topic=r[2], topic_by=r[3], topic_ts=r[4],
-                               invite_only=bool(r[5]), password=r[6], ops=set(json.loads(r[7])),
-                               bans=set(json.loads(r[8])), created=r[9])
-                    for r in txn.fetchall()]
-        return self._run(q)
-
-    # TEMPORARY: change-based room writes over the JSON columns (replaced by the
-    # store branch's entries table).
+    # Each method changes only what it names, so concurrent changes from several
+    # nodes merge instead of the last whole-record write winning.
     def set_room_fields(self, key, name, fields):
+        check_room_fields(fields)
         cols = sorted(fields)
-        vals = [int(fields[c]) if c == "invite_only" else fields[c] for c in cols]
-        sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
+        values = [int(fields[c]) if c == "invite_only" else fields[c] for c in cols]
+        if cols:
+            update = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols)
+        else:
+            update = "DO NOTHING"
         sql = self.q(f"INSERT INTO rooms (key, name{''.join(', ' + c for c in cols)}) "
-                     f"VALUES (?, ?{', ?' * len(cols)}) ON CONFLICT (key) DO UPDATE SET {sets}")
-        return self._run(lambda txn: txn.execute(sql, (key, name, *vals)))
-
-    def _edit_list(self, key, name, list_name, entry, present):
-        ins = self.q("INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-        sel = self.q(f"SELECT {list_name} FROM rooms WHERE key = ?")
-        upd = self.q(f"UPDATE rooms SET {list_name} = ? WHERE key = ?")
-
-        def q(txn):
-            txn.execute(ins, (key, name or key))
-            txn.execute(sel, (key,))
-            entries = set(json.loads(txn.fetchone()[0]))
-            (entries.add if present else entries.discard)(entry)
-            txn.execute(upd, (json.dumps(sorted(entries)), key))
-        return self._run(q)
+                     f"VALUES (?, ?{', ?' * len(cols)}) ON CONFLICT (key) {update}")
+        row = (key, name, *values)
+        return self._run(lambda txn: txn.execute(sql, row) and None)
 
     def add_room_entry(self, key, name, list_name, entry):
-        return self._edit_list(key, name, list_name, entry, True)
+        check_room_list(list_name)
+        room = self.q("INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+        add = self.q("INSERT INTO room_entries (room_key, list, entry) VALUES (?, ?, ?) "
+                     "ON CONFLICT DO NOTHING")
+
+        def q(txn):
+            txn.execute(room, (key, name))
+            txn.execute(add, (key, list_name, entry))
+        return self._run(q)
 
     def remove_room_entry(self, key, list_name, entry):
-        return self._edit_list(key, None, list_name, entry, False)
+        check_room_list(list_name)
+        sql = self.q("DELETE FROM room_entries WHERE room_key = ? AND list = ? AND entry = ?")
+        return self._run(lambda txn: txn.execute(sql, (key, list_name, entry)) and None)
+
+    def delete_room(self, key):
+        entries = self.q("DELETE FROM room_entries WHERE room_key = ?")
+        room = self.q("DELETE FROM rooms WHERE key = ?")
+
+        def q(txn):
+            txn.execute(entries, (key,))
+            txn.execute(room, (key,))
+        return self._run(q)
+
+    def get_room(self, key):
+        def q(txn):
+            rooms = self._read_rooms(txn, key)
+            return rooms[0] if rooms else None
+        return self._run(q)
+
+    def load_rooms(self):
+        return self._run(self._read_rooms)
+
+    def _read_rooms(self, txn, key=None):
+        # (rooms.ops and rooms.bans are the unused pre-version-3 columns.)
+        where, args = ("", ()) if key is None else (" WHERE key = ?", (key,))
+        txn.execute(self.q("SELECT key, name, topic, topic_by, topic_ts, invite_only, password, "
+                           f"created FROM rooms{where} ORDER BY key"), args)
+        rooms = {r[0]: RoomRecord(key=r[0], name=r[1], topic=r[2], topic_by=r[3],
+                                  topic_ts=r[4], invite_only=bool(r[5]), password=r[6],
+                                  created=r[7])
+                 for r in txn.fetchall()}
+        where = "" if key is None else " WHERE room_key = ?"
+        txn.execute(self.q(f"SELECT room_key, list, entry FROM room_entries{where}"), args)
+        for room_key, list_name, entry in txn.fetchall():
+            room = rooms.get(room_key)
+            if room is not None and list_name in ("ops", "bans"):
+                getattr(room, list_name).add(entry)
+        return list(rooms.values())

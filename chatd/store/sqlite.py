@@ -9,13 +9,18 @@ commits before a power cut may be lost.  Group commit means one fsync per
 batch, not per message; at low rates, where each message is its own batch,
 the fsync costs about 60 µs of CPU and 0.3-0.6 ms of latency per message
 (docs/performance.rst).
+
+The file holds password hashes: a data directory we create is 0700 and a
+database file we create is 0600, whatever the umask (SQLite gives the -wal
+and -shm files the database file's mode).  A directory or file the operator
+made keeps the mode they chose.
 """
 
 import os
 
 from twisted.enterprise import adbapi
 
-from chatd.store.sql import SQLStore
+from chatd.store.sql import DEFAULT_TIMEOUT, SQLStore
 
 FILENAME = "chatd.sqlite3"
 SYNC_MODES = ("full", "normal")
@@ -31,29 +36,45 @@ def _setup(conn, synchronous):
 
 class SQLiteStore(SQLStore):
     dialect = "sqlite"
+    # One connection: SQLite serialises writers anyway, and one thread keeps
+    # the group commit's batches strictly ordered.
+    pool_size = 1
 
-    def __init__(self, path: str, reactor=None, synchronous: str = "full"):
+    def __init__(self, path: str, reactor=None, synchronous: str = "full",
+                 timeout: float = DEFAULT_TIMEOUT):
         if synchronous not in SYNC_MODES:
             raise ValueError(f"synchronous must be one of {SYNC_MODES}, not {synchronous!r}")
-        super().__init__(f"sqlite:{path}")
+        super().__init__(f"sqlite:{path}", reactor=reactor, timeout=timeout)
         self.path = path
-        self.reactor = reactor
         self.synchronous = synchronous
 
     @classmethod
-    def in_dir(cls, data_dir: str, reactor=None, synchronous: str = "full") -> "SQLiteStore":
-        return cls(os.path.join(data_dir, FILENAME), reactor=reactor, synchronous=synchronous)
+    def in_dir(cls, data_dir: str, reactor=None, synchronous: str = "full",
+               timeout: float = DEFAULT_TIMEOUT) -> "SQLiteStore":
+        return cls(os.path.join(data_dir, FILENAME), reactor=reactor, synchronous=synchronous,
+                   timeout=timeout)
+
+    def prepare(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
+            # makedirs' mode is filtered by the umask; chmod is not.
+            os.chmod(directory, 0o700)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return  # the operator's or an earlier run's file: leave its mode alone
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have taken bits off 0o600; never added
+        finally:
+            os.close(fd)
 
     def make_pool(self) -> adbapi.ConnectionPool:
-        directory = os.path.dirname(self.path)
-        if directory:
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError:
-                pass  # opening the file fails next, with the store's own error
-        kw = {"cp_reactor": self.reactor} if self.reactor is not None else {}
-        # One connection: SQLite serialises writers anyway, and one thread
-        # keeps the group commit's batches strictly ordered.
         return adbapi.ConnectionPool("sqlite3", self.path, check_same_thread=False,
-                                     cp_min=1, cp_max=1,
-                                     cp_openfun=lambda conn: _setup(conn, self.synchronous), **kw)
+                                     cp_min=1, cp_max=self.pool_size, cp_reactor=self.reactor,
+                                     cp_openfun=lambda conn: _setup(conn, self.synchronous))
+
+    def abort_connection(self, conn) -> None:
+        # Makes a running SQLite statement fail with "interrupted"; safe to call
+        # from another thread, and it never blocks.
+        conn.interrupt()

@@ -6,8 +6,10 @@ shared PostgreSQL server, so the server itself keeps running for everyone else.
 
 import socket
 import threading
+import time
 
 import pytest
+from proxies import BlackHoleProxy
 
 from tests.pgdb import throwaway_database
 
@@ -149,3 +151,39 @@ def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
     assert texts == ["stored in postgres", "back again"]
     for c in (alice, bob, carol, late):
         c.close()
+
+
+@pytest.fixture
+def black_hole():
+    p = BlackHoleProxy(PG_HOST, PG_PORT)
+    yield p
+    p.close()
+
+
+def test_a_postgresql_that_never_answers_costs_seconds_not_forever(pg_db, black_hole,
+                                                                    start_daemon):
+    d = start_daemon("--db", f"postgresql://postgres@127.0.0.1:{black_hole.port}/{pg_db}",
+                     "--store-timeout", "1", *FAST)
+    alice = jline(d, "alice", "#hole")
+    bob = jline(d, "bob", "#hole")
+    ok(alice, type="message", room="#hole", text="before")
+
+    black_hole.black_hole()  # accepts, holds connections open, answers nothing
+    started = time.monotonic()
+    err = ask(alice, type="message", room="#hole", text="into the hole")
+    assert err["code"] == "store_unavailable"
+    assert time.monotonic() - started < 5
+    assert d.health()["status"] == "degraded"
+    # The pipeline moved on: the next message is answered too, not stuck behind.
+    assert ask(bob, type="message", room="#hole", text="me too")["code"] == "store_unavailable"
+
+    black_hole.forward()
+    deadline = time.monotonic() + 15
+    while True:  # the next operation on a fresh connection works, without a restart
+        answer = ask(alice, type="message", room="#hole", text="back")
+        if answer["type"] == "ack" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert answer["type"] == "ack", answer
+    bob.expect({"type": "message", "text": "back"})
+    assert d.health()["status"] == "ok"

@@ -1,15 +1,20 @@
 """The behaviour every IStore must have; each back end's test module runs it.
 
-A subclass provides ``make_store()`` (a new, unopened store on the same
-database each call) and ``raw_connection()`` (a DB-API connection to that
-database, for building old schemas and checking what is really on disk).
+``StoreContract`` is what every provider shares, the in-memory one included:
+a subclass provides ``make_store()`` (a new, unopened store on the same
+database each call).  ``SQLStoreContract`` adds what only the SQL back ends
+have (transactions, schema migrations) and needs ``raw_connection()`` (a
+DB-API connection to that database, for building old schemas and checking
+what is really on disk).
 """
+
+import itertools
 
 from twisted.internet import defer
 from twisted.internet.defer import inlineCallbacks
 from zope.interface.verify import verifyObject
 
-from chatd.store import MAX_PAGE, IStore, RoomRecord, StoreRejected
+from chatd.store import MAX_PAGE, IStore, QueueFull, StoreRejected, StoreUnavailable
 from chatd.store.migrations import LATEST, migrate
 
 
@@ -17,9 +22,6 @@ class StoreContract:
     dialect = None
 
     def make_store(self):
-        raise NotImplementedError
-
-    def raw_connection(self):
         raise NotImplementedError
 
     @inlineCallbacks
@@ -56,35 +58,24 @@ class StoreContract:
         self.flushLoggedErrors()
 
     @inlineCallbacks
-    def test_group_commit_keeps_arrival_order_and_batches(self):
+    def test_ids_increase_in_arrival_order_across_rooms(self):
         store = yield self.opened()
-        transactions = []
-        insert = store._insert_messages
-
-        def counting(txn, rows):
-            transactions.append(len(rows))
-            return insert(txn, rows)
-        store._insert_messages = counting
         fired = []
         ds = []
         for i in range(200):
-            d = store.append_message("#a", "#A", f"n{i % 3}", f"text {i}", "message", 1000.0 + i)
+            d = store.append_message(f"#r{i % 2}", f"#R{i % 2}", f"n{i % 3}", f"text {i}",
+                                     "message", 1000.0 + i)
             d.addCallback(lambda mid, i=i: fired.append((i, mid)) or mid)
             ds.append(d)
         mids = yield defer.gatherResults(ds)
         self.assertEqual([i for i, _ in fired], list(range(200)))
         self.assertEqual(mids, sorted(mids))
         self.assertEqual(len(set(mids)), 200)
-        # The first message went alone; everything that queued behind it shared
-        # far fewer transactions than one each.
-        self.assertEqual(sum(transactions), 200)
-        self.assertLess(len(transactions), 20)
         self.assertEqual((yield store.last_mid()), mids[-1])
-        rows = yield store.history("#a", limit=500)
-        self.assertEqual([m.text for m in rows], [f"text {i}" for i in range(200)])
-        self.assertEqual(rows[5].nick, "n2")
-        self.assertEqual(rows[5].room, "#A")
-        self.assertEqual(rows[5].ts, 1005.0)
+        rows = yield store.history("#r0", limit=500)
+        self.assertEqual([m.text for m in rows], [f"text {i}" for i in range(0, 200, 2)])
+        self.assertEqual([m.mid for m in rows], mids[0::2])
+        self.assertEqual((rows[1].nick, rows[1].room, rows[1].ts), ("n2", "#R0", 1002.0))
 
     @inlineCallbacks
     def test_history_pages_back_and_forward_per_room(self):
@@ -150,30 +141,157 @@ class StoreContract:
         self.assertEqual([p.text for p in (yield store.pending_privates("bob"))], ["p2"])
         self.assertEqual(len((yield store.pending_privates("carol"))), 1)
 
+    @inlineCallbacks
+    def test_offline_privates_capped_per_recipient(self):
+        store = yield self.opened()
+        for i in range(3):
+            yield store.queue_private("bob", "mallory", "bob", f"p{i}", float(i), cap=3)
+        with self.assertRaises(QueueFull) as caught:
+            yield store.queue_private("bob", "mallory", "bob", "one too many", 4.0, cap=3)
+        self.assertNotIsInstance(caught.exception, StoreUnavailable)
+        self.assertTrue(store.healthy)  # a full queue is not a database fault
+        self.assertEqual([p.text for p in (yield store.pending_privates("bob"))],
+                         ["p0", "p1", "p2"])
+        # Per recipient; and without a cap nothing is refused.
+        yield store.queue_private("carol", "mallory", "carol", "fine", 5.0, cap=3)
+        yield store.queue_private("bob", "alice", "bob", "uncapped", 6.0)
+        self.assertEqual(len((yield store.pending_privates("bob"))), 4)
+        # Delivering frees room again.
+        pending = yield store.pending_privates("bob")
+        yield store.delete_privates("bob", pending[1].pid)
+        yield store.queue_private("bob", "alice", "bob", "fits again", 7.0, cap=3)
+
+    @inlineCallbacks
+    def test_pending_privates_limit_gives_the_oldest(self):
+        store = yield self.opened()
+        ids = []
+        for i in range(5):
+            ids.append((yield store.queue_private("bob", "a", "bob", f"p{i}", float(i))))
+        first = yield store.pending_privates("bob", limit=2)
+        self.assertEqual([p.pid for p in first], ids[:2])
+        yield store.delete_privates("bob", first[-1].pid)
+        self.assertEqual([p.text for p in (yield store.pending_privates("bob", limit=2))],
+                         ["p2", "p3"])
+        self.assertEqual(len((yield store.pending_privates("bob", limit=50))), 3)
+        self.assertEqual((yield store.pending_privates("nobody", limit=2)), [])
+
     # -- rooms ---------------------------------------------------------------------------
     @inlineCallbacks
-    def test_room_state_round_trips_and_updates(self):
+    def test_room_changes_round_trip(self):
         store = yield self.opened()
-        rec = RoomRecord(key="#ops", name="#Ops", topic="hi", topic_by="alice", topic_ts=3.0,
-                         invite_only=True, password="sekrit", ops={"alice"}, bans={"mallory"},
-                         created=1.0)
-        yield store.save_room(rec)
-        yield store.save_room(RoomRecord(key="#other", name="#other", created=2.0))
-        rec.topic = "changed"
-        rec.bans = set()
-        rec.ops.add("bob")
-        rec.invite_only = False
-        yield store.save_room(rec)
+        yield store.set_room_fields("#ops", "#Ops", {
+            "topic": "hi", "topic_by": "alice", "topic_ts": 3.0, "invite_only": True,
+            "password": "sekrit", "created": 1.0})
+        yield store.add_room_entry("#ops", "#Ops", "ops", "alice")
+        yield store.add_room_entry("#ops", "#Ops", "bans", "mallory")
+        yield store.set_room_fields("#other", "#other", {"created": 2.0})
+        # Only the named fields change; the name stays the one the room was created with.
+        yield store.set_room_fields("#ops", "#OPS", {"topic": "changed", "invite_only": False})
+        yield store.add_room_entry("#ops", "#Ops", "ops", "bob")
+        yield store.add_room_entry("#ops", "#Ops", "ops", "alice")  # idempotent
+        yield store.remove_room_entry("#ops", "bans", "mallory")
+        yield store.remove_room_entry("#ops", "bans", "never-banned")
+        # An entry creates the room it belongs to.
+        yield store.add_room_entry("#new", "#New", "bans", "eve")
         yield store.close()
         again = yield self.opened()
         rooms = {r.key: r for r in (yield again.load_rooms())}
-        self.assertEqual(set(rooms), {"#ops", "#other"})
+        self.assertEqual(set(rooms), {"#ops", "#other", "#new"})
         ops = rooms["#ops"]
         self.assertEqual((ops.name, ops.topic, ops.topic_by, ops.topic_ts, ops.invite_only,
                           ops.password, ops.ops, ops.bans, ops.created),
                          ("#Ops", "changed", "alice", 3.0, False, "sekrit", {"alice", "bob"},
                           set(), 1.0))
-        self.assertEqual(rooms["#other"].ops, set())
+        self.assertEqual((rooms["#other"].ops, rooms["#other"].bans, rooms["#other"].created),
+                         (set(), set(), 2.0))
+        new = rooms["#new"]
+        self.assertEqual((new.name, new.topic, new.invite_only, new.bans, new.created),
+                         ("#New", "", False, {"eve"}, 0.0))
+        self.assertEqual((yield again.get_room("#ops")), ops)
+        self.assertIsNone((yield again.get_room("#nowhere")))
+
+    @inlineCallbacks
+    def test_delete_room_forgets_row_and_entries(self):
+        store = yield self.opened()
+        yield store.set_room_fields("#gone", "#gone", {"topic": "t"})
+        yield store.add_room_entry("#gone", "#gone", "ops", "alice")
+        yield store.add_room_entry("#kept", "#kept", "ops", "alice")
+        yield store.delete_room("#gone")
+        yield store.delete_room("#never-existed")
+        self.assertIsNone((yield store.get_room("#gone")))
+        self.assertEqual([r.key for r in (yield store.load_rooms())], ["#kept"])
+        # A room made again under the same key starts clean.
+        yield store.set_room_fields("#gone", "#gone", {})
+        self.assertEqual((yield store.get_room("#gone")).ops, set())
+
+    @inlineCallbacks
+    def test_unknown_room_fields_and_lists_are_refused(self):
+        store = yield self.opened()
+        with self.assertRaises(ValueError):
+            store.set_room_fields("#r", "#r", {"ops": ["alice"]})
+        with self.assertRaises(ValueError):
+            store.add_room_entry("#r", "#r", "voices", "alice")
+        with self.assertRaises(ValueError):
+            store.remove_room_entry("#r", "owners", "alice")
+        self.assertIsNone((yield store.get_room("#r")))
+
+    @inlineCallbacks
+    def test_concurrent_changes_from_two_nodes_merge(self):
+        # Two stores on one database stand for two nodes.  Whatever order their
+        # changes arrive in, and with none waiting for another, all are kept.
+        a = yield self.opened()
+        b = yield self.opened()
+        changes = [
+            lambda key: a.add_room_entry(key, key, "bans", "mallory"),
+            lambda key: b.add_room_entry(key, key, "ops", "bob"),
+            lambda key: a.set_room_fields(key, key, {"topic": "from a", "topic_by": "alice"}),
+            lambda key: b.set_room_fields(key, key, {"invite_only": True}),
+        ]
+        keys = []
+        ds = []
+        for n, order in enumerate(itertools.permutations(changes)):
+            key = f"#room{n}"
+            keys.append(key)
+            ds.extend(change(key) for change in order)
+        yield defer.gatherResults(ds)
+        for reader in (a, b):
+            for key in keys:
+                room = yield reader.get_room(key)
+                self.assertEqual((room.bans, room.ops, room.topic, room.topic_by,
+                                  room.invite_only),
+                                 ({"mallory"}, {"bob"}, "from a", "alice", True), key)
+
+    @inlineCallbacks
+    def test_closed_store_is_unavailable(self):
+        store = yield self.opened()
+        yield store.close()
+        with self.assertRaises(StoreUnavailable):
+            yield store.get_account("alice")
+
+
+class SQLStoreContract(StoreContract):
+    """What the SQL back ends add: transactions and schema migrations."""
+
+    def raw_connection(self):
+        raise NotImplementedError
+
+    @inlineCallbacks
+    def test_group_commit_batches_what_queued_behind_a_write(self):
+        store = yield self.opened()
+        transactions = []
+        insert = store._insert_messages
+
+        def counting(txn, rows):
+            transactions.append(len(rows))
+            return insert(txn, rows)
+        store._insert_messages = counting
+        mids = yield defer.gatherResults(
+            [store.append_message("#a", "#A", "n", f"t{i}", "message", 1.0) for i in range(200)])
+        self.assertEqual(mids, sorted(mids))
+        # The first message went alone; everything that queued behind it shared
+        # far fewer transactions than one each.
+        self.assertEqual(sum(transactions), 200)
+        self.assertLess(len(transactions), 20)
 
     # -- migrations ------------------------------------------------------------------------
     @inlineCallbacks
@@ -203,3 +321,31 @@ class StoreContract:
         cur.execute("SELECT version FROM schema_version")
         self.assertEqual(cur.fetchall(), [(LATEST,)])
         conn.close()
+
+    @inlineCallbacks
+    def test_upgrades_version_2_room_lists_to_entries(self):
+        conn = self.raw_connection()
+        cur = conn.cursor()
+        self.assertEqual(migrate(cur, self.dialect, target=2), (0, 2))
+        p = "%s" if self.dialect == "postgresql" else "?"
+        rows = [("#ops", "#Ops", "hi", 1, '["alice", "bob"]', '["mallory", "eve"]', 1.0),
+                ("#plain", "#plain", "", 0, "[]", "[]", 2.0),
+                ("#bansonly", "#BansOnly", "", 0, "[]", '["troll"]', 3.0)]
+        for row in rows:
+            cur.execute("INSERT INTO rooms (key, name, topic, invite_only, ops, bans, created) "
+                        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})", row)
+        conn.commit()
+        conn.close()
+        store = yield self.opened()
+        rooms = {r.key: r for r in (yield store.load_rooms())}
+        self.assertEqual(set(rooms), {"#ops", "#plain", "#bansonly"})
+        ops = rooms["#ops"]
+        self.assertEqual((ops.name, ops.topic, ops.invite_only, ops.ops, ops.bans, ops.created),
+                         ("#Ops", "hi", True, {"alice", "bob"}, {"mallory", "eve"}, 1.0))
+        self.assertEqual((rooms["#plain"].ops, rooms["#plain"].bans), (set(), set()))
+        self.assertEqual((rooms["#bansonly"].ops, rooms["#bansonly"].bans), (set(), {"troll"}))
+        # And the upgraded entries are changed like any other.
+        yield store.remove_room_entry("#ops", "bans", "eve")
+        yield store.add_room_entry("#ops", "#Ops", "ops", "carol")
+        room = yield store.get_room("#ops")
+        self.assertEqual((room.ops, room.bans), ({"alice", "bob", "carol"}, {"mallory"}))

@@ -10,11 +10,11 @@ from twisted.trial.unittest import TestCase
 from chatd.store import StoreUnavailable, open_store
 from chatd.store.postgres import PostgresStore, _redact
 
-from .contract import StoreContract
+from .contract import SQLStoreContract
 
 
 @pytest.mark.usefixtures("pg_url")
-class PostgresContract(StoreContract, TestCase):
+class PostgresContract(SQLStoreContract, TestCase):
     dialect = "postgresql"
     pg_url = None  # set by the fixture
 
@@ -47,3 +47,20 @@ class PostgresSpecifics(TestCase):
         store = PostgresStore("postgresql://chat:hunter2@db.example:5432/chat")
         self.assertNotIn("hunter2", store.description)
         self.assertEqual(_redact("postgresql://u@h/d"), "postgresql://u@h/d")
+
+
+@pytest.mark.usefixtures("pg_url")
+class PostgresSettings(TestCase):
+    pg_url = None  # set by the fixture
+
+    @inlineCallbacks
+    def test_statement_timeout_follows_the_store_timeout(self):
+        # Sent with the startup packet: no extra round trip after connecting.
+        store = PostgresStore(self.pg_url, timeout=2.5)
+        self.addCleanup(store.close)
+        yield store.open()
+
+        def show(txn):
+            txn.execute("SHOW statement_timeout")
+            return txn.fetchone()[0]
+        self.assertEqual((yield store.pool.runInteraction(show)), "2500ms")

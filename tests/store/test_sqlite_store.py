@@ -3,6 +3,7 @@
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 
 from twisted.internet.defer import inlineCallbacks
@@ -11,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from chatd.store import StoreUnavailable, open_store
 from chatd.store.sqlite import FILENAME, SQLiteStore
 
-from .contract import StoreContract
+from .contract import SQLStoreContract
 
 
 def scratch(case: TestCase) -> str:
@@ -21,7 +22,7 @@ def scratch(case: TestCase) -> str:
     return path
 
 
-class SQLiteContract(StoreContract, TestCase):
+class SQLiteContract(SQLStoreContract, TestCase):
     dialect = "sqlite"
 
     def setUp(self):
@@ -84,3 +85,38 @@ class SQLiteSpecifics(TestCase):
     def test_rejects_unknown_database_url(self):
         with self.assertRaises(ValueError):
             open_store("mysql://x/y", scratch(self))
+
+
+class SQLitePermissions(TestCase):
+    """The database holds password hashes: nobody but us may read it."""
+
+    def loose_umask(self):
+        old = os.umask(0)  # the worst case: nothing taken off what we ask for
+        self.addCleanup(os.umask, old)
+
+    def mode(self, path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    @inlineCallbacks
+    def test_created_directory_and_files_are_private(self):
+        self.loose_umask()
+        data_dir = os.path.join(scratch(self), "data")
+        store = open_store(None, data_dir)
+        self.addCleanup(store.close)
+        yield store.open()
+        yield store.create_account("ann", "Ann", "hash", 1.0)  # so the WAL exists
+        self.assertEqual(self.mode(data_dir), 0o700)
+        for name in (FILENAME, FILENAME + "-wal", FILENAME + "-shm"):
+            self.assertEqual(self.mode(os.path.join(data_dir, name)), 0o600, name)
+
+    @inlineCallbacks
+    def test_an_operators_directory_keeps_its_mode(self):
+        self.loose_umask()
+        data_dir = os.path.join(scratch(self), "data")
+        os.mkdir(data_dir)
+        os.chmod(data_dir, 0o750)
+        store = open_store(None, data_dir)
+        self.addCleanup(store.close)
+        yield store.open()
+        self.assertEqual(self.mode(data_dir), 0o750)
+        self.assertEqual(self.mode(os.path.join(data_dir, FILENAME)), 0o600)
