@@ -41,7 +41,8 @@ class QueueFull(Exception):
 
 # The scalar room columns ``set_room_fields`` may change, and the lists of
 # names ``add_room_entry`` / ``remove_room_entry`` work on.
-ROOM_FIELDS = frozenset({"topic", "topic_by", "topic_ts", "invite_only", "password", "created"})
+ROOM_FIELDS = frozenset({"topic", "topic_by", "topic_ts", "invite_only", "password", "created",
+                         "owner"})
 ROOM_LISTS = frozenset({"ops", "bans"})
 
 
@@ -98,6 +99,7 @@ class RoomRecord:
     ops: set = field(default_factory=set)
     bans: set = field(default_factory=set)
     created: float = 0.0
+    owner: str = ""  # the account that keeps the room ("" for rooms kept before owners)
 
 
 class IStore(Interface):

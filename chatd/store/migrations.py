@@ -65,6 +65,10 @@ MIGRATIONS = {
                           f"ON CONFLICT DO NOTHING",
         } for name in ("ops", "bans")),
     ],
+    # Rooms are kept by an account (``keep``); rows from before have no owner.
+    4: [
+        "ALTER TABLE rooms ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    ],
 }
 
 LATEST = max(MIGRATIONS)

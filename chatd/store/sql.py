@@ -510,10 +510,10 @@ class SQLStore:
         # (rooms.ops and rooms.bans are the unused pre-version-3 columns.)
         where, args = ("", ()) if key is None else (" WHERE key = ?", (key,))
         txn.execute(self.q("SELECT key, name, topic, topic_by, topic_ts, invite_only, password, "
-                           f"created FROM rooms{where} ORDER BY key"), args)
+                           f"created, owner FROM rooms{where} ORDER BY key"), args)
         rooms = {r[0]: RoomRecord(key=r[0], name=r[1], topic=r[2], topic_by=r[3],
                                   topic_ts=r[4], invite_only=bool(r[5]), password=r[6],
-                                  created=r[7])
+                                  created=r[7], owner=r[8])
                  for r in txn.fetchall()}
         where = "" if key is None else " WHERE room_key = ?"
         txn.execute(self.q(f"SELECT room_key, list, entry FROM room_entries{where}"), args)

@@ -181,7 +181,7 @@ class StoreContract:
         store = yield self.opened()
         yield store.set_room_fields("#ops", "#Ops", {
             "topic": "hi", "topic_by": "alice", "topic_ts": 3.0, "invite_only": True,
-            "password": "sekrit", "created": 1.0})
+            "password": "sekrit", "created": 1.0, "owner": "alice"})
         yield store.add_room_entry("#ops", "#Ops", "ops", "alice")
         yield store.add_room_entry("#ops", "#Ops", "bans", "mallory")
         yield store.set_room_fields("#other", "#other", {"created": 2.0})
@@ -199,9 +199,9 @@ class StoreContract:
         self.assertEqual(set(rooms), {"#ops", "#other", "#new"})
         ops = rooms["#ops"]
         self.assertEqual((ops.name, ops.topic, ops.topic_by, ops.topic_ts, ops.invite_only,
-                          ops.password, ops.ops, ops.bans, ops.created),
+                          ops.password, ops.ops, ops.bans, ops.created, ops.owner),
                          ("#Ops", "changed", "alice", 3.0, False, "sekrit", {"alice", "bob"},
-                          set(), 1.0))
+                          set(), 1.0, "alice"))
         self.assertEqual((rooms["#other"].ops, rooms["#other"].bans, rooms["#other"].created),
                          (set(), set(), 2.0))
         new = rooms["#new"]
