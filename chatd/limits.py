@@ -25,6 +25,8 @@ class Limits:
     ping_interval: float = 30.0  # ping a session silent this long
     ping_timeout: float = 60.0  # drop a session silent this long
     register_timeout: float = 60.0  # drop a connection that never picks a nick
+    request_timeout: float = 10.0  # seconds from accept to a whole HTTP request head
+    ipv6_prefix: int = 64  # IPv6 addresses in one network count as one address
 
     def __post_init__(self):
         for f in fields(self):

@@ -210,16 +210,7 @@ class ChatService(Service):
         """Admit a new connection or refuse it with a ChatError."""
         if self._stopping:
             raise ChatError("shutting_down", "the server is shutting down")
-        if self.connections >= self.limits.max_connections:
-            self.log.warn("refused {host}: connection limit {limit}", host=host,
-                          limit=self.limits.max_connections)
-            raise ChatError("too_many_connections", "the server is full; try again later")
-        if self.per_host[host] >= self.limits.max_per_ip:
-            self.log.warn("refused {host}: per-address limit {limit}", host=host,
-                          limit=self.limits.max_per_ip)
-            raise ChatError("too_many_from_ip", "too many connections from your address")
-        self.connections += 1
-        self.per_host[host] += 1
+        # Connection limits are counted from accept, by chatd.admission.
         session = Session(sink, host, self.clock.seconds(), self.limits)
         self.sessions.add(session)
         session.send(Hello(self.server_name, __version__, self.public_limits()))
@@ -253,10 +244,6 @@ class ChatService(Service):
         elif session not in self._closing:
             return
         self._closing.pop(session, None)
-        self.connections -= 1
-        self.per_host[session.host] -= 1
-        if self.per_host[session.host] <= 0:
-            del self.per_host[session.host]
         if self._drained is not None and not self._closing:
             d, self._drained = self._drained, None
             d.callback(None)

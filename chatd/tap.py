@@ -9,6 +9,7 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
 from chatd.protocols.line import LineFactory
@@ -49,6 +50,8 @@ _LIMIT_HELP = {
     "ping_interval": "seconds of silence before a session is pinged",
     "ping_timeout": "seconds of silence before a session is dropped",
     "register_timeout": "seconds a connection may stay without a nick",
+    "request_timeout": "seconds from accept for a whole HTTP request head (slowloris)",
+    "ipv6_prefix": "IPv6 prefix length counted as one address by --max-per-ip",
 }
 
 
@@ -117,6 +120,8 @@ class Options(usage.Options):
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
                                                                  "postgres://")):
             raise usage.UsageError("--db takes a postgresql:// URL")
+        if not 1 <= self["ipv6-prefix"] <= 128:
+            raise usage.UsageError("--ipv6-prefix is 1-128")
         try:
             self["limits"] = Limits(**{f.name: self[f.name.replace("_", "-")]
                                        for f in fields(Limits)})
@@ -161,14 +166,25 @@ def makeService(config, reactor=None) -> service.MultiService:
     # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
     ReloadOnHangup(tls, reactor).setServiceParent(top)
     StopOnTerm(reactor).setServiceParent(top)
+    # One count for every listener: a connection is counted from accept (see
+    # chatd/admission.py), whatever it speaks and however far it gets.
+    admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"])
+
+    def admit(refusal):
+        return lambda factory: AdmissionFactory(factory, admission, refusal, reactor)
     line_factory = LineFactory(chat, dispatcher)
     for endpoint in config["line"]:
-        listener(endpoint, line_factory, reactor, tls).setServiceParent(listeners)
+        listener(endpoint, line_factory, reactor, tls,
+                 admit(line_refusal)).setServiceParent(listeners)
     if config["ws"]:
-        site = make_site(chat, ChatWebSocketFactory(chat, dispatcher,
-                                                        trusted_proxies=config["trusted-proxy"]))
+        ws_factory = ChatWebSocketFactory(chat, dispatcher,
+                                          trusted_proxies=config["trusted-proxy"],
+                                          admission=admission)
+        site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
+                         reactor)
         for endpoint in config["ws"]:
-            listener(endpoint, site, reactor, tls).setServiceParent(listeners)
+            listener(endpoint, site, reactor, tls,
+                     admit(http_refusal)).setServiceParent(listeners)
     listeners.setServiceParent(top)
     return top
 

@@ -96,10 +96,16 @@ def is_tls(description: str) -> bool:
     return description.startswith(PREFIX)
 
 
-def listener(description: str, factory, reactor, tls: ReloadableTLS | None) -> service.Service:
-    """A listening service for an endpoint description, ours (``tls:``) or Twisted's."""
+def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
+             admit=None) -> service.Service:
+    """A listening service for an endpoint description, ours (``tls:``) or Twisted's.
+
+    ``admit`` wraps the outermost factory (outside TLS), so connection
+    limits count a connection from accept, before any TLS handshake.
+    """
+    admit = admit or (lambda f: f)
     if not is_tls(description):
-        return strports.service(description, factory, reactor=reactor)
+        return strports.service(description, admit(factory), reactor=reactor)
     if tls is None:
         raise ValueError(f"{description}: a tls: listener needs --tls-cert and --tls-key")
     inner = description[len(PREFIX):]
@@ -107,7 +113,7 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None) -> s
         inner = "tcp:" + inner
     endpoint = serverFromString(reactor, inner)
     return internet.StreamServerEndpointService(
-        endpoint, TLSMemoryBIOFactory(tls, False, factory))
+        endpoint, admit(TLSMemoryBIOFactory(tls, False, factory)))
 
 
 class ReloadOnHangup(service.Service):

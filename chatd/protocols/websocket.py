@@ -8,6 +8,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import wire
+from chatd.admission import Admission, ForwardedClients
 from chatd.errors import ChatError
 from chatd.events import Bye, Error
 from chatd.interfaces import IClientSink
@@ -155,11 +156,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 class ChatWebSocketFactory(WebSocketServerFactory):
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, service, dispatcher, url=None, trusted_proxies=()):
+    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), admission=None):
         super().__init__(url)
         self.service = service
         self.dispatcher = dispatcher
         self.trusted_proxies = frozenset(trusted_proxies)
+        self.admission = admission or Admission.from_limits(service.limits,
+                                                            self.trusted_proxies)
+        if self.trusted_proxies:
+            # Clients behind a trusted proxy are counted per address when they open.
+            self.service = ForwardedClients(service, self.admission)
         limits = service.limits
         self.setProtocolOptions(
             maxFramePayloadSize=limits.max_frame,
