@@ -12,6 +12,7 @@ from twisted.python import usage
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
+from chatd.origin import normalise as normalise_origin
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.rlimit import raise_nofile
@@ -87,6 +88,7 @@ class Options(usage.Options):
         self["line"] = []
         self["ws"] = []
         self["trusted-proxy"] = []
+        self["allowed-origin"] = []
 
     def opt_line(self, endpoint):
         """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS)"""
@@ -102,6 +104,13 @@ class Options(usage.Options):
             self["trusted-proxy"].append(str(ipaddress.ip_address(address)))
         except ValueError:
             raise usage.UsageError(f"--trusted-proxy: {address!r} is not an IP address")
+
+    def opt_allowed_origin(self, origin):
+        """Web page origin allowed to open /ws besides this server's own, repeatable"""
+        if normalise_origin(origin) is None:
+            raise usage.UsageError(f"--allowed-origin: {origin!r} is not like "
+                                   "https://chat.example.org")
+        self["allowed-origin"].append(origin)
 
     def postOptions(self):
         if not self["line"]:
@@ -179,7 +188,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     if config["ws"]:
         ws_factory = ChatWebSocketFactory(chat, dispatcher,
                                           trusted_proxies=config["trusted-proxy"],
-                                          admission=admission)
+                                          admission=admission,
+                                          allowed_origins=config["allowed-origin"])
         site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
                          reactor)
         for endpoint in config["ws"]:

@@ -6,6 +6,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from chatd.admission import Admission
+from chatd.origin import OriginPolicy
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.web import make_site
 
@@ -71,3 +72,29 @@ def test_healthz_counts_connections_from_accept_not_counting_itself(chat):
     channel, transport = open_channel(site)
     channel.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert json.loads(response(transport)[2])["connections"] == 2
+
+
+# -- which pages may open /ws ------------------------------------------------------------
+def test_origin_must_be_the_host_it_connected_to_scheme_and_port_included():
+    p = OriginPolicy()
+    assert p.permits(None, "chat.example.org", "http")  # a program: no Origin
+    assert p.permits("http://chat.example.org", "chat.example.org", "http")
+    assert p.permits("http://chat.example.org:80", "chat.example.org", "http")
+    assert p.permits("https://Chat.Example.org", "chat.example.org:443", "https")
+    assert p.permits("http://[::1]:8080", "[::1]:8080", "http")
+    assert not p.permits("https://chat.example.org", "chat.example.org", "http")
+    assert not p.permits("http://chat.example.org:8081", "chat.example.org:8080", "http")
+    assert not p.permits("http://evil.example", "chat.example.org", "http")
+    assert not p.permits("null", "chat.example.org", "http")
+    assert not p.permits("http://chat.example.org", None, "http")
+
+
+def test_listed_origins_and_a_proxy_that_drops_the_port():
+    p = OriginPolicy(["https://app.example.net"])
+    assert p.permits("https://app.example.net:443", "chat.example.org", "http")
+    assert not p.permits("http://app.example.net", "chat.example.org", "http")
+    # nginx's Host $host carries no port; X-Forwarded-Proto gave the scheme (or not).
+    assert p.permits("https://chat.example.org:8443", "chat.example.org", "https",
+                     any_port=True)
+    assert p.permits("https://chat.example.org", "chat.example.org", None)
+    assert not p.permits("https://evil.example", "chat.example.org", None, any_port=True)

@@ -12,6 +12,7 @@ from chatd.admission import Admission, ForwardedClients
 from chatd.errors import ChatError
 from chatd.events import Bye, Error
 from chatd.interfaces import IClientSink
+from chatd.origin import OriginPolicy
 from chatd.outbuf import OutputQueue
 from chatd.protocols.line import parse_json_request
 
@@ -68,6 +69,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # Connect-time login: HTTP Basic credentials on the upgrade request.
         self._credentials = basic_credentials(request.headers.get("authorization"))
         self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
+        self.factory.origins.check(request, self.transport)  # 403 for a foreign page
         return None
 
     def onOpen(self):
@@ -156,11 +158,13 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 class ChatWebSocketFactory(WebSocketServerFactory):
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), admission=None):
+    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), admission=None,
+                 allowed_origins=()):
         super().__init__(url)
         self.service = service
         self.dispatcher = dispatcher
         self.trusted_proxies = frozenset(trusted_proxies)
+        self.origins = OriginPolicy(allowed_origins, self.trusted_proxies)
         self.admission = admission or Admission.from_limits(service.limits,
                                                             self.trusted_proxies)
         if self.trusted_proxies:

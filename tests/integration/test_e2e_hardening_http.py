@@ -148,3 +148,37 @@ def test_behind_a_trusted_proxy_people_are_counted_not_the_proxy(start_daemon):
     c = proxied_ws(d.ws_port, "203.0.113.7")
     assert json.loads(c.recv())["type"] == "hello"
     c.close()
+
+
+# -- C: cross-site WebSocket hijacking ----------------------------------------------------
+def ws_from(port, origin=None, **options):
+    """A handshake as a browser page at ``origin`` makes it (None: a program, no Origin)."""
+    if origin is None:
+        options["suppress_origin"] = True
+    else:
+        options["origin"] = origin
+    return websocket.create_connection(f"ws://127.0.0.1:{port}/ws", timeout=TIMEOUT, **options)
+
+
+ORIGIN_DAEMON = ("--allowed-origin", "https://chat.example.org")
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://127.0.0.1:1",
+                                    "https://127.0.0.1:{port}", "null"])
+def test_a_page_from_another_origin_cannot_open_a_websocket(start_daemon, origin):
+    d = start_daemon(*ORIGIN_DAEMON)
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ws_from(d.ws_port, origin.format(port=d.ws_port))
+    # Autobahn itself answers "null" (sandboxed frames, file: pages) with a 400.
+    assert e.value.status_code == (400 if origin == "null" else 403)
+
+
+@pytest.mark.parametrize("origin", [None, "http://127.0.0.1:{port}",
+                                    "https://chat.example.org"])
+def test_our_own_pages_listed_origins_and_programs_connect(start_daemon, origin):
+    d = start_daemon(*ORIGIN_DAEMON)
+    ws = ws_from(d.ws_port, origin and origin.format(port=d.ws_port))
+    try:
+        assert json.loads(ws.recv())["type"] == "hello"
+    finally:
+        ws.close()
