@@ -1,6 +1,8 @@
 """The HTTP side over a StringTransport, on the test's Clock."""
 
 import json
+import re
+from importlib.resources import files
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
@@ -98,3 +100,54 @@ def test_listed_origins_and_a_proxy_that_drops_the_port():
                      any_port=True)
     assert p.permits("https://chat.example.org", "chat.example.org", None)
     assert not p.permits("https://evil.example", "chat.example.org", None, any_port=True)
+
+
+# -- what responses say (and do not) -------------------------------------------------------
+def get(chat, path, headers=b""):
+    channel, transport = open_channel(site_for(chat))
+    channel.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: chat.example.org:8080\r\n"
+                         + headers + b"\r\n")
+    return response(transport)
+
+
+def test_every_response_has_the_browser_hardening_headers_and_no_server_header(chat):
+    # (Static files too: their bodies need a real transport, see the integration test.)
+    for path in (b"/healthz", b"/no-such-file", b"/ws"):
+        status, headers, _ = get(chat, path)
+        assert b"server" not in headers, path
+        assert headers[b"x-content-type-options"] == b"nosniff"
+        assert headers[b"x-frame-options"] == b"DENY"
+        assert headers[b"referrer-policy"] == b"no-referrer"
+        csp = dict(d.strip().split(" ", 1) for d in
+                   headers[b"content-security-policy"].decode().split(";"))
+        assert csp["default-src"] == "'none'"
+        assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+        assert csp["frame-ancestors"] == "'none'"
+        assert csp["connect-src"] == ("'self' ws://chat.example.org:8080 "
+                                      "wss://chat.example.org:8080")
+
+
+def test_a_host_header_cannot_inject_policy(chat):
+    channel, transport = open_channel(site_for(chat))
+    channel.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: x; script-src *\r\n\r\n")
+    csp = response(transport)[1][b"content-security-policy"]
+    assert b"script-src *" not in csp and b"connect-src 'self';" in csp
+
+
+def test_the_web_client_needs_nothing_the_policy_forbids():
+    # No inline script, style or event handler: CSP without 'unsafe-inline'.
+    html = (files("chatd") / "static" / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+\s*=", html)
+
+
+def test_a_nul_in_a_path_is_a_404_not_a_traceback(chat):
+    status, _, body = get(chat, b"/app.js%00.html")
+    assert status.startswith(b"HTTP/1.1 404")
+    assert b"Traceback" not in body and b"web.Server" not in body
+
+
+def test_plain_get_on_the_websocket_path_does_not_name_autobahn(chat):
+    status, headers, body = get(chat, b"/ws")
+    assert status.startswith(b"HTTP/1.1 426")
+    assert b"autobahn" not in body.lower() and b"server" not in headers

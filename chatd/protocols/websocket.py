@@ -160,7 +160,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
 
     def __init__(self, service, dispatcher, url=None, trusted_proxies=(), admission=None,
                  allowed_origins=()):
-        super().__init__(url)
+        # server=None: no "Server: AutobahnPython/<version>" in handshake answers.
+        super().__init__(url, server=None)
         self.service = service
         self.dispatcher = dispatcher
         self.trusted_proxies = frozenset(trusted_proxies)
@@ -184,4 +185,5 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # protocol error) so the client learns why; the close handshake
             # timeout still drops a peer that never answers it.
             failByDrop=False,
+            webStatus=False,  # Autobahn's status page names its version
         )

@@ -43,9 +43,9 @@ def closed_by_server(s: socket.socket) -> bool:
         return False
 
 
-def http_get(port, path, headers=b"") -> tuple[bytes, bytes]:
+def http_get(port, path, headers=b"", source=None) -> tuple[bytes, bytes]:
     """(head, body) of one GET on a connection of its own."""
-    with raw(port) as s:
+    with raw(port, source) as s:
         s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port + headers
                   + b"Connection: close\r\n\r\n")
         head, _, body = read_all(s).partition(b"\r\n\r\n")
@@ -83,15 +83,17 @@ def test_a_trickled_request_head_is_cut_off(start_daemon, head):
 def test_held_http_connections_count_against_the_limits_a_telnet_user_meets(start_daemon):
     d = start_daemon("--max-per-ip", "3", "--max-connections", "5")
     d.wait_connections(0)  # the readiness probes have gone
-    held = [raw(d.ws_port) for _ in range(2)] + [raw(d.ws_port)]
+    # From an address of their own: the last /healthz probe may still be closing.
+    held = [raw(d.ws_port, "127.0.0.4") for _ in range(3)]
     held[2].sendall(ws_handshake(d.ws_port)[:40])  # half a WebSocket handshake
     try:
-        late = d.line()
-        assert late.expect_closed() == [
-            "! error too_many_from_ip: too many connections from your address"]
-        head, body = http_get(d.ws_port, b"/")
+        # Accepted in order on one port: this answer says all three are counted.
+        head, body = http_get(d.ws_port, b"/", source="127.0.0.4")
         assert head.startswith(b"HTTP/1.1 503 ")
         assert body == b"too many connections from your address\n"
+        late = d.line(source="127.0.0.4")
+        assert late.expect_closed() == [
+            "! error too_many_from_ip: too many connections from your address"]
         # ... and in total: two more from another address fill the server.
         others = [d.line(source="127.0.0.2") for _ in range(2)]
         for c in others:
@@ -182,3 +184,34 @@ def test_our_own_pages_listed_origins_and_programs_connect(start_daemon, origin)
         assert json.loads(ws.recv())["type"] == "hello"
     finally:
         ws.close()
+
+
+# -- D: what HTTP answers say -----------------------------------------------------------
+@pytest.mark.parametrize("path", [b"/", b"/app.js", b"/style.css", b"/healthz", b"/nope"])
+def test_responses_carry_the_hardening_headers_and_name_no_versions(daemon, path):
+    head, _ = http_get(daemon.ws_port, path)
+    lines = head.lower().split(b"\r\n")
+    assert not [h for h in lines if h.startswith(b"server:")]
+    for want in (b"x-content-type-options: nosniff", b"x-frame-options: deny",
+                 b"referrer-policy: no-referrer"):
+        assert want in lines, path
+    [csp] = [h for h in lines if h.startswith(b"content-security-policy:")]
+    assert b"frame-ancestors 'none'" in csp and b"script-src 'self'" in csp
+
+
+def test_a_nul_byte_in_a_path_is_a_plain_404(daemon):
+    head, body = http_get(daemon.ws_port, b"/app.js%00.html")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert b"Traceback" not in body
+    # (the daemon fixture fails the module if anything logged a traceback)
+
+
+def test_the_websocket_port_names_no_versions(daemon):
+    head, body = http_get(daemon.ws_port, b"/ws")
+    assert head.startswith(b"HTTP/1.1 426 ")
+    assert b"autobahn" not in (head + body).lower()
+    with raw(daemon.ws_port) as s:
+        s.sendall(ws_handshake(daemon.ws_port))
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101 ")
+    assert b"server:" not in answer.lower() and b"autobahn" not in answer.lower()
