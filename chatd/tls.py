@@ -17,13 +17,20 @@ from OpenSSL import SSL, crypto
 from twisted.application import internet, service, strports
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 PREFIX = "tls:"
 MINIMUM_VERSION = TLSVersion.TLSv1_2
+# Mozilla's "intermediate" profile without its DHE suites (we load no DH
+# parameters): TLS 1.2 with forward-secret key exchange (ECDHE) and AEAD
+# ciphers only -- no static-RSA key exchange, no CBC, no SHA-1 MACs.  TLS 1.3
+# suites are all of that kind and OpenSSL configures them separately.
+TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 
 
 class CertificateError(Exception):
@@ -45,6 +52,7 @@ def load_options(cert_path: str, key_path: str) -> tuple[CertificateOptions, x50
         certificate=crypto.X509.from_cryptography(leaf),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in intermediates],
         raiseMinimumTo=MINIMUM_VERSION,
+        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS),
     )
     try:
         # Builds the context now, so a key that does not match fails here
