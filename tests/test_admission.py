@@ -142,3 +142,22 @@ def test_a_unix_socket_peer_counts_in_total_only(make_chat):
 def test_the_listener_keeps_its_name_in_the_log(make_chat):
     # "LineFactory starting on 9000": operators and the integration tests read it.
     assert Setup(make_chat()).line.logPrefix() == "LineFactory"
+
+
+@pytest.mark.parametrize("argv", [["--ipv6-prefix", "0"], ["--ipv6-prefix", "129"],
+                                  ["--allowed-origin", "chat.example.org"],
+                                  ["--request-timeout", "0"]])
+def test_bad_hardening_options_are_usage_errors(argv):
+    from twisted.python import usage
+
+    from chatd.tap import Options
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(argv)
+
+
+def test_hardening_option_defaults():
+    from chatd.tap import Options
+    options = Options()
+    options.parseOptions([])
+    assert (options["request-timeout"], options["ipv6-prefix"], options["allowed-origin"]) == (
+        10.0, 64, [])
