@@ -69,15 +69,16 @@ def test_a_trickled_request_head_is_cut_off(start_daemon, head):
     with raw(d.ws_port) as s:
         s.settimeout(0.4)
         for line in lines[:-2]:  # never the blank line that ends the head
-            s.sendall(line + b"\r\n")  # a header line every 0.4 s resets an idle timer
+            try:
+                s.sendall(line + b"\r\n")  # a header line every 0.4 s resets an idle timer
+            except (BrokenPipeError, ConnectionResetError):
+                break  # cut off mid-trickle
             if closed_by_server(s):
                 break
         s.settimeout(TIMEOUT)
-        while not closed_by_server(s):
-            pass
+        assert closed_by_server(s), "still open after the request timeout"
     assert time.monotonic() - start < 1.5 + 2.0
-    # An honest client is unaffected.
-    assert d.health()["connections"] == 0
+    assert d.health()["connections"] == 0  # and no longer counted
 
 
 def test_held_http_connections_count_against_the_limits_a_telnet_user_meets(start_daemon):
