@@ -48,7 +48,7 @@ class Accounts:
             self._passwords.stop()
 
     def _host_key(self, session) -> str:
-        return address_key(session.host)
+        return address_key(session.host, self.limits.ipv6_prefix)
 
     def loaded(self, keys) -> None:
         self._registered = set()

@@ -77,8 +77,6 @@ class ChatService(Service):
                               self.limits)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self.sessions = set()
-        self.per_host = {}
-        self.connections = 0
         self._closing = {}  # session -> None, dropped but not yet disconnected
         self._drained = None
         self._stopping = False
@@ -158,16 +156,7 @@ class ChatService(Service):
         """Admit a new connection or refuse it with a ChatError."""
         if self._stopping:
             raise ChatError("shutting_down", "the server is shutting down")
-        if self.connections >= self.limits.max_connections:
-            self.log.warn("refused {host}: connection limit {limit}", host=host,
-                          limit=self.limits.max_connections)
-            raise ChatError("too_many_connections", "the server is full; try again later")
-        if self.per_host.get(host, 0) >= self.limits.max_per_ip:
-            self.log.warn("refused {host}: per-address limit {limit}", host=host,
-                          limit=self.limits.max_per_ip)
-            raise ChatError("too_many_from_ip", "too many connections from your address")
-        self.connections += 1
-        self.per_host[host] = self.per_host.get(host, 0) + 1
+        # Connection limits are counted from accept, by chatd.admission.
         session = Session(sink, host, self.clock.seconds(), self.limits)
         self.sessions.add(session)
         self._unnamed[session] = None
@@ -195,12 +184,6 @@ class ChatService(Service):
         elif session not in self._closing:
             return
         self._closing.pop(session, None)
-        self.connections -= 1
-        left = self.per_host.get(session.host, 0) - 1
-        if left > 0:
-            self.per_host[session.host] = left
-        else:
-            self.per_host.pop(session.host, None)
         if self._drained is not None and not self._closing:
             d, self._drained = self._drained, None
             d.callback(None)

@@ -13,8 +13,8 @@ closes its transport (``close_transport``).  Everything else is here, once:
   ``CLOSE_TIMEOUT`` seconds is cut off;
 * overflow: the queue tells us, we abort the transport, and the reason reaches
   the service once, through the normal disconnect;
-* a TLS handshake that has not completed within ``HANDSHAKE_TIMEOUT`` seconds
-  is cut off.
+* a TLS handshake that has not completed within ``--request-timeout`` seconds
+  is cut off (the HTTP side bounds its request head with the same option).
 """
 
 from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
@@ -27,7 +27,6 @@ from chatd.interfaces import IClientSink
 from chatd.outbuf import OutputQueue
 
 CLOSE_TIMEOUT = 5.0
-HANDSHAKE_TIMEOUT = 10.0
 
 
 # Module level, not ``self.log``: Autobahn's protocol has a ``log`` of its own
@@ -56,7 +55,7 @@ class SinkBase:
         """Cut off a TLS peer that never completes its handshake."""
         if ISSLTransport.providedBy(self.transport):
             self._handshake_timer = self.service.clock.callLater(
-                HANDSHAKE_TIMEOUT, self._handshake_expired)
+                self.service.limits.request_timeout, self._handshake_expired)
 
     def handshakeCompleted(self) -> None:
         self._cancel("_handshake_timer")
@@ -71,11 +70,15 @@ class SinkBase:
         try:
             self.session = self.service.connect(self, host)
         except ChatError as e:
-            self.out.write(self.wire_format(Error(e.code, e.message)))
-            self._why_gone = e.message
-            self._finish(e.message)
+            self.refuse(e)
             return False
         return True
+
+    def refuse(self, error: ChatError) -> None:
+        """Say why this connection is not admitted, and close it."""
+        self.out.write(self.wire_format(Error(error.code, error.message)))
+        self._why_gone = error.message
+        self._finish(error.message)
 
     # -- IClientSink ---------------------------------------------------------------
     def write(self, payload: bytes) -> None:  # replaced by the queue's own write

@@ -9,9 +9,11 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
+from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -67,6 +69,9 @@ _LIMIT_HELP = {
     "hash_threads": "password hashes at once; their memory is this times "
                     "--argon2-memory-cost",
     "hash_queue": "password checks that may wait for a hashing thread; past it: 'busy'",
+    "request_timeout": "seconds from accept for a whole HTTP request head or TLS handshake "
+                       "(slowloris)",
+    "ipv6_prefix": "IPv6 prefix length counted as one address by --max-per-ip",
 }
 
 _ARGON2 = Argon2Params()
@@ -115,6 +120,7 @@ class Options(usage.Options):
         self["line"] = []
         self["ws"] = []
         self["trusted-proxy"] = []
+        self["allowed-origin"] = []
 
     def opt_line(self, endpoint):
         """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS)"""
@@ -130,6 +136,13 @@ class Options(usage.Options):
             self["trusted-proxy"].append(str(ipaddress.ip_address(address)))
         except ValueError:
             raise usage.UsageError(f"--trusted-proxy: {address!r} is not an IP address")
+
+    def opt_allowed_origin(self, origin):
+        """Web page origin allowed to open /ws besides this server's own, repeatable"""
+        if normalise_origin(origin) is None:
+            raise usage.UsageError(f"--allowed-origin: {origin!r} is not like "
+                                   "https://chat.example.org")
+        self["allowed-origin"].append(origin)
 
     def postOptions(self):
         if not self["line"]:
@@ -150,6 +163,8 @@ class Options(usage.Options):
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
                                                                  "postgres://")):
             raise usage.UsageError("--db takes a postgresql:// URL")
+        if not 1 <= self["ipv6-prefix"] <= 128:
+            raise usage.UsageError("--ipv6-prefix is 1-128")
         try:
             self["argon2"] = Argon2Params(self["argon2-time-cost"], self["argon2-memory-cost"],
                                           self["argon2-parallelism"])
@@ -204,15 +219,27 @@ def makeService(config, reactor=None) -> service.MultiService:
     StopOnTerm(reactor).setServiceParent(top)
     # One end-of-turn sender shared by every front end (chatd.fastsend).
     flusher = TurnFlusher(reactor)
+    # One count for every listener: a connection is counted from accept (see
+    # chatd/admission.py), whatever it speaks and however far it gets.
+    admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"])
+
+    def admit(refusal):
+        return lambda factory: AdmissionFactory(factory, admission, refusal, reactor)
     line_factory = LineFactory(chat, dispatcher, flusher)
     for endpoint in config["line"]:
-        listener(endpoint, line_factory, reactor, tls).setServiceParent(listeners)
+        listener(endpoint, line_factory, reactor, tls,
+                 admit(line_refusal)).setServiceParent(listeners)
     if config["ws"]:
-        site = make_site(chat, ChatWebSocketFactory(chat, dispatcher,
-                                                        trusted_proxies=config["trusted-proxy"],
-                                                        flusher=flusher))
+        ws_factory = ChatWebSocketFactory(chat, dispatcher,
+                                          trusted_proxies=config["trusted-proxy"],
+                                          admission=admission,
+                                          allowed_origins=config["allowed-origin"],
+                                          flusher=flusher)
+        site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
+                         reactor)
         for endpoint in config["ws"]:
-            listener(endpoint, site, reactor, tls).setServiceParent(listeners)
+            listener(endpoint, site, reactor, tls,
+                     admit(http_refusal)).setServiceParent(listeners)
     listeners.setServiceParent(top)
     return top
 

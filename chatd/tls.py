@@ -17,13 +17,20 @@ from OpenSSL import SSL, crypto
 from twisted.application import internet, service, strports
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 PREFIX = "tls:"
 MINIMUM_VERSION = TLSVersion.TLSv1_2
+# Mozilla's "intermediate" profile without its DHE suites (we load no DH
+# parameters): TLS 1.2 with forward-secret key exchange (ECDHE) and AEAD
+# ciphers only -- no static-RSA key exchange, no CBC, no SHA-1 MACs.  TLS 1.3
+# suites are all of that kind and OpenSSL configures them separately.
+TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 
 
 class CertificateError(Exception):
@@ -45,6 +52,7 @@ def load_options(cert_path: str, key_path: str) -> tuple[CertificateOptions, x50
         certificate=crypto.X509.from_cryptography(leaf),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in intermediates],
         raiseMinimumTo=MINIMUM_VERSION,
+        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS),
     )
     try:
         # Builds the context now, so a key that does not match fails here
@@ -96,10 +104,16 @@ def is_tls(description: str) -> bool:
     return description.startswith(PREFIX)
 
 
-def listener(description: str, factory, reactor, tls: ReloadableTLS | None) -> service.Service:
-    """A listening service for an endpoint description, ours (``tls:``) or Twisted's."""
+def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
+             admit=None) -> service.Service:
+    """A listening service for an endpoint description, ours (``tls:``) or Twisted's.
+
+    ``admit`` wraps the outermost factory (outside TLS), so connection
+    limits count a connection from accept, before any TLS handshake.
+    """
+    admit = admit or (lambda f: f)
     if not is_tls(description):
-        return strports.service(description, factory, reactor=reactor)
+        return strports.service(description, admit(factory), reactor=reactor)
     if tls is None:
         raise ValueError(f"{description}: a tls: listener needs --tls-cert and --tls-key")
     inner = description[len(PREFIX):]
@@ -107,7 +121,7 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None) -> s
         inner = "tcp:" + inner
     endpoint = serverFromString(reactor, inner)
     return internet.StreamServerEndpointService(
-        endpoint, TLSMemoryBIOFactory(tls, False, factory))
+        endpoint, admit(TLSMemoryBIOFactory(tls, False, factory)))
 
 
 class ReloadOnHangup(service.Service):

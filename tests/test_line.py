@@ -57,7 +57,7 @@ def test_quit_is_seen_by_room(chat):
     bob.send("/quit")
     assert bob.lines() == ["* closing connection: quit"]
     assert alice.lines() == ["* bob quit (quit)"]
-    assert chat.service.connections == 1
+    assert len(chat.service.sessions) + len(chat.service._closing) == 1
 
 
 def test_help_lists_commands(chat):

@@ -25,6 +25,7 @@ DEFAULT_LIMITS = {
     "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
     "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
     "hash-queue": 100,
+    "request-timeout": 10.0, "ipv6-prefix": 64,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
 
@@ -40,7 +41,7 @@ def test_defaults():
         "name": "chatd", "tls-cert": None, "tls-key": None,
         "data-dir": "./chatd-data", "db": None, "history": 50, "sqlite-sync": "full",
         "store-timeout": 10.0,
-        "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [],
+        "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [], "allowed-origin": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
         **DEFAULT_ARGON2, "argon2": Argon2Params(),
@@ -75,13 +76,14 @@ def test_full_command_line():
         "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
         "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
         "hash-queue": 50,
+        "request-timeout": 10.0, "ipv6-prefix": 64,
     }
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
         "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
         "sqlite-sync": "normal", "store-timeout": 2.5,
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
-        "trusted-proxy": ["127.0.0.1", "::1"],
+        "trusted-proxy": ["127.0.0.1", "::1"], "allowed-origin": [],
         **limits,
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
         "argon2-time-cost": 3, "argon2-memory-cost": 19456, "argon2-parallelism": 2,
@@ -156,8 +158,10 @@ def test_make_service_builds_chat_and_listeners():
     listeners = [s for s in gate if isinstance(s, StreamServerEndpointService)]
     assert all(isinstance(s, StreamServerEndpointService) for s in listeners)
     assert [endpoint_port(s) for s in listeners] == [7001, 7002, 7003]
-    line1, line2, web = (s.factory for s in listeners)
+    # Each listener's factory is wrapped in the shared connection admission.
+    line1, line2, web = (s.factory.wrappedFactory for s in listeners)
     assert isinstance(line1, LineFactory) and line1 is line2
+    assert listeners[0].factory.admission is listeners[2].factory.admission
     assert line1.service is chat
     assert isinstance(web, Site)
     ws_resource = web.resource.children[b"ws"]

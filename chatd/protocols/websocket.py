@@ -14,8 +14,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from twisted.logger import Logger
 
 from chatd import wire
+from chatd.admission import Admission
 from chatd.errors import ChatError
 from chatd.jsonreq import parse_json_request
+from chatd.origin import OriginPolicy
 from chatd.sink import SinkBase
 
 # The id of the answer to a login made with the upgrade request's credentials.
@@ -76,6 +78,7 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         # Connect-time login: HTTP Basic credentials on the upgrade request.
         self._credentials = basic_credentials(request.headers.get("authorization"))
         self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
+        self.factory.origins.check(request, self.transport)  # 403 for a foreign page
         return None
 
     def onOpen(self):
@@ -86,13 +89,36 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         except RuntimeError:  # test transports refuse when none is registered
             pass
         self.start_output(self.transport)
-        if not self.open_session(self.peer_host()):
+        host = self.peer_host()
+        if not self._count_forwarded(host) or not self.open_session(host):
             return
         if self._credentials is not None:
             nick, password = self._credentials
             self._credentials = None
             self.factory.dispatcher.handle(self.session, {
                 "type": "login", "id": CONNECT_LOGIN_ID, "nick": nick, "password": password})
+
+    _forwarded_key = None
+
+    def _count_forwarded(self, host: str) -> bool:
+        """Behind a trusted proxy (not counted per address at accept), count the
+        client the proxy names; over the limit it is refused like any other."""
+        peer = getattr(self.transport.getPeer(), "host", None)
+        admission = self.factory.admission
+        if host == peer or peer not in admission.exempt:
+            return True
+        try:
+            self._forwarded_key = admission.claim_address(host)
+        except ChatError as e:
+            self.refuse(e)
+            return False
+        return True
+
+    def connection_gone(self, reason="connection closed"):
+        key, self._forwarded_key = self._forwarded_key, None
+        if key is not None:
+            self.factory.admission.release_address(key)
+        super().connection_gone(reason)
 
     def peer_host(self) -> str:
         """The client's address: behind a trusted proxy, the one the proxy reports,
@@ -169,12 +195,17 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
 class ChatWebSocketFactory(WebSocketServerFactory):
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), flusher=None):
-        super().__init__(url)
+    def __init__(self, service, dispatcher, url=None, trusted_proxies=(), admission=None,
+                 allowed_origins=(), flusher=None):
+        # server=None: no "Server: AutobahnPython/<version>" in handshake answers.
+        super().__init__(url, server=None)
         self.service = service
         self.dispatcher = dispatcher
         self.flusher = flusher
         self.trusted_proxies = frozenset(trusted_proxies)
+        self.origins = OriginPolicy(allowed_origins, self.trusted_proxies)
+        self.admission = admission or Admission.from_limits(service.limits,
+                                                            self.trusted_proxies)
         limits = service.limits
         self.setProtocolOptions(
             maxFramePayloadSize=limits.max_frame,
@@ -189,4 +220,5 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # protocol error) so the client learns why; the close handshake
             # timeout still drops a peer that never answers it.
             failByDrop=False,
+            webStatus=False,  # Autobahn's status page names its version
         )

@@ -2,6 +2,7 @@
 from a CA made for the test, checked by real clients (the ssl module,
 websocket-client, chatd.client), and a certificate reload on SIGHUP."""
 
+import ipaddress
 import json
 import re
 import signal
@@ -200,3 +201,115 @@ def test_cli_verifies_the_certificate(tls_daemon, pki):
     assert mismatch.returncode == 4 and "not valid for 'localhost'" in mismatch.stderr
     untrusted = cli("-u", f"tls://127.0.0.1:{tls_daemon.tls_line_port}", "rooms")
     assert untrusted.returncode == 4 and "not trusted" in untrusted.stderr
+
+
+# -- what is offered, and who may hold a connection -----------------------------------
+def tls12_client(pki, ciphers: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(pki["ca"].path))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def issue_rsa(ca, name="rsa-server"):
+    """An RSA leaf from the test CA (certs.py issues ECDSA): static-RSA key
+    exchange is only possible at all with an RSA certificate."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca.cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    cert_path, key_path = ca.directory / f"{name}.pem", ca.directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                          + ca.cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def rsa_tls_port(pki, tmp_path_factory):
+    """The TLS line port of a daemon serving an RSA certificate."""
+    cert, key = issue_rsa(pki["ca"])
+    starter = DaemonStarter(tmp_path_factory)
+    d = starter("--line", "tls:0:interface=127.0.0.1", "--tls-cert", str(cert),
+                "--tls-key", str(key))
+    yield dict(_TLS_PORT_RE.findall(d.log()))["LineFactory"]
+    starter.stop_all()
+
+
+@pytest.mark.parametrize("suite", [
+    "AES128-GCM-SHA256",  # static RSA key exchange: no forward secrecy
+    "AES256-SHA",  # static RSA, CBC, SHA-1
+    "ECDHE-RSA-AES128-SHA",  # forward secret, but CBC with SHA-1
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES256-SHA384",  # CBC
+])
+def test_suites_without_forward_secrecy_or_aead_are_refused(tls_daemon, rsa_tls_port, pki,
+                                                           suite):
+    ctx = tls12_client(pki, suite + ":@SECLEVEL=0")
+    for port in (tls_daemon.tls_line_port, tls_daemon.tls_ws_port, int(rsa_tls_port)):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+            with pytest.raises(ssl.SSLError, match="(?i)handshake failure|no shared cipher"):
+                ctx.wrap_socket(s, server_hostname="127.0.0.1")
+
+
+@pytest.mark.parametrize("suite", ["ECDHE-RSA-AES128-GCM-SHA256",
+                                   "ECDHE-RSA-CHACHA20-POLY1305",
+                                   "ECDHE-ECDSA-AES256-GCM-SHA384",
+                                   "ECDHE-ECDSA-CHACHA20-POLY1305"])
+def test_a_modern_tls12_client_works(tls_daemon, rsa_tls_port, pki, suite):
+    port = int(rsa_tls_port) if "-RSA-" in suite else tls_daemon.tls_line_port
+    ctx = tls12_client(pki, suite)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert (s.version(), s.cipher()[0]) == ("TLSv1.2", suite)
+            read_until(s, b"Welcome")
+
+
+def test_tls_connections_count_from_accept_and_are_refused_inside_tls(start_daemon, pki):
+    cert, key, _ = pki["ca"].issue("server", hosts=("127.0.0.1",))  # whatever SIGHUP left
+    d = start_daemon("--line", "tls:0:interface=127.0.0.1", "--ws", "tls:0:interface=127.0.0.1",
+                     "--tls-cert", str(cert), "--tls-key", str(key),
+                     "--max-per-ip", "2", "--request-timeout", "1")
+    ports = dict((kind, int(port)) for kind, port in _TLS_PORT_RE.findall(d.log()))
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].path))
+    # Two connections that never even start a TLS handshake.
+    held = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.6", 0))
+        s.settimeout(TIMEOUT)
+        s.connect(("127.0.0.1", ports["LineFactory"]))
+        held.append(s)
+    try:
+        raw = socket.socket()
+        raw.bind(("127.0.0.6", 0))
+        raw.settimeout(TIMEOUT)
+        raw.connect(("127.0.0.1", ports["LineFactory"]))
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert read_until(s, b"\r\n") == (
+                b"! error too_many_from_ip: too many connections from your address\r\n")
+    finally:
+        for s in held:
+            s.close()
+    # On the HTTP port the request deadline covers the TLS handshake too.
+    with socket.create_connection(("127.0.0.1", ports["Site"]), timeout=TIMEOUT) as s:
+        start = time.monotonic()
+        try:
+            assert s.recv(1024) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - start < 1 + 2.0
