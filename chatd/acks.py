@@ -151,6 +151,13 @@ class ModeAck(AckData):
 
 
 @dataclass(frozen=True, slots=True)
+class KeepAck(AckData):
+    """keep and unkeep"""
+    room: str
+    kept: bool
+
+
+@dataclass(frozen=True, slots=True)
 class InviteAck(AckData):
     room: str
     nick: str

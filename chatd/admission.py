@@ -28,7 +28,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from chatd import wire
 from chatd.errors import ChatError
 from chatd.events import Error
-from chatd.throttle import address_key
+from chatd.throttle import LeakyCounts, address_key
 
 # How long a refused connection may take to read its refusal before it is cut.
 REFUSAL_LINGER = 2.0
@@ -40,6 +40,11 @@ def too_many_connections() -> ChatError:
     return ChatError("too_many_connections", "the server is full; try again later")
 
 
+def too_many_connects() -> ChatError:
+    return ChatError("too_many_from_ip", "too many new connections from your address; "
+                     "wait a minute")
+
+
 def too_many_from_ip() -> ChatError:
     return ChatError("too_many_from_ip", "too many connections from your address")
 
@@ -48,18 +53,23 @@ class Admission:
     """Counts open connections in total and per address group."""
 
     def __init__(self, max_connections: int, max_per_ip: int, ipv6_prefix: int = 64,
-                 exempt=()):
+                 exempt=(), rate: LeakyCounts | None = None):
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.ipv6_prefix = ipv6_prefix
         self.exempt = frozenset(exempt)  # peers not counted per address (trusted proxies)
         self.connections = 0
         self.per_address = Counter()
+        # New connections per address per minute: reconnecting in a loop (to reset
+        # a session's flood bucket, say) costs the address, not a fresh start.
+        self.rate = rate
 
     @classmethod
-    def from_limits(cls, limits, exempt=()) -> "Admission":
-        return cls(limits.max_connections, limits.max_per_ip,
-                   getattr(limits, "ipv6_prefix", 64), exempt)
+    def from_limits(cls, limits, exempt=(), clock=None) -> "Admission":
+        rate = None
+        if clock is not None:
+            rate = LeakyCounts(clock, limits.connects_per_minute, 60.0, limits.throttle_entries)
+        return cls(limits.max_connections, limits.max_per_ip, limits.ipv6_prefix, exempt, rate)
 
     def key(self, host: str) -> str:
         return address_key(host, self.ipv6_prefix)
@@ -76,6 +86,13 @@ class Admission:
             raise too_many_connections()
         key = None
         if host is not None and host not in self.exempt:
+            group = self.key(host)
+            if self.rate is not None:
+                if self.rate.full(group):
+                    log.warn("refused {host}: more than {limit} new connections a minute "
+                             "from {group}", host=host, limit=self.rate.limit, group=group)
+                    raise too_many_connects()
+                self.rate.charge(group)
             key = self.claim_address(host)
         self.connections += 1
         return key

@@ -31,11 +31,13 @@ _COMMANDS = {
     "deop": ("deop", ("room", "nick"), 2),
     "invite": ("invite", ("nick", "room"), 1),
     "mode": ("mode", ("room", "flag", "password"), 2),
+    "keep": ("keep", ("room",), 0),
+    "unkeep": ("unkeep", ("room",), 0),
 }
 
 # Commands whose leading #room may be left out to mean the current room.
 _ROOM_OPTIONAL = frozenset({"part", "history", "topic", "kick", "ban", "unban", "op", "deop",
-                           "mode"})
+                           "mode", "keep", "unkeep"})
 
 _USAGE = {
     "nick": "/nick NAME",

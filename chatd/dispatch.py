@@ -117,6 +117,8 @@ class Dispatcher:
             "deop": self.deop,
             "mode": self.mode,
             "invite": self.invite,
+            "keep": self.keep,
+            "unkeep": self.unkeep,
         }
 
     def handle(self, session, req: dict) -> None:
@@ -297,3 +299,9 @@ class Dispatcher:
 
     def invite(self, session, req):
         return self.service.invite(session, _opt_str(req, "room"), _req_str(req, "nick"))
+
+    def keep(self, session, req):
+        return self.service.keep(session, _opt_str(req, "room"))
+
+    def unkeep(self, session, req):
+        return self.service.unkeep(session, _opt_str(req, "room"))

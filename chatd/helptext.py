@@ -22,6 +22,8 @@ HELP_LINES = [
     "/op [#room] NICK      operators: make someone an operator (/deop undoes it)",
     "/mode [#room] +i|-i|+k PASS|-k  operators: invite-only, room password",
     "/invite NICK [#room]  operators: let someone into an invite-only room",
+    "/keep [#room]         operators with an account: keep the room when it empties",
+    "/unkeep [#room]       its keeper: let the room go when it empties",
     "/json                 switch this connection to JSON lines (for scripts)",
     "/ping                 check the server answers",
     "/help                 this list",

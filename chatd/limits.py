@@ -26,6 +26,9 @@ class Limits:
     ping_timeout: float = 60.0  # drop a session silent this long
     register_timeout: float = 60.0  # drop a connection that never picks a nick
     offline_queue: int = 100  # private messages kept for one offline account
+    max_kept_rooms: int = 10  # rooms one account may keep
+    new_rooms_per_minute: int = 10  # rooms one address may create per minute
+    connects_per_minute: int = 60  # new connections one address may open per minute
     # Accounts (chatd.throttle, chatd.passwords); see docs/auth-limits.rst.
     login_fails_per_conn: int = 5  # failed logins one connection may make per window
     login_fails_per_addr: int = 20  # failed logins one address (IPv6: /64) per window

@@ -65,13 +65,10 @@ class Moderation:
         self.states.use_invite(key, session.key)
         state = self.states.get(key)
         if state is None:
-            # A new room: its creator is its first operator, for good if logged in.
+            # A new room: its creator is its first operator (by account if logged in).
             if session.account is None:
                 self.rooms.set_guest_op(room, session, True)
-            d = self.states.create(key, room.name, self.clock.seconds(), session.account)
-            # The room works even if saving it fails; its next change saves it.
-            d.addErrback(lambda f: self.log.warn("could not save new room {room}: {error}",
-                                                 room=room.name, error=f.getErrorMessage()))
+            self.states.create(key, room.name, self.clock.seconds(), session.account)
         elif not state.ops and not room.members and not room.joining:
             # A room nobody with an account runs: whoever opens it again does.
             self.rooms.set_guest_op(room, session, True)
@@ -174,6 +171,36 @@ class Moderation:
                 password=bool(state.password), ts=self.clock.seconds()))
             return acks.ModeAck(room.name, state.invite_only, bool(state.password))
         return d.addCallback(announce)
+
+    def keep(self, session, room):
+        """Keep the room (store it, with its topic, operators, bans and modes) so it
+        outlasts its members; an operator logged in to an account does this."""
+        self._require_op(session, room)
+        if session.account is None:
+            raise ChatError("not_logged_in", "/login first: a kept room belongs to an account")
+        if self.states.is_kept(room.key):
+            raise ChatError("already_kept", f"{room.name} is already kept")
+        if self.states.kept_by(session.account) >= self.limits.max_kept_rooms:
+            raise ChatError("too_many_kept",
+                            f"an account may keep at most {self.limits.max_kept_rooms} rooms")
+        d = self.states.keep(room.key, room.name, session.account)
+        d.addCallback(lambda _: self.log.info("{nick} keeps {room}", nick=session.account,
+                                              room=room.name))
+        return d.addCallback(lambda _: acks.KeepAck(room.name, True))
+
+    def unkeep(self, session, room):
+        """Stop keeping the room: its owner (or, for a room kept before rooms had
+        owners, any operator with an account) does this."""
+        state = self.states.get(room.key)
+        if state is None or not self.states.is_kept(room.key):
+            raise ChatError("not_kept", f"{room.name} is not kept")
+        owner = state.owner
+        if session.account is None or (owner and session.account != owner) or (
+                not owner and not self.is_op(session, room)):
+            raise ChatError("not_operator", f"only the account that keeps {room.name} can "
+                            "stop keeping it")
+        return self.states.unkeep(room.key).addCallback(
+            lambda _: acks.KeepAck(room.name, False))
 
     def invite(self, session, room, nick):
         self._require_op(session, room)

@@ -62,8 +62,11 @@ class Room:
 
 
 class Rooms:
-    def __init__(self):
+    def __init__(self, on_empty=None):
         self._rooms = {}  # room key -> Room
+        # Told the key of each room that empties (the lasting state of a room
+        # nobody keeps goes with it).
+        self.on_empty = on_empty
 
     def get(self, key: str) -> Room | None:
         return self._rooms.get(key)
@@ -142,6 +145,8 @@ class Rooms:
     def _forget_if_empty(self, room: Room) -> None:
         if not room.members and not room.joining and self._rooms.get(room.key) is room:
             del self._rooms[room.key]
+            if self.on_empty is not None:
+                self.on_empty(room.key)
 
     # -- changes to how a member is reached ---------------------------------------
     def renamed(self, session, old_key: str | None) -> None:

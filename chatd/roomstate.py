@@ -1,18 +1,27 @@
-"""The persistent part of rooms: topic, operators, bans, modes; and pending invites.
+"""The lasting part of rooms: topic, operators, bans, modes; and pending invites.
 
-Records are held in memory (entry checks need no database round trip and
-keep working while the store is down) and every change goes to the store
-first, as a change (a ban added, a mode set), never as the whole record:
-two writers never undo each other.  The in-memory record changes only once
-the store has it, so an operator is never told a ban worked that a restart
-would forget.  This module is the only writer of either.
+A room nobody keeps has this state only while it is live: it is never
+stored, and it is forgotten when the room empties (``discard``), as on IRC
+servers, so passers-by cannot fill the database or the start-up with rooms.
+An operator logged in to an account can ``keep`` a room; from then on it is
+stored, and every change goes to the store first, as a change (a ban added,
+a mode set), never as the whole record, so two writers never undo each
+other.  The in-memory record changes only once the store has it, so an
+operator is never told a ban worked that a restart would forget.
+
+Records are held in memory either way (entry checks need no database round
+trip and keep working while the store is down).  This module is the only
+writer of records, of which rooms are kept, and of invites.
 """
 
 from dataclasses import replace
 
+from twisted.internet.defer import succeed
+
 from chatd.store import RoomRecord
 
-SCALARS = frozenset({"topic", "topic_by", "topic_ts", "invite_only", "password", "created"})
+SCALARS = frozenset({"topic", "topic_by", "topic_ts", "invite_only", "password", "created",
+                     "owner"})
 LISTS = frozenset({"ops", "bans"})
 
 
@@ -20,10 +29,20 @@ class RoomStates:
     def __init__(self, store):
         self.store = store
         self._records = {}  # room key -> RoomRecord
+        self._kept = set()  # keys of the rooms that are stored
         self._invites = {}  # room key -> nick keys invited (until used or restart)
 
     def loaded(self, records) -> None:
+        """What the store has: every stored room is a kept one."""
         self._records = {r.key: r for r in records}
+        self._kept = set(self._records)
+
+    def is_kept(self, key: str) -> bool:
+        return key in self._kept
+
+    def kept_by(self, owner: str) -> int:
+        """How many rooms the account ``owner`` keeps."""
+        return sum(1 for key in self._kept if self._records[key].owner == owner)
 
     def get(self, key: str) -> RoomRecord | None:
         return self._records.get(key)
@@ -32,30 +51,34 @@ class RoomStates:
         return len(self._records)
 
     def names(self) -> dict:
-        """room key -> name of every stored room."""
-        return {key: r.name for key, r in self._records.items()}
+        """room key -> name of every kept room."""
+        return {key: self._records[key].name for key in self._kept}
 
-    # -- changes: store first, then memory -------------------------------------------
-    def create(self, key: str, name: str, ts: float, first_op: str | None = None):
-        """A new room, remembered now (so it can be entered even if saving fails)."""
-        record = RoomRecord(key=key, name=name, created=ts,
-                            ops={first_op} if first_op else set())
-        self._records[key] = record
-        d = self.store.set_room_fields(key, name, {"created": ts})
-        if first_op:
-            d.addCallback(lambda _: self.store.add_room_entry(key, name, "ops", first_op))
-        return d
+    # -- changes: for a kept room, store first, then memory ----------------------------
+    def create(self, key: str, name: str, ts: float, first_op: str | None = None) -> None:
+        """A new room: live only, until someone keeps it."""
+        self._records[key] = RoomRecord(key=key, name=name, created=ts,
+                                        ops={first_op} if first_op else set())
+
+    def discard(self, key: str) -> None:
+        """The live room emptied: forget it unless it is kept."""
+        if key not in self._kept:
+            self._records.pop(key, None)
+            self._invites.pop(key, None)
 
     def set_fields(self, key: str, name: str, **fields):
-        """Change scalar fields; fires the record once stored."""
+        """Change scalar fields; fires the record once stored (at once if not kept)."""
         assert fields.keys() <= SCALARS, fields
-        d = self.store.set_room_fields(key, name, fields)
+        d = (self.store.set_room_fields(key, name, fields) if key in self._kept
+             else succeed(None))
         return d.addCallback(lambda _: self._apply(key, name, fields))
 
     def set_entry(self, key: str, name: str, list_name: str, entry: str, present: bool):
         """Add to or remove from ``ops`` or ``bans``; fires the record once stored."""
         assert list_name in LISTS, list_name
-        if present:
+        if key not in self._kept:
+            d = succeed(None)
+        elif present:
             d = self.store.add_room_entry(key, name, list_name, entry)
         else:
             d = self.store.remove_room_entry(key, list_name, entry)
@@ -66,6 +89,35 @@ class RoomStates:
             (entries.add if present else entries.discard)(entry)
             return self._apply(key, name, {list_name: entries})
         return d.addCallback(apply)
+
+    def keep(self, key: str, name: str, owner: str):
+        """Store the room as it is now, owned by ``owner`` (who becomes a lasting
+        operator); fires the record once stored."""
+        old = self._record(key, name)
+        record = replace(old, owner=owner, ops=set(old.ops) | {owner}, bans=set(old.bans))
+        store = self.store
+        d = store.set_room_fields(key, name, {f: getattr(record, f) for f in SCALARS})
+        for list_name in sorted(LISTS):
+            for entry in sorted(getattr(record, list_name)):
+                d.addCallback(lambda _, ln=list_name, e=entry:
+                              store.add_room_entry(key, name, ln, e))
+
+        def kept(_):
+            self._kept.add(key)
+            self._records[key] = record
+            return record
+        return d.addCallback(kept)
+
+    def unkeep(self, key: str):
+        """Stop storing the room; it lives on while people are in it."""
+        d = self.store.delete_room(key)
+
+        def forgotten(_):
+            self._kept.discard(key)
+            record = self._records.get(key)
+            if record is not None:
+                self._records[key] = replace(record, owner="")
+        return d.addCallback(forgotten)
 
     def _record(self, key, name) -> RoomRecord:
         return self._records.get(key) or RoomRecord(key=key, name=name)

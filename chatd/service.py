@@ -36,11 +36,28 @@ from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
 from chatd.store import MAX_PAGE, StoreUnavailable
+from chatd.throttle import LeakyCounts, address_key
 from chatd.validate import check_room, check_text, clean_reason, loggable
 
 # A rooms answer lists at most this many (a long list is asked for in pages), so
 # one request can never produce an unbounded reply.
 ROOMS_PAGE = 200
+
+
+class RoomCreations:
+    """New rooms per address per minute: reconnecting does not reset it."""
+
+    def __init__(self, clock, limits):
+        self.limits = limits
+        self.counts = LeakyCounts(clock, limits.new_rooms_per_minute, 60.0,
+                                  limits.throttle_entries)
+
+    def check(self, session) -> None:
+        key = address_key(session.host, self.limits.ipv6_prefix)
+        if self.counts.full(key):
+            raise ChatError("too_many_new_rooms", "too many new rooms from your address; "
+                            "join an existing one or try again in a minute")
+        self.counts.charge(key)
 
 
 def _memory_store():
@@ -69,13 +86,14 @@ class ChatService(Service):
         # a cluster fences with the store's order instead.)
         self.last_mid = 0
         self.nicks = Nicks(self.limits.max_nick)
-        self.rooms = Rooms()
+        self.rooms = Rooms(on_empty=self._room_emptied)
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
         self._private_ids = itertools.count(1)  # ids of live private messages
+        self._creations = RoomCreations(clock, self.limits)
         self.sessions = set()
         self._closing = {}  # session -> None, dropped but not yet disconnected
         self._drained = None
@@ -374,6 +392,8 @@ class ChatService(Service):
                             f"you may be in at most {self.limits.max_rooms_per_session} rooms")
         if room is None:
             self.mod.check_entry(session, key, name, password)
+            if self.rooms.get(key) is None and self.room_states.get(key) is None:
+                self._creations.check(session)  # a new room: per-address rate
             room = self.rooms.open(key, name)
             self.mod.on_enter(session, room)
         # Everything stored up to last_mid comes from the store; anything
@@ -541,6 +561,15 @@ class ChatService(Service):
 
     def invite(self, session, room_name, nick):
         return self.mod.invite(session, self.member_room(session, room_name), nick)
+
+    def keep(self, session, room_name):
+        return self.mod.keep(session, self.member_room(session, room_name))
+
+    def unkeep(self, session, room_name):
+        return self.mod.unkeep(session, self.member_room(session, room_name))
+
+    def _room_emptied(self, key: str) -> None:
+        self.room_states.discard(key)
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:

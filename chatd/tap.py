@@ -54,6 +54,11 @@ _LIMIT_HELP = {
     "ping_timeout": "seconds of silence before a session is dropped",
     "register_timeout": "seconds a connection may stay without a nick",
     "offline_queue": "private messages kept for one offline account; past it: recipient_busy",
+    "max_kept_rooms": "rooms one account may keep (/keep): stored with their topic, "
+                      "operators, bans and modes",
+    "new_rooms_per_minute": "rooms one address (IPv6: its --ipv6-prefix) may create per minute",
+    "connects_per_minute": "new connections one address (IPv6: its --ipv6-prefix) may open "
+                           "per minute, on every listener",
     "login_fails_per_conn": "failed logins one connection may make per --login-window",
     "login_fails_per_addr": "failed logins one address (IPv6: its /64) may make per "
                                "--login-window",
@@ -221,7 +226,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     flusher = TurnFlusher(reactor)
     # One count for every listener: a connection is counted from accept (see
     # chatd/admission.py), whatever it speaks and however far it gets.
-    admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"])
+    admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"],
+                                      clock=reactor)
 
     def admit(refusal):
         return lambda factory: AdmissionFactory(factory, admission, refusal, reactor)

@@ -119,6 +119,9 @@ _ACKS = {
     acks.LoginAck: _login,
     acks.TopicAck: _topic_ack,
     acks.InviteAck: lambda d: f"* invited {d.nick} to {d.room}",
+    acks.KeepAck: lambda d: (
+        f"* {d.room} is kept: its topic, operators, bans and modes stay when it empties"
+        if d.kept else f"* {d.room} is no longer kept; it goes when its last member leaves"),
 }
 
 

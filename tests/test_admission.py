@@ -161,3 +161,22 @@ def test_hardening_option_defaults():
     options.parseOptions([])
     assert (options["request-timeout"], options["ipv6-prefix"], options["allowed-origin"]) == (
         10.0, 64, [])
+
+
+def test_new_connections_per_address_per_minute_survive_reconnects():
+    from twisted.internet.task import Clock
+
+    from chatd.admission import Admission
+    from chatd.errors import ChatError
+    from chatd.limits import Limits
+
+    clock = Clock()
+    admission = Admission.from_limits(Limits(connects_per_minute=3), clock=clock)
+    for _ in range(3):
+        admission.release(admission.admit("10.1.1.1"))  # connect, then leave at once
+    with pytest.raises(ChatError) as refused:
+        admission.admit("10.1.1.1")
+    assert refused.value.code == "too_many_from_ip"
+    admission.release(admission.admit("10.1.1.2"))  # others are not affected
+    clock.advance(20)  # a third of a minute: one connection's worth back
+    admission.release(admission.admit("10.1.1.1"))

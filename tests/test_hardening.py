@@ -105,7 +105,8 @@ def test_client_text_cannot_forge_log_lines(chat):
 
 
 def test_a_long_room_list_comes_in_pages(make_chat):
-    chat = make_chat(max_rooms_per_session=1000, burst=10000, rate=10000.0)
+    chat = make_chat(max_rooms_per_session=1000, burst=10000, rate=10000.0,
+                     new_rooms_per_minute=1000)
     alice = chat.line("alice", json_mode=True)
     for i in range(ROOMS_PAGE + 5):
         alice.send_json({"type": "join", "room": f"#r{i:04d}"})
@@ -133,3 +134,75 @@ def test_offline_private_messages_are_capped_per_recipient(make_chat):
     got = olga.lines()
     assert [line for line in got if line.startswith("[offline]")] == [
         f"[offline] [pm sam -> olga] note {i}" for i in range(3)]
+
+
+# -- rooms: nobody's room goes when it empties; keeping one is an account's act -------
+def test_a_room_nobody_keeps_goes_with_its_state_when_it_empties(chat):
+    alice = chat.line("alice", "#tmp")
+    alice.send("/topic #tmp passing through", "/mode #tmp +i", "/part #tmp")
+    bob = chat.line("bob")
+    bob.send("/rooms", "/join #tmp", "/topic #tmp")
+    got = bob.lines()
+    assert got[0] == "* no rooms yet; /join #name creates one"
+    assert "* #tmp has no topic" in got  # a new room: not invite-only, no topic
+    assert len(chat.service.room_states) == 1  # only the live one: nothing piles up
+
+
+def test_an_operator_with_an_account_keeps_a_room(chat):
+    owner = register(chat, "owner")
+    owner.send("/join #club", "/topic #club members only", "/keep #club")
+    assert owner.lines()[-1].startswith("* #club is kept")
+    owner.send("/part #club")
+    looker = chat.line("looker")
+    looker.send("/rooms", "/join #club")
+    got = looker.lines()
+    assert got[0] == "* rooms: #club (0)"
+    assert "* topic: members only" in got
+    assert chat.service.store.db.rooms["#club"].owner == "owner"
+
+
+def test_keeping_needs_an_account_an_operator_and_stays_under_the_cap(make_chat):
+    chat = make_chat(max_kept_rooms=1, burst=1000, rate=1000.0)
+    guest = chat.line("guest", "#g")
+    guest.send("/keep")
+    assert guest.lines()[0].startswith("! error not_logged_in:")
+    owner = register(chat, "owner")
+    owner.send("/join #g", "/keep #g")
+    assert owner.lines()[-1].startswith("! error not_operator:")
+    owner.send("/join #mine", "/keep #mine", "/keep #mine", "/join #other", "/keep #other")
+    got = [line for line in owner.lines() if line.startswith(("! error", "* #"))]
+    assert got[0].startswith("* #mine is kept")
+    assert got[1].startswith("! error already_kept:")
+    assert got[-1].startswith("! error too_many_kept:")
+    owner.send("/unkeep #mine")
+    assert owner.lines() == ["* #mine is no longer kept; it goes when its last member leaves"]
+    assert "#mine" not in chat.service.store.db.rooms
+
+
+def test_only_the_keeper_can_unkeep(chat):
+    owner = register(chat, "owner")
+    owner.send("/join #k", "/keep #k")
+    other = chat.line("other", "#k")
+    owner.send("/op #k other")
+    other.raw()
+    other.send("/unkeep #k")
+    assert other.lines()[0].startswith("! error not_operator:")
+
+
+def test_new_rooms_are_rate_limited_per_address_across_reconnects(make_chat):
+    chat = make_chat(new_rooms_per_minute=3, burst=1000, rate=1000.0)
+    first = chat.line("a1", host="10.9.9.9")
+    first.send("/join #n1", "/join #n2")
+    first.transport.loseConnection()
+    again = chat.line("a2", host="10.9.9.9")  # reconnecting does not reset it
+    again.raw()
+    again.send("/join #n3", "/join #n4")
+    got = again.lines()
+    assert got[-1].startswith("! error too_many_new_rooms:")
+    again.send("/join #n3")  # an existing room is always fine
+    assert again.lines()[-1].startswith("* now talking in #n3")
+    other = chat.line("b", "#elsewhere", host="10.9.9.10")  # another address is unaffected
+    assert other.open
+    chat.clock.advance(60)
+    again.send("/join #n5")
+    assert again.lines()[-1].startswith("* now talking in #n5")

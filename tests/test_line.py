@@ -47,7 +47,7 @@ def test_conversation(chat):
     assert alice.lines() == ["* closing connection: gone fishing"]
     assert not alice.transport.connected
     bob.send("/rooms")
-    assert bob.lines() == ["* rooms: #tea (0)"]  # kept, with its operators, when empty
+    assert bob.lines() == ["* no rooms yet; /join #name creates one"]  # nobody kept it
 
 
 def test_quit_is_seen_by_room(chat):

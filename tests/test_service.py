@@ -189,8 +189,8 @@ def test_empty_rooms_disappear(chat):
     alice.req("part")
     assert [r["room"] for r in bob.req("rooms")[0]["rooms"]] == ["#r"]
     chat.service.disconnected(bob.session)
-    assert len(chat.service.rooms) == 0  # the live room is gone; its stored part stays
-    assert alice.req("rooms")[0]["rooms"] == [{"room": "#r", "members": 0}]
+    assert len(chat.service.rooms) == 0
+    assert alice.req("rooms")[0]["rooms"] == []  # nobody kept it: gone, state and all
 
 
 def test_part_when_in_no_room(chat):

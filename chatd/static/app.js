@@ -410,6 +410,12 @@
     invite(ev, req) {
       tell(req, ev.nick + " may now join " + ev.room + "; they have been told.");
     },
+    keep(ev, req) {
+      tell(req, ev.room + " is kept: its topic, operators, bans and modes stay when it empties.");
+    },
+    unkeep(ev, req) {
+      tell(req, ev.room + " is no longer kept; it goes when its last member leaves.");
+    },
     ping(ev, req) {
       if (req.typed) tell(req, "The server answered.");
     },
@@ -879,6 +885,10 @@
             help: "operators: invite-only, room password", prepare: modeFlags },
     invite: { args: ["nick", "room"], required: 1, room: true, usage: "/invite NICK [#room]",
               help: "operators: let someone into an invite-only room" },
+    keep: { args: ["room"], room: true, usage: "/keep [#room]",
+            help: "operators with an account: keep the room when it empties" },
+    unkeep: { args: ["room"], room: true, usage: "/unkeep [#room]",
+              help: "its keeper: let the room go when it empties" },
     ping: { args: [], usage: "/ping", help: "check the server answers" },
     help: { args: [], usage: "/help", help: "this list", run: showHelp },
     quit: { args: ["reason"], usage: "/quit [reason]", help: "leave the chat",

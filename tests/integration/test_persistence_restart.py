@@ -94,9 +94,13 @@ def test_rooms_accounts_and_bans_survive_a_restart(tmp_path, start_daemon):
     ok(op, type="register", password=PASSWORD)
     ok(op, type="join", room="#keep")
     ok(op, type="topic", room="#keep", topic="kept across restarts")
+    assert ok(op, type="keep", room="#keep")["kept"] is True  # before and after: all stored
     ok(op, type="ban", room="#keep", nick="spammer")
     ok(op, type="mode", room="#keep", password="roompass")
     mid = ok(op, type="message", room="#keep", text="remember me")["mid"]
+    # A room nobody keeps goes when it empties, and is not there after the restart.
+    ok(op, type="join", room="#passing")
+    ok(op, type="topic", room="#passing", topic="gone soon")
     op.close()
     assert first.stop() == 0 and first.exited_cleanly()
 
