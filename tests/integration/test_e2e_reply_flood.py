@@ -1,0 +1,44 @@
+"""Replies count against the send queue too, and a dropped client's memory comes back.
+
+An attacker's 40 non-reading clients each asked for a long answer many times
+in one go; the answers, produced within one reactor turn, escaped the
+send-queue cap (79 MB -> 1.01 GB) and were not returned when they left.
+Bounds here are RSS deltas with generous margins, not timings.
+"""
+
+import socket
+import time
+
+CLIENTS = 40
+ASKS = 8000  # /help is about 1.5 KB of answer: 12 MB per client if nothing bounds it
+
+
+def test_non_reading_clients_asking_for_long_answers_are_dropped_and_freed(start_daemon):
+    d = start_daemon("--send-queue", "16384", "--rate", "1000000", "--burst", "1000000",
+                     "--max-per-ip", "200", "--connects-per-minute", "1000")
+    before = d.rss_kib()
+    socks = []
+    for _ in range(CLIENTS):
+        s = socket.create_connection(("127.0.0.1", d.line_port))
+        # A small receive window, as a client far away that does not read.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        socks.append(s)
+    d.wait_connections(CLIENTS)
+    burst = b"/help\r\n" * ASKS
+    for s in socks:
+        s.sendall(burst)
+    deadline = time.monotonic() + 30
+    while d.health()["connections"] > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)  # (the health request itself is one connection)
+    peak = d.rss_kib()
+    assert d.health()["connections"] <= 1, "non-reading clients were not dropped"
+    # Held to the cap, the daemon grows by about 1 MB here; before replies were
+    # counted it grew by tens of MB (the answers in one turn escaped the cap).
+    assert peak - before < 25_000, (before, peak)
+    for s in socks:
+        s.close()
+    # Everyone still works afterwards.
+    c = d.line()
+    c.expect("Welcome")
+    c.send("/nick after")
+    c.expect("you are now after")
