@@ -191,7 +191,7 @@ class Server:
             self.logfile = os.path.join(logdir, f"{target}-{self.port}.log")
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
-                   "--line", line, "--ws", ws, *chatd_limit_args(args), *chatd_args]
+                   "--line", line, "--ws", ws, *chatd_limit_args(args, tree), *chatd_args]
         else:
             script = Path(args.baselines) / how[0]
             cmd = [sys.executable, str(script), str(self.port), *how[1:]]
@@ -226,12 +226,17 @@ class Server:
                 self.proc.wait()
 
 
-def chatd_limit_args(args) -> list:
-    """Only the limits a load test must lift: flood control and connection counts."""
+def chatd_limit_args(args, tree: Path = PROJECT) -> list:
+    """Only the limits a load test must lift: flood control and connection counts
+    (and, in trees that have them, the per-address connect and room-creation rates:
+    every bench client comes from 127.0.0.1)."""
     conns = max(getattr(args, "connections", 0), getattr(args, "clients", 0)) + 100
     out = ["--rate", "1000000", "--burst", "1000000"]
     if conns > 100:
         out += ["--max-per-ip", str(conns), "--max-connections", str(max(conns, 20000))]
+    limits = (tree / "chatd" / "limits.py").read_text(encoding="utf-8")
+    if "connects_per_minute" in limits:
+        out += ["--connects-per-minute", str(max(conns, 1000) * 10)]
     return out
 
 
