@@ -189,9 +189,13 @@ class Server:
             line = f"tcp:{self.port}:interface=127.0.0.1" if transport == "line" else "none"
             ws = f"tcp:{self.port}:interface=127.0.0.1" if transport == "ws" else "none"
             self.logfile = os.path.join(logdir, f"{target}-{self.port}.log")
+            # A data directory per server: trees at different schema versions
+            # must not share (an older chatd refuses a newer database).
+            data = os.path.join(logdir, f"{target}-{self.port}-data")
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
-                   "--line", line, "--ws", ws, *chatd_limit_args(args, tree), *chatd_args]
+                   "--line", line, "--ws", ws, "--data-dir", data,
+                   *chatd_limit_args(args, tree), *chatd_args]
         else:
             script = Path(args.baselines) / how[0]
             cmd = [sys.executable, str(script), str(self.port), *how[1:]]
@@ -202,7 +206,6 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree),
                                                           env.get("PYTHONPATH")]))
         self.tree = tree
-        # Its data directory (the default ./chatd-data) lands in the log directory.
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, cwd=logdir)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 20
@@ -237,6 +240,8 @@ def chatd_limit_args(args, tree: Path = PROJECT) -> list:
     limits = (tree / "chatd" / "limits.py").read_text(encoding="utf-8")
     if "connects_per_minute" in limits:
         out += ["--connects-per-minute", str(max(conns, 1000) * 10)]
+    if "new_rooms_per_minute" in limits:
+        out += ["--new-rooms-per-minute", str(max(conns, 1000))]
     return out
 
 

@@ -19,15 +19,31 @@ buffered), ``_writeDisconnected``, ``TLS``, ``connected``, ``disconnecting``
 
 from twisted.internet import tcp
 
+from chatd.admission import Admitted
+
 INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS", "connected",
              "disconnecting", "socket")
 
 
+def direct(transport):
+    """The ``tcp.Server`` that writes to ``transport`` may go straight to, or None.
+
+    chatd's admission wrapper (``chatd.admission.Admitted``) only counts the
+    connection and passes writes through, so it is looked through; any other
+    wrapper (TLS above all) is not.
+    """
+    if type(transport) is Admitted:
+        transport = transport.transport
+    if (type(transport) is tcp.Server
+            and all(hasattr(transport, name) for name in INTERNALS)
+            and not transport.TLS):
+        return transport
+    return None
+
+
 def supports(transport) -> bool:
     """Whether writes to ``transport`` may take the direct path."""
-    return (type(transport) is tcp.Server
-            and all(hasattr(transport, name) for name in INTERNALS)
-            and not transport.TLS)
+    return direct(transport) is not None
 
 
 def send(transport, data: bytes) -> None:

@@ -15,6 +15,10 @@ class IClientSink(Interface):
     def write(payload):
         """Queue an encoded payload for sending; never blocks, never raises."""
 
+    def write_reply(payload):
+        """``write`` for what one session alone is sent (answers, history): counted
+        against its send-queue cap even before the end of the reactor turn."""
+
     def send_ping():
         """Ask the peer for a sign of life (a ping line or a WebSocket ping frame)."""
 

@@ -44,7 +44,7 @@ HARD_FACTOR = 16  # ... unless its queue grows past this many caps
 class OutputQueue:
     __slots__ = ("transport", "cap", "on_overflow", "clock", "paused", "pending",
                  "pending_bytes", "closed", "resumes", "verdict", "turn", "turn_bytes",
-                 "flusher", "__weakref__")
+                 "flusher", "socket_transport", "__weakref__")
 
     def __init__(self, transport, cap: int, on_overflow, clock=None, flusher=None):
         self.transport = transport
@@ -59,9 +59,15 @@ class OutputQueue:
         self.resumes = 0
         self.verdict = None  # the pending over-cap check, if any
         self.turn = None  # this turn's writes, or None (a list per idle connection costs)
-        self.turn_bytes = 0
-        self.flusher = flusher if flusher is not None and fastsend.supports(transport) else None
-        if hasattr(transport, "bufferSize"):
+        self.turn_bytes = 0  # of them, what write_counted added (replies)
+        # The plain TCP transport beneath (through chatd.admission's wrapper), for
+        # the end-of-turn direct send and the high-water mark: set on a wrapper,
+        # bufferSize would change nothing.
+        self.socket_transport = fastsend.direct(transport)
+        self.flusher = flusher if self.socket_transport is not None else None
+        if self.socket_transport is not None:
+            self.socket_transport.bufferSize = HIGH_WATER
+        elif hasattr(transport, "bufferSize"):
             transport.bufferSize = HIGH_WATER
         transport.registerProducer(self, True)
 
@@ -82,13 +88,23 @@ class OutputQueue:
                 self.transport.write(data)
             elif self.turn is None:
                 self.turn = [data]
-                self.turn_bytes = len(data)
                 self.flusher.add(self)
             else:
                 self.turn.append(data)
-                self.turn_bytes += len(data)
-                if self.turn_bytes > self.cap * HARD_FACTOR:
-                    self._overflow()
+
+    def write_counted(self, data: bytes) -> None:
+        """``write`` for a reply: also counted while it waits for the end of the turn.
+
+        Broadcasts use ``write``, which keeps the fan-out loop to an append; a
+        turn's broadcasts are bounded by what the server reads in a turn.  Replies
+        are not (one read can hold thousands of requests), so they count towards
+        the hard cap even before the transport has seen them.
+        """
+        self.write(data)
+        if self.turn is not None:
+            self.turn_bytes += len(data)
+            if self.turn_bytes > self.cap * HARD_FACTOR:
+                self._overflow()
 
     def send_turn(self) -> None:
         """Send this turn's writes (the flusher calls this at the end of the turn)."""
@@ -99,7 +115,7 @@ class OutputQueue:
         self.turn_bytes = 0
         if self.closed:
             return
-        fastsend.send(self.transport, turn[0] if len(turn) == 1 else b"".join(turn))
+        fastsend.send(self.socket_transport, turn[0] if len(turn) == 1 else b"".join(turn))
 
     def _judge(self, resumes: int) -> None:
         self.verdict = None
@@ -153,7 +169,7 @@ class OutputQueue:
     def release(self) -> None:
         """The connection is gone: free what is queued and let go of everything."""
         self._discard()
-        self.transport = None
+        self.transport = self.socket_transport = None
 
     # IPushProducer, called by the transport
     def pauseProducing(self) -> None:

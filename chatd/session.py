@@ -12,7 +12,7 @@ class Session:
         # set once by ChatService.connect
         "sink", "host", "connected_at",
         # chatd.rooms.Rooms: how the session's rooms reach it, and where it is
-        "write", "fmt", "rooms", "current", "joining",
+        "write", "fmt", "rooms", "current", "joining", "reply",
         # chatd.nicks.Nicks
         "nick", "key", "nick_at",
         # chatd.accounts.Accounts: the account key this session is logged in as
@@ -26,6 +26,7 @@ class Session:
         self.host = host
         self.connected_at = now
         self.write = sink.write
+        self.reply = sink.write_reply  # counted against the cap within a turn too
         self.fmt = sink.wire_format
         self.rooms = {}  # room key -> Room, in join order
         self.current = None
@@ -44,7 +45,7 @@ class Session:
         """Encode for this session alone (replies, history); broadcasts encode once per room."""
         payload = self.fmt(event)
         if payload:
-            self.write(payload)
+            self.reply(payload)
 
     def __repr__(self) -> str:
         return f"<Session {self.nick or '-'} from {self.host}>"

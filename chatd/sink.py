@@ -50,6 +50,7 @@ class SinkBase:
         self.out = OutputQueue(transport, service.limits.send_queue, self._overflowed,
                                service.clock, self.flusher)
         self.write = self.out.write
+        self.write_reply = self.out.write_counted
 
     def watch_handshake(self) -> None:
         """Cut off a TLS peer that never completes its handshake."""
@@ -83,6 +84,9 @@ class SinkBase:
     # -- IClientSink ---------------------------------------------------------------
     def write(self, payload: bytes) -> None:  # replaced by the queue's own write
         self.out.write(payload)
+
+    def write_reply(self, payload: bytes) -> None:  # replaced by the queue's write_counted
+        self.out.write_counted(payload)
 
     def close_session(self, reason: str) -> None:
         if self.out is None or self.out.closed:

@@ -39,6 +39,8 @@ class FakeSink:
     def write(self, payload):
         self.payloads.append(payload)
 
+    write_reply = write
+
     def send_ping(self):
         self.pings += 1
 

@@ -4,18 +4,21 @@ import socket
 import threading
 
 
-class BlackHoleProxy:
-    """127.0.0.1:port -> the PostgreSQL server.
+class Proxy:
+    """127.0.0.1:port -> a server (PostgreSQL, Redis) the tests share and never stop.
 
-    ``black_hole()``: connections old and new stay open, new ones are still
-    accepted, but no byte moves (what a hung server or a silently dropping
-    firewall looks like to the client).  ``forward()``: bytes flow again.
+    ``cut()``: every connection is dropped and new ones are closed at once (the
+    network is down); ``restore()`` ends that.  ``black_hole()``: connections
+    old and new stay open, new ones are still accepted, but no byte moves
+    (what a hung server or a silently dropping firewall looks like to the
+    client); ``forward()`` ends that.
     """
 
     def __init__(self, host: str, port: int):
         self.upstream = (host, port)
         self.flowing = threading.Event()
         self.flowing.set()
+        self.up = True
         self.closing = False
         self.lock = threading.Lock()
         self.sockets = set()
@@ -28,6 +31,16 @@ class BlackHoleProxy:
 
     def forward(self):
         self.flowing.set()
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            live = list(self.sockets)
+        for s in live:
+            self._close(s)
+
+    def restore(self):
+        self.up = True
 
     def _wait_flowing(self) -> bool:
         while not self.flowing.wait(0.05):
@@ -45,6 +58,9 @@ class BlackHoleProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if not self.up:
+                client.close()  # the "network" is down
+                continue
             self._track(client)
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
@@ -86,7 +102,5 @@ class BlackHoleProxy:
     def close(self):
         self.closing = True
         self.listener.close()
-        with self.lock:
-            live = list(self.sockets)
-        for s in live:
-            self._close(s)
+        self.cut()
+

@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fakes import FakeSink
 from twisted.internet.task import Clock
 from twisted.scripts.twistd import ServerOptions
 
@@ -181,23 +182,9 @@ def test_environment_file_documents_every_option():
             f"{option} is not documented in etc/chatd.default"
 
 
-class StuckClient:
+def StuckClient():
     """A client that never closes: the service must give up on it by itself."""
-
-    wire_format = staticmethod(wire.TEXT)
-    aborted = False
-
-    def write(self, data):
-        pass
-
-    def send_ping(self):
-        pass
-
-    def close_session(self, reason):
-        pass
-
-    def abort(self):
-        self.aborted = True
+    return FakeSink(wire.TEXT)
 
 
 def test_stop_timeout_outlasts_the_daemons_shutdown_grace():

@@ -94,3 +94,28 @@ def test_this_twisted_still_has_the_internals_the_direct_send_reads(pair):
     assert missing == [], f"Twisted no longer has {missing}: the direct send is off"
     assert fastsend.supports(transport)
     assert queue.flusher is not None
+
+
+def test_the_direct_send_sees_through_the_admission_wrapper_but_not_tls(pair):
+    # Every listener is wrapped by chatd.admission; the fast path must survive it.
+    from twisted.internet.address import IPv4Address
+    from twisted.protocols import policies
+
+    from chatd.admission import Admission, AdmissionFactory, line_refusal
+
+    queue, transport, peer, reactor, dropped = pair
+    factory = AdmissionFactory(protocol.Factory.forProtocol(protocol.Protocol),
+                               Admission(10, 10), line_refusal, reactor)
+    wrapper = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    wrapper.makeConnection(transport)
+    transport.unregisterProducer()  # the fixture's own queue steps aside
+    through = OutputQueue(wrapper, 1 << 20, lambda: None, reactor, TurnFlusher(reactor))
+    assert through.flusher is not None
+    through.write(b"via the wrapper\n")
+    reactor.advance(0)
+    assert received(peer) == b"via the wrapper\n"
+    # Any other wrapper (TLS is one) may change the bytes: never looked through.
+    other = policies.ProtocolWrapper(policies.WrappingFactory(protocol.Factory()),
+                                     protocol.Protocol())
+    other.makeConnection(transport)
+    assert fastsend.direct(other) is None

@@ -4,12 +4,10 @@ The outage is made with a TCP proxy of our own between the daemon and the
 shared PostgreSQL server, so the server itself keeps running for everyone else.
 """
 
-import socket
-import threading
 import time
 
 import pytest
-from proxies import BlackHoleProxy
+from proxies import Proxy
 
 from tests.pgdb import throwaway_database
 
@@ -17,75 +15,6 @@ from .persist_helpers import ask, jline, ok
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 FAST = ["--rate", "100000", "--burst", "100000"]
-
-
-class CuttableProxy:
-    """127.0.0.1:port -> PostgreSQL; ``cut()`` drops every connection and refuses new ones."""
-
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.lock = threading.Lock()
-        self.sockets = set()
-        self.closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closing:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()  # the "network" is down
-                continue
-            try:
-                server = socket.create_connection((PG_HOST, PG_PORT), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            with self.lock:
-                self.sockets.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            self._close(s)
-
-    def _close(self, s):
-        with self.lock:
-            self.sockets.discard(s)
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        s.close()
-
-    def cut(self):
-        self.up = False
-        with self.lock:
-            live = list(self.sockets)
-        for s in live:
-            self._close(s)
-
-    def restore(self):
-        self.up = True
-
-    def close(self):
-        self.closing = True
-        self.cut()
-        self.listener.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +25,7 @@ def pg_db():
 
 @pytest.fixture
 def proxy():
-    p = CuttableProxy()
+    p = Proxy(PG_HOST, PG_PORT)
     yield p
     p.close()
 
@@ -155,7 +84,7 @@ def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
 
 @pytest.fixture
 def black_hole():
-    p = BlackHoleProxy(PG_HOST, PG_PORT)
+    p = Proxy(PG_HOST, PG_PORT)
     yield p
     p.close()
 

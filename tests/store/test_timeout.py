@@ -12,7 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from proxies import BlackHoleProxy
+from proxies import Proxy
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogLevel, globalLogPublisher
@@ -132,7 +132,7 @@ class PostgresBlackHole(TestCase):
 
     def through_proxy(self):
         url = urlsplit(self.pg_url)
-        proxy = BlackHoleProxy(url.hostname, url.port or 5432)
+        proxy = Proxy(url.hostname, url.port or 5432)
         self.addCleanup(proxy.close)
         return proxy, url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
 
