@@ -12,7 +12,7 @@ class Session:
         # set once by ChatService.connect
         "sink", "host", "connected_at",
         # chatd.rooms.Rooms: how the session's rooms reach it, and where it is
-        "write", "fmt", "rooms", "current", "joining", "reply",
+        "write", "fmt", "rooms", "current", "joining",
         # chatd.nicks.Nicks
         "nick", "key", "nick_at",
         # chatd.accounts.Accounts: the account key this session is logged in as
@@ -26,7 +26,6 @@ class Session:
         self.host = host
         self.connected_at = now
         self.write = sink.write
-        self.reply = sink.write_reply  # counted against the cap within a turn too
         self.fmt = sink.wire_format
         self.rooms = {}  # room key -> Room, in join order
         self.current = None
@@ -45,7 +44,9 @@ class Session:
         """Encode for this session alone (replies, history); broadcasts encode once per room."""
         payload = self.fmt(event)
         if payload:
-            self.reply(payload)
+            # Counted against the send-queue cap within the turn too (not stored
+            # as a bound method: an idle connection would pay for it).
+            self.sink.write_reply(payload)
 
     def __repr__(self) -> str:
         return f"<Session {self.nick or '-'} from {self.host}>"

@@ -39,18 +39,16 @@ class SinkBase:
     service = None  # the ChatService; set by the protocol's constructor or factory
     session = None
     out = None
-    flusher = None  # chatd.fastsend.TurnFlusher, when the factory has one
     _why_gone = None  # the reason we cut the connection ourselves, if we did
     _close_timer = None
     _handshake_timer = None
 
     # -- set-up -------------------------------------------------------------------
-    def start_output(self, transport) -> None:
+    def start_output(self, transport, flusher=None) -> None:
         service = self.service
         self.out = OutputQueue(transport, service.limits.send_queue, self._overflowed,
-                               service.clock, self.flusher)
+                               service.clock, flusher)
         self.write = self.out.write
-        self.write_reply = self.out.write_counted
 
     def watch_handshake(self) -> None:
         """Cut off a TLS peer that never completes its handshake."""
@@ -85,7 +83,7 @@ class SinkBase:
     def write(self, payload: bytes) -> None:  # replaced by the queue's own write
         self.out.write(payload)
 
-    def write_reply(self, payload: bytes) -> None:  # replaced by the queue's write_counted
+    def write_reply(self, payload: bytes) -> None:
         self.out.write_counted(payload)
 
     def close_session(self, reason: str) -> None:

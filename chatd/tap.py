@@ -277,12 +277,23 @@ class AfterStore(service.MultiService):
         if not self.running:
             return
         for child in self:
-            child.privilegedStartService()
-            child.startService()
+            try:
+                child.privilegedStartService()
+                child.startService()
+            except Exception:
+                # A port in use: a daemon missing one of its listeners would
+                # look healthy while refusing half its users.  Say so and exit.
+                self.log.failure("cannot open a listener ({listener}); exiting",
+                                 listener=child)
+                self._exit()
+                return
 
     def _failed(self, failure):
         self.log.failure("cannot open the store {store}; exiting", failure,
                          store=self.chat.store.description)
+        self._exit()
+
+    def _exit(self):
         # Exit non-zero (after twistd's own shutdown) so a supervisor sees the failure
         # and retries, e.g. systemd's Restart=on-failure while PostgreSQL comes up.
         self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)

@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 
 from chatd.dispatch import Dispatcher
 from chatd.limits import Limits
-from chatd.protocols.line import LineProtocol
+from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.service import ChatService
 
@@ -26,7 +26,7 @@ class LineClient:
     """One line-protocol connection over a StringTransportWithDisconnection."""
 
     def __init__(self, chat, host="10.0.0.1", port=40000):
-        self.proto = LineProtocol(chat.service, chat.dispatcher)
+        self.proto = LineFactory(chat.service, chat.dispatcher).buildProtocol(None)
         self.transport = StringTransportWithDisconnection(
             peerAddress=IPv4Address("TCP", host, port))
         self.transport.protocol = self.proto

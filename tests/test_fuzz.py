@@ -291,6 +291,8 @@ def test_every_request_gets_one_answer(make_chat, script):
         for other in sinks:
             other.take()
         chat.dispatcher.handle(sink.session, req)
+        # A login to an account that has been guessed at waits up to --login-delay.
+        chat.clock.advance(svc.limits.login_delay)
         answers = [e for e in sink.take() if isinstance(e, (Ack, Error))]
         if req["type"] == "pong":
             assert answers == []

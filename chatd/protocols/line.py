@@ -23,11 +23,19 @@ class LineProtocol(SinkBase, LineReceiver):
     _discarding = False
     _leftover = b""
 
-    def __init__(self, service, dispatcher, flusher=None):
-        self.service = service
-        self.dispatcher = dispatcher
-        self.flusher = flusher
-        self.MAX_LENGTH = service.limits.max_line
+    def __init__(self, factory):
+        # The factory holds what every connection shares: one reference here
+        # instead of several per idle connection.
+        self.factory = factory
+        self.MAX_LENGTH = factory.service.limits.max_line
+
+    @property
+    def service(self):
+        return self.factory.service
+
+    @property
+    def dispatcher(self):
+        return self.factory.dispatcher
 
     # -- connection --------------------------------------------------------
     def connectionMade(self):
@@ -35,7 +43,7 @@ class LineProtocol(SinkBase, LineReceiver):
         if set_nodelay is not None:
             # Chat lines are small and latency matters more than packet count.
             set_nodelay(True)
-        self.start_output(self.transport)
+        self.start_output(self.transport, self.factory.flusher)
         self.watch_handshake()
         self.open_session(self.transport.getPeer().host)
 
@@ -115,4 +123,4 @@ class LineFactory(Factory):
         self.flusher = flusher
 
     def buildProtocol(self, addr):
-        return LineProtocol(self.service, self.dispatcher, self.flusher)
+        return LineProtocol(self)

@@ -70,10 +70,6 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
     def service(self):
         return self.factory.service
 
-    @property
-    def flusher(self):
-        return self.factory.flusher
-
     def onConnect(self, request):
         # Connect-time login: HTTP Basic credentials on the upgrade request.
         self._credentials = basic_credentials(request.headers.get("authorization"))
@@ -88,7 +84,7 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
             self.transport.unregisterProducer()
         except RuntimeError:  # test transports refuse when none is registered
             pass
-        self.start_output(self.transport)
+        self.start_output(self.transport, self.factory.flusher)
         host = self.peer_host()
         if not self._count_forwarded(host) or not self.open_session(host):
             return

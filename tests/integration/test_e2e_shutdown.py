@@ -22,3 +22,24 @@ def test_sigterm_says_bye_to_every_client_and_exits(start_daemon):
     d.stop(timeout=5)
     assert d.returncode == 0 and d.exited_cleanly(), d.output()
     assert "Traceback" not in d.log()
+
+
+def test_a_port_in_use_stops_the_daemon_with_an_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+             "--pidfile=", "--logfile=-", "chatd", "--line", "tcp:0:interface=127.0.0.1",
+             "--ws", f"tcp:{port}:interface=127.0.0.1"],
+            cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=30)
+    finally:
+        busy.close()
+    assert proc.returncode == 1
+    assert "cannot open a listener" in proc.stdout and "Address already in use" in proc.stdout
