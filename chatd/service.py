@@ -310,8 +310,10 @@ class ChatService(Service):
     def _evict_guest(self, holder: Session, why: str = "it belongs to an account") -> None:
         """Rename a session holding a registered nick it is not logged in as."""
         guest = self.accounts.guest_nick(self.nicks.__contains__)
-        holder.send(Notice(f"{holder.nick} is a registered nick and {why}; "
-                           f"you are now {guest}"))
+        # Through the bus: the holder is someone else than the requester (or, in a
+        # cluster, on another node).
+        self.bus.publish_user(holder.key, Notice(f"{holder.nick} is a registered nick and "
+                                                 f"{why}; you are now {guest}"))
         self._rename(holder, guest, guest.lower())
 
     # -- accounts ------------------------------------------------------------------
