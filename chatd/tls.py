@@ -122,8 +122,12 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
     if inner[:1].isdigit():
         inner = "tcp:" + inner
     endpoint = serverFromString(reactor, inner)
-    return internet.StreamServerEndpointService(
+    svc = internet.StreamServerEndpointService(
         endpoint, admit(TLSMemoryBIOFactory(tls, False, factory)))
+    # As strports.service does: a port that cannot be bound raises at start-up
+    # (and stops the daemon) instead of being logged and forgotten.
+    svc._raiseSynchronously = True
+    return svc
 
 
 class ReloadOnHangup(service.Service):
