@@ -16,6 +16,7 @@ from twisted.python import usage
 
 from chatd.config import schema
 from chatd.limits import Limits
+from chatd.loglevel import LEVELS
 
 # Limits read once, when something long-lived was built from them.
 RESTART_LIMITS = frozenset({
@@ -63,6 +64,10 @@ class Reloader:
         live = LIVE
         if self.tls is None or new["tls-cert"] is None:
             live = LIVE - {"tls-cert", "tls-key"}  # TLS listeners start or stop on a restart
+        # A more verbose level first, so its own change is logged; a quieter one last.
+        louder = self.levels is not None and LEVELS[new["log-level"]] < self.levels.level
+        if louder:
+            self.levels.set(new["log-level"])
         for key in changed:
             if key in live:
                 shown = "(hidden)" if key in SECRET else new[key]
@@ -81,7 +86,7 @@ class Reloader:
         self.chat.reconfigure(limits=limits, motd=motd, operators=new["operators"])
         if self.admission is not None:
             self.admission.reconfigure(limits)
-        if self.levels is not None:
+        if self.levels is not None and not louder:
             self.levels.set(new["log-level"])
         if self.tls is not None:
             self.tls.reload(new["tls-cert"], new["tls-key"])  # a renewal keeps the paths
