@@ -399,3 +399,14 @@ def test_the_top_service_puts_the_filter_in_front_of_twistds_log(tmp_path):
               "log_time": 0})
     text = (tmp_path / "chatd.log").read_text()
     assert "shown" in text and "hidden" not in text
+
+
+def test_admission_and_room_creation_counts_restart_only_when_their_limit_changes(running):
+    rate, creations = running.admission.rate, running.chat._creations.counts
+    running.write("max-message = 100\nrate = 5\nmax-per-ip = 10\nmax-connections = 50\n")
+    running.reloader.reload()
+    assert running.admission.rate is rate and running.chat._creations.counts is creations
+    running.write("connects-per-minute = 5\nnew-rooms-per-minute = 2\n")
+    running.reloader.reload()
+    assert running.admission.rate.limit == 5
+    assert running.chat._creations.counts.limit == 2
