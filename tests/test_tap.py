@@ -30,6 +30,9 @@ DEFAULT_LIMITS = {
     "request-timeout": 10.0, "ipv6-prefix": 64,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
+# chatd.config: the file, the MOTD, the operators and the log level (tests/test_config.py).
+DEFAULT_RELOADABLE = {"config": None, "motd": None, "motd-lines": (), "operators": [],
+                      "log-level": "info"}
 
 
 def parse(*argv) -> Options:
@@ -46,7 +49,7 @@ def test_defaults():
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [], "allowed-origin": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
-        **DEFAULT_ARGON2, "argon2": Argon2Params(),
+        **DEFAULT_ARGON2, "argon2": Argon2Params(), **DEFAULT_RELOADABLE,
     }
 
 
@@ -92,6 +95,7 @@ def test_full_command_line():
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
         "argon2-time-cost": 3, "argon2-memory-cost": 19456, "argon2-parallelism": 2,
         "argon2": Argon2Params(time_cost=3, memory_cost=19456, parallelism=2),
+        **DEFAULT_RELOADABLE,
     }
     assert isinstance(options["rate"], float) and isinstance(options["burst"], int)
 
