@@ -32,6 +32,7 @@ from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private
 from chatd.limits import Limits
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
+from chatd.operators import Operators
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -92,6 +93,10 @@ class ChatService(Service):
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
+        # Server operators: lower-cased account names.  Replaced whole (never
+        # mutated) by whoever configures them; chatd.operators reads it per request.
+        self.operators = frozenset()
+        self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._creations = RoomCreations(clock, self.limits)
         self.sessions = set()
@@ -121,12 +126,14 @@ class ChatService(Service):
         store = self.store
         d = store.open()
         d.addCallback(lambda _: gatherResults(
-            [store.last_mid(), store.account_keys(), store.load_rooms()], consumeErrors=True))
+            [store.last_mid(), store.account_keys(), store.load_rooms(),
+             store.server_bans(self.clock.seconds())], consumeErrors=True))
 
         def loaded(results):
-            self.last_mid, keys, rooms = results
+            self.last_mid, keys, rooms, bans = results
             self.accounts.loaded(keys)
             self.room_states.loaded(rooms)
+            self.ops.loaded(bans)
             self.log.info("store {store} ready: {accounts} accounts, {rooms} rooms, "
                           "last message id {mid}", store=store.description,
                           accounts=len(keys), rooms=len(rooms), mid=self.last_mid)
@@ -175,7 +182,9 @@ class ChatService(Service):
         if self._stopping:
             raise ChatError("shutting_down", "the server is shutting down")
         # Connection limits are counted from accept, by chatd.admission.
+        self.ops.check_connect(host)  # server bans on address ranges
         session = Session(sink, host, self.clock.seconds(), self.limits)
+        self.log.info("session connected from {peer}", peer=host, session=id(session))
         self.sessions.add(session)
         self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
@@ -218,7 +227,7 @@ class ChatService(Service):
                                               self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
                       nick=session.nick or "(no nick)", host=session.host,
-                      reason=loggable(reason))
+                      reason=loggable(reason), peer=session.host, session=id(session))
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:
@@ -271,6 +280,7 @@ class ChatService(Service):
         key = self.nicks.check(nick)
         if session.nick == nick:
             return succeed(acks.NickAck(nick))
+        self.ops.check_nick(session, key)
         holder = self.nicks.get(key)
         if holder is not None and holder is not session:
             raise ChatError("nick_taken", f"{nick} is already taken")
@@ -327,6 +337,7 @@ class ChatService(Service):
         d = self.accounts.verify(session, nick, password)
 
         def claim(acct):
+            self.ops.check_login(session, acct.key)
             self._claim(session, acct)
             self.log.info("{nick} logged in from {host}", nick=acct.nick, host=session.host)
             return self._deliver_offline(session, acct.key)
@@ -569,6 +580,12 @@ class ChatService(Service):
 
     def unkeep(self, session, room_name):
         return self.mod.unkeep(session, self.member_room(session, room_name))
+
+    # -- server operators (chatd.operators) ----------------------------------------------
+    def as_operator(self, session):
+        """The operator tools, for a session logged in as a server operator; else
+        ``not_server_operator``."""
+        return self.ops.require(session)
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
