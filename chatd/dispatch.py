@@ -219,6 +219,10 @@ class Dispatcher:
         self._error(session, error, error.rid, None)
 
     def _error(self, session, error: ChatError, rid, kind) -> None:
+        if error.code != "flood":  # a flood is logged once, when it drops the session
+            # The code only: a message can quote the client's input.
+            self.log.info("refused {kind} from {nick}: {code}", kind=kind, nick=session.nick,
+                          peer=session.host, session=id(session), code=error.code)
         if session.attached:
             session.send(Error(error.code, error.message, rid, kind))
         if error.code in FATAL_CODES:

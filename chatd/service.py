@@ -560,10 +560,20 @@ class ChatService(Service):
         return self.mod.topic(session, self.member_room(session, room_name), text)
 
     def kick(self, session, room_name, nick, reason=""):
-        return self.mod.kick(session, self.member_room(session, room_name), nick, reason)
+        room = self.member_room(session, room_name)
+        return self.mod.kick(session, room, nick, reason).addCallback(
+            self._moderated, session, "kick", room, reason)
 
     def ban(self, session, room_name, nick, banned=True):
-        return self.mod.ban(session, self.member_room(session, room_name), nick, banned)
+        room = self.member_room(session, room_name)
+        return self.mod.ban(session, room, nick, banned).addCallback(
+            self._moderated, session, "ban" if banned else "unban", room)
+
+    def _moderated(self, ack, session, action, room, reason=""):
+        self.log.info("{nick} did {action} on {target} in {room}", nick=session.nick,
+                      action=action, target=ack.nick, room=room.name, peer=session.host,
+                      session=id(session), reason=loggable(reason))
+        return ack
 
     def op(self, session, room_name, nick, grant=True):
         return self.mod.op(session, self.member_room(session, room_name), nick, grant)

@@ -17,8 +17,7 @@ def operator(chat, nick="root", host="10.0.0.9", json_mode=True):
     """A client logged in as the registered server operator ``nick``."""
     chat.service.operators = frozenset({nick})
     c = chat.line(nick, host=host)
-    c.send(f"/register {PASSWORD}")
-    c.send(f"/login {nick} {PASSWORD}")
+    c.send(f"/register {PASSWORD}")  # registering logs in
     if json_mode:
         c.send("/json")
     c.raw()
