@@ -141,3 +141,19 @@ def test_store_down_is_503(api, chat):
 def test_a_token_is_required():
     with pytest.raises(ValueError):
         make_api(object(), "")
+
+
+def test_token_file_option(tmp_path):
+    from twisted.python.usage import UsageError
+
+    from chatd.tap import Options
+    good = tmp_path / "token"
+    good.write_text(TOKEN + "\n")
+    config = Options()
+    config.parseOptions(["--admin-token-file", str(good)])
+    assert config["admin-token"] == TOKEN
+    short = tmp_path / "short"
+    short.write_text("abc")
+    for path in (short, tmp_path / "missing"):
+        with pytest.raises(UsageError):
+            Options().parseOptions(["--admin-token-file", str(path)])
