@@ -122,15 +122,6 @@ class Operators:
                     return ban
         return None
 
-    def session_ban(self, session, nick_key=None, account=None) -> ServerBan | None:
-        """The ban a session falls under as it is, or would with this nick/account."""
-        nick_key = nick_key if nick_key is not None else session.key
-        account = account if account is not None else session.account
-        return ((nick_key and self._in_force("nick", nick_key))
-                or (account and (self._in_force("account", account)
-                                 or self._in_force("nick", account)))
-                or self.address_ban(session.host) or None)
-
     @staticmethod
     def refusal(ban: ServerBan) -> ChatError:
         until = "permanently" if ban.until == 0 else "for now"
