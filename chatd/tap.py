@@ -20,6 +20,8 @@ from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.rlimit import raise_nofile
+from chatd.sdnotify import SystemdNotifier
+from chatd.sdnotify import ready as notify_ready
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.store import MAX_PAGE, open_store
@@ -276,6 +278,8 @@ def makeService(config, reactor=None) -> service.MultiService:
             listener(endpoint, site, reactor, tls,
                      admit(http_refusal)).setServiceParent(listeners)
     listeners.setServiceParent(top)
+    # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
+    SystemdNotifier(reactor).setServiceParent(top)
     return top
 
 
@@ -290,10 +294,11 @@ class AfterStore(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, chat, reactor):
+    def __init__(self, chat, reactor, ready=notify_ready):
         super().__init__()
         self.chat = chat
         self.reactor = reactor
+        self.ready = ready  # called once every listener listens (systemd READY=1)
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
@@ -316,6 +321,9 @@ class AfterStore(service.MultiService):
                                  listener=child)
                 self._exit()
                 return
+        # Every endpoint here listens synchronously (tcp, unix, systemd, tls over
+        # them), so the ports accept connections by now.
+        self.ready()
 
     def _failed(self, failure):
         self.log.failure("cannot open the store {store}; exiting", failure,

@@ -22,6 +22,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from chatd import sdnotify
+
 PREFIX = "tls:"
 MINIMUM_VERSION = TLSVersion.TLSv1_2
 # Mozilla's "intermediate" profile without its DHE suites (we load no DH
@@ -149,7 +151,8 @@ class ReloadOnHangup(service.Service):
     def _hangup(self, signum, frame):
         # A signal handler may interrupt the reactor anywhere: do the work in
         # the reactor's own time.
-        self.reactor.callFromThread(self._reload)
+        # systemd sees RELOADING=1 until the reload is done (chatd.sdnotify).
+        self.reactor.callFromThread(sdnotify.reloading, self._reload)
         if callable(self._previous):
             self._previous(signum, frame)
 

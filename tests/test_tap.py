@@ -10,6 +10,7 @@ from twisted.web.server import Site
 from chatd.limits import Limits
 from chatd.passwords import Argon2Params
 from chatd.protocols.line import LineFactory
+from chatd.sdnotify import SystemdNotifier
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.tap import AfterStore, Options, makeService
@@ -177,7 +178,8 @@ def test_make_service_builds_chat_and_listeners():
 
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
-    assert [type(s) for s in top] == [ChatService, ReloadOnHangup, StopOnTerm, AfterStore]
+    assert [type(s) for s in top] == [ChatService, ReloadOnHangup, StopOnTerm, AfterStore,
+                                      SystemdNotifier]
 
 
 def test_started_tree_listens_where_told_and_stops_cleanly(monkeypatch):
