@@ -161,3 +161,39 @@ class KeepAck(AckData):
 class InviteAck(AckData):
     room: str
     nick: str
+
+
+# -- server operators (chatd.operators) ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WallAck(AckData):
+    sent: int  # sessions the notice went to
+
+
+@dataclass(frozen=True, slots=True)
+class KillAck(AckData):
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class GbanAck(AckData):
+    kind: str  # nick, account or addr
+    target: str
+    until: float  # 0: permanent
+    dropped: int  # sessions the ban closed at once
+
+
+@dataclass(frozen=True, slots=True)
+class UngbanAck(AckData):
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class GbansAck(AckData):
+    bans: list  # [{"kind", "target", "until", "by", "reason", "created"}]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsAck(AckData):
+    sessions: list  # [{"nick", "address", "front_end", "rooms", "idle"}], by nick
+    total: int  # sessions connected (the list stops at 1000)

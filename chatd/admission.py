@@ -95,7 +95,7 @@ class Admission:
         """
         if self.connections >= self.max_connections:
             log.warn("refused {host}: connection limit {limit}", host=host,
-                     limit=self.max_connections)
+                     limit=self.max_connections, peer=host, code="too_many_connections")
             raise too_many_connections()
         key = None
         if host is not None and host not in self.exempt:
@@ -103,7 +103,8 @@ class Admission:
             if self.rate is not None:
                 if self.rate.full(group):
                     log.warn("refused {host}: more than {limit} new connections a minute "
-                             "from {group}", host=host, limit=self.rate.limit, group=group)
+                             "from {group}", host=host, limit=self.rate.limit, group=group,
+                             peer=host, code="too_many_from_ip")
                     raise too_many_connects()
                 self.rate.charge(group)
             key = self.claim_address(host)
@@ -120,7 +121,7 @@ class Admission:
         key = self.key(host)
         if self.per_address[key] >= self.max_per_ip:
             log.warn("refused {host}: per-address limit {limit} for {group}", host=host,
-                     limit=self.max_per_ip, group=key)
+                     limit=self.max_per_ip, group=key, peer=host, code="too_many_from_ip")
             raise too_many_from_ip()
         self.per_address[key] += 1
         return key

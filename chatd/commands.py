@@ -33,6 +33,13 @@ _COMMANDS = {
     "mode": ("mode", ("room", "flag", "password"), 2),
     "keep": ("keep", ("room",), 0),
     "unkeep": ("unkeep", ("room",), 0),
+    # server operators
+    "wall": ("wall", ("text",), 1),
+    "kill": ("kill", ("nick", "reason"), 1),
+    "gban": ("gban", ("target", "duration", "reason"), 2),
+    "ungban": ("ungban", ("target",), 1),
+    "gbans": ("gbans", (), 0),
+    "sessions": ("sessions", (), 0),
 }
 
 # Commands whose leading #room may be left out to mean the current room.
@@ -54,6 +61,10 @@ _USAGE = {
     "deop": "/deop [#room] NICK",
     "invite": "/invite NICK [#room]",
     "mode": "/mode [#room] +i|-i|+k PASSWORD|-k",
+    "wall": "/wall TEXT",
+    "kill": "/kill NICK [reason]",
+    "gban": "/gban nick:NAME|account:NAME|addr:CIDR DURATION [reason]",
+    "ungban": "/ungban nick:NAME|account:NAME|addr:CIDR",
 }
 
 

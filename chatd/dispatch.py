@@ -119,6 +119,12 @@ class Dispatcher:
             "invite": self.invite,
             "keep": self.keep,
             "unkeep": self.unkeep,
+            "wall": self.wall,
+            "kill": self.kill,
+            "gban": self.gban,
+            "ungban": self.ungban,
+            "gbans": self.gbans,
+            "sessions": self.sessions,
         }
 
     def handle(self, session, req: dict) -> None:
@@ -213,6 +219,10 @@ class Dispatcher:
         self._error(session, error, error.rid, None)
 
     def _error(self, session, error: ChatError, rid, kind) -> None:
+        if error.code != "flood":  # a flood is logged once, when it drops the session
+            # The code only: a message can quote the client's input.
+            self.log.info("refused {kind} from {nick}: {code}", kind=kind, nick=session.nick,
+                          peer=session.host, session=id(session), code=error.code)
         if session.attached:
             session.send(Error(error.code, error.message, rid, kind))
         if error.code in FATAL_CODES:
@@ -305,3 +315,28 @@ class Dispatcher:
 
     def unkeep(self, session, req):
         return self.service.unkeep(session, _opt_str(req, "room"))
+
+    # -- server operators: refused with not_server_operator for everyone else -------
+    def wall(self, session, req):
+        return self.service.as_operator(session).wall(session.nick, req.get("text"))
+
+    def kill(self, session, req):
+        return self.service.as_operator(session).kill(session.nick, _req_str(req, "nick"),
+                                                      _opt_str(req, "reason") or "")
+
+    def gban(self, session, req):
+        ops = self.service.as_operator(session)
+        duration = req.get("duration")
+        if duration is None or duration == "":
+            raise ChatError("missing_argument", "field 'duration' is required (0: permanent)")
+        return ops.gban(session.nick, _req_str(req, "target"), duration,
+                        _opt_str(req, "reason") or "")
+
+    def ungban(self, session, req):
+        return self.service.as_operator(session).ungban(session.nick, _req_str(req, "target"))
+
+    def gbans(self, session, req):
+        return self.service.as_operator(session).list_bans(session.nick)
+
+    def sessions(self, session, req):
+        return self.service.as_operator(session).list_sessions(session.nick)

@@ -24,6 +24,13 @@ HELP_LINES = [
     "/invite NICK [#room]  operators: let someone into an invite-only room",
     "/keep [#room]         operators with an account: keep the room when it empties",
     "/unkeep [#room]       its keeper: let the room go when it empties",
+    "/wall TEXT            server operators: a notice to everyone connected",
+    "/kill NICK [why]      server operators: disconnect someone",
+    "/gban nick:N|account:N|addr:CIDR DURATION [why]  server operators: ban from the "
+    "server (10m, 2h, 7d; 0: for good)",
+    "/ungban nick:N|account:N|addr:CIDR  server operators: lift a server ban",
+    "/gbans                server operators: list server bans",
+    "/sessions             server operators: who is connected, from where",
     "/json                 switch this connection to JSON lines (for scripts)",
     "/ping                 check the server answers",
     "/help                 this list",

@@ -25,6 +25,8 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
+from chatd.logs import json_file_observer
+
 LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
           "error": LogLevel.error}
 
@@ -55,29 +57,36 @@ class LevelFilter:
         return FilteringLogObserver(observer, [self])
 
 
-def destination(twistd_options):
-    """The observer twistd would open from its own options (UnixAppLogger's rules)."""
+def destination(twistd_options, log_format: str = "text"):
+    """The observer twistd would open from its own options (UnixAppLogger's rules),
+    writing text or, with ``log_format`` json, one JSON object a line (chatd.logs)."""
     if twistd_options.get("syslog"):
         from twisted.python import syslog
         return LegacyLogObserverWrapper(
             syslog.SyslogObserver(twistd_options.get("prefix") or "twisted").emit)
     name = twistd_options.get("logfile") or ""
     if name == "-" or (not name and twistd_options.get("nodaemon")):
-        return textFileLogObserver(sys.stdout)
-    return textFileLogObserver(LogFile.fromFullPath(name or "twistd.log"))
+        out = sys.stdout
+    else:
+        out = LogFile.fromFullPath(name or "twistd.log")
+    if log_format == "json":
+        return json_file_observer(out)
+    return textFileLogObserver(out)
 
 
 class LevelledTop(service.MultiService):
-    """The service tree's root; puts the level filter in front of twistd's log."""
+    """The service tree's root; gives twistd its log: the level filter (live on
+    reload) in front of text or JSON lines, where twistd would write them."""
 
-    def __init__(self, levels: LevelFilter, twistd_options=None):
+    def __init__(self, levels: LevelFilter, twistd_options=None, log_format: str = "text"):
         super().__init__()
         self.levels = levels
         self.twistd_options = twistd_options
+        self.log_format = log_format
 
     def setServiceParent(self, parent):
         if (isinstance(parent, Componentized) and self.twistd_options is not None
                 and parent.getComponent(ILogObserver) is None):
-            parent.setComponent(ILogObserver,
-                                self.levels.wrap(destination(self.twistd_options)))
+            parent.setComponent(ILogObserver, self.levels.wrap(
+                destination(self.twistd_options, self.log_format)))
         return super().setServiceParent(parent)

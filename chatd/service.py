@@ -32,6 +32,7 @@ from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private
 from chatd.limits import Limits
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
+from chatd.operators import Operators
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -105,6 +106,7 @@ class ChatService(Service):
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
+        self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._creations = RoomCreations(clock, self.limits)
         self.sessions = set()
@@ -134,12 +136,14 @@ class ChatService(Service):
         store = self.store
         d = store.open()
         d.addCallback(lambda _: gatherResults(
-            [store.last_mid(), store.account_keys(), store.load_rooms()], consumeErrors=True))
+            [store.last_mid(), store.account_keys(), store.load_rooms(),
+             store.server_bans(self.clock.seconds())], consumeErrors=True))
 
         def loaded(results):
-            self.last_mid, keys, rooms = results
+            self.last_mid, keys, rooms, bans = results
             self.accounts.loaded(keys)
             self.room_states.loaded(rooms)
+            self.ops.loaded(bans)
             self.log.info("store {store} ready: {accounts} accounts, {rooms} rooms, "
                           "last message id {mid}", store=store.description,
                           accounts=len(keys), rooms=len(rooms), mid=self.last_mid)
@@ -188,7 +192,9 @@ class ChatService(Service):
         if self._stopping:
             raise ChatError("shutting_down", "the server is shutting down")
         # Connection limits are counted from accept, by chatd.admission.
+        self.ops.check_connect(host)  # server bans on address ranges
         session = Session(sink, host, self.clock.seconds(), self.limits)
+        self.log.info("session connected from {peer}", peer=host, session=id(session))
         self.sessions.add(session)
         self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
@@ -261,7 +267,7 @@ class ChatService(Service):
                                               self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
                       nick=session.nick or "(no nick)", host=session.host,
-                      reason=loggable(reason))
+                      reason=loggable(reason), peer=session.host, session=id(session))
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:
@@ -314,6 +320,7 @@ class ChatService(Service):
         key = self.nicks.check(nick)
         if session.nick == nick:
             return succeed(acks.NickAck(nick))
+        self.ops.check_nick(session, key)
         holder = self.nicks.get(key)
         if holder is not None and holder is not session:
             raise ChatError("nick_taken", f"{nick} is already taken")
@@ -370,6 +377,7 @@ class ChatService(Service):
         d = self.accounts.verify(session, nick, password)
 
         def claim(acct):
+            self.ops.check_login(session, acct.key)
             self._claim(session, acct)
             self.log.info("{nick} logged in from {host}", nick=acct.nick, host=session.host)
             return self._deliver_offline(session, acct.key)
@@ -592,10 +600,20 @@ class ChatService(Service):
         return self.mod.topic(session, self.member_room(session, room_name), text)
 
     def kick(self, session, room_name, nick, reason=""):
-        return self.mod.kick(session, self.member_room(session, room_name), nick, reason)
+        room = self.member_room(session, room_name)
+        return self.mod.kick(session, room, nick, reason).addCallback(
+            self._moderated, session, "kick", room, reason)
 
     def ban(self, session, room_name, nick, banned=True):
-        return self.mod.ban(session, self.member_room(session, room_name), nick, banned)
+        room = self.member_room(session, room_name)
+        return self.mod.ban(session, room, nick, banned).addCallback(
+            self._moderated, session, "ban" if banned else "unban", room)
+
+    def _moderated(self, ack, session, action, room, reason=""):
+        self.log.info("{nick} did {action} on {target} in {room}", nick=session.nick,
+                      action=action, target=ack.nick, room=room.name, peer=session.host,
+                      session=id(session), reason=loggable(reason))
+        return ack
 
     def op(self, session, room_name, nick, grant=True):
         return self.mod.op(session, self.member_room(session, room_name), nick, grant)
@@ -612,6 +630,12 @@ class ChatService(Service):
 
     def unkeep(self, session, room_name):
         return self.mod.unkeep(session, self.member_room(session, room_name))
+
+    # -- server operators (chatd.operators) ----------------------------------------------
+    def as_operator(self, session):
+        """The operator tools, for a session logged in as a server operator; else
+        ``not_server_operator``."""
+        return self.ops.require(session)
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)

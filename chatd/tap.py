@@ -18,6 +18,7 @@ from chatd.errors import ChatError
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
 from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
+from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
@@ -133,6 +134,10 @@ class Options(usage.Options):
          "argon2id KiB per password hash (default 64 MiB)", int],
         ["argon2-parallelism", None, _ARGON2.parallelism,
          "argon2id lanes: cores one password hash may use", int],
+        ["log-format", None, "text",
+         "text: twistd's readable lines; json: one JSON object per line with its fields"],
+        ["admin-token-file", None, None,
+         "file holding the bearer token of the admin HTTP API (/api/), read at start"],
     ] + list(_limit_params())
 
     def __init__(self):
@@ -226,6 +231,11 @@ class Options(usage.Options):
         if self["db"] is not None and not self["db"].startswith(("postgresql://",
                                                                  "postgres://")):
             raise usage.UsageError("--db takes a postgresql:// URL")
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(f"--log-format is one of {', '.join(LOG_FORMATS)}")
+        self["admin-token"] = None
+        if self["admin-token-file"] is not None:
+            self["admin-token"] = _read_token(self["admin-token-file"])
         if not 1 <= self["ipv6-prefix"] <= 128:
             raise usage.UsageError("--ipv6-prefix is 1-128")
         try:
@@ -253,6 +263,17 @@ class Options(usage.Options):
                 raise usage.UsageError(str(e))
 
 
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeError) as e:
+        raise usage.UsageError(f"--admin-token-file: cannot read {path}: {e}")
+    if len(token) < 16:
+        raise usage.UsageError("--admin-token-file: the token must be at least 16 characters")
+    return token
+
+
 def makeService(config, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -261,9 +282,10 @@ def makeService(config, reactor=None) -> service.MultiService:
     txaio.use_twisted()
     txaio.set_global_log_level("info")
     raise_nofile(config["limits"].max_connections)
-    # twistd's own options, when run by twistd: where its log goes (chatd.loglevel).
+    # twistd's own options, when run by twistd: where its log goes, in which format
+    # (chatd.loglevel, chatd.logs), behind the level filter a reload can change.
     levels = LevelFilter(config["log-level"])
-    top = LevelledTop(levels, getattr(config, "parent", None))
+    top = LevelledTop(levels, getattr(config, "parent", None), config["log-format"])
     store = open_store(config["db"], config["data-dir"], reactor=reactor,
                        sqlite_sync=config["sqlite-sync"], timeout=config["store-timeout"])
     limits = config["limits"]

@@ -4,6 +4,7 @@ One renderer per event type and per ack record type.  ``render`` returns the
 line(s) without the line ending, or "" when there is nothing to show.
 """
 
+import time
 from dataclasses import fields
 
 from chatd import acks
@@ -104,6 +105,29 @@ def _login(d: acks.LoginAck) -> str:
     return f"* you are logged in as {d.nick}{extra}"
 
 
+def _until(until: float) -> str:
+    if not until:
+        return "permanently"
+    return "until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+
+
+def _gbans(d: acks.GbansAck) -> str:
+    if not d.bans:
+        return "* no server bans"
+    return "\r\n".join(
+        f"* {b['kind']}:{b['target']} {_until(b['until'])} by {b['by']}{_why(b['reason'])}"
+        for b in d.bans)
+
+
+def _sessions(d: acks.SessionsAck) -> str:
+    lines = [f"* {d.total} sessions"]
+    for s in d.sessions:
+        rooms = " ".join(s["rooms"]) or "-"
+        lines.append(f"* {s['nick'] or '(no nick)'} {s['address']} {s['front_end']} "
+                     f"rooms: {rooms} idle {s['idle']:g}s")
+    return "\r\n".join(lines)
+
+
 _ACKS = {
     acks.NickAck: lambda d: f"* you are now {d.nick}",
     acks.JoinAck: _join,
@@ -118,6 +142,13 @@ _ACKS = {
     acks.HistoryAck: _history,
     acks.LoginAck: _login,
     acks.TopicAck: _topic_ack,
+    acks.WallAck: lambda d: f"* notice sent to {d.sent} sessions",
+    acks.KillAck: lambda d: f"* {d.nick} was disconnected",
+    acks.GbanAck: lambda d: (f"* banned {d.kind}:{d.target} {_until(d.until)}; "
+                             f"{d.dropped} sessions dropped"),
+    acks.UngbanAck: lambda d: f"* lifted the server ban on {d.kind}:{d.target}",
+    acks.GbansAck: _gbans,
+    acks.SessionsAck: _sessions,
     acks.InviteAck: lambda d: f"* invited {d.nick} to {d.room}",
     acks.KeepAck: lambda d: (
         f"* {d.room} is kept: its topic, operators, bans and modes stay when it empties"

@@ -419,6 +419,31 @@
     ping(ev, req) {
       if (req.typed) tell(req, "The server answered.");
     },
+    wall(ev, req) {
+      tell(req, "Notice sent to " + ev.sent + " session(s).");
+    },
+    kill(ev, req) {
+      tell(req, ev.nick + " was disconnected.");
+    },
+    gban(ev, req) {
+      tell(req, "Banned " + ev.kind + ":" + ev.target +
+                (ev.until ? " until " + new Date(ev.until * 1000).toLocaleString()
+                          : " permanently") + "; " + ev.dropped + " session(s) dropped.");
+    },
+    ungban(ev, req) {
+      tell(req, "Lifted the server ban on " + ev.kind + ":" + ev.target + ".");
+    },
+    gbans(ev, req) {
+      tell(req, ev.bans.length ? ev.bans.map((b) => b.kind + ":" + b.target +
+        (b.until ? " until " + new Date(b.until * 1000).toLocaleString() : " permanently") +
+        " by " + b.by + (b.reason ? " (" + b.reason + ")" : "")).join("\n")
+        : "No server bans.");
+    },
+    sessions(ev, req) {
+      tell(req, ev.total + " session(s):\n" + ev.sessions.map((s) =>
+        (s.nick || "(no nick)") + " " + s.address + " " + s.front_end + " " +
+        (s.rooms.join(" ") || "-") + " idle " + s.idle + "s").join("\n"));
+    },
     quit() {},
     // kick, ban, unban, op, deop, mode: the room's event says what happened.
   };
@@ -889,6 +914,17 @@
             help: "operators with an account: keep the room when it empties" },
     unkeep: { args: ["room"], room: true, usage: "/unkeep [#room]",
               help: "its keeper: let the room go when it empties" },
+    wall: { args: ["text"], required: 1, usage: "/wall TEXT",
+            help: "server operators: a notice to everyone connected" },
+    kill: { args: ["nick", "reason"], required: 1, usage: "/kill NICK [reason]",
+            help: "server operators: disconnect someone" },
+    gban: { args: ["target", "duration", "reason"], required: 2,
+            usage: "/gban nick:NAME|account:NAME|addr:CIDR DURATION [reason]",
+            help: "server operators: ban from the server (10m, 2h, 7d; 0: for good)" },
+    ungban: { args: ["target"], required: 1, usage: "/ungban nick:NAME|account:NAME|addr:CIDR",
+              help: "server operators: lift a server ban" },
+    gbans: { args: [], usage: "/gbans", help: "server operators: list server bans" },
+    sessions: { args: [], usage: "/sessions", help: "server operators: who is connected" },
     ping: { args: [], usage: "/ping", help: "check the server answers" },
     help: { args: [], usage: "/help", help: "this list", run: showHelp },
     quit: { args: ["reason"], usage: "/quit [reason]", help: "leave the chat",

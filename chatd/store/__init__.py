@@ -102,6 +102,25 @@ class RoomRecord:
     owner: str = ""  # the account that keeps the room ("" for rooms kept before owners)
 
 
+# What a server ban names: a nick, an account, or an address range (CIDR).
+BAN_KINDS = ("nick", "account", "addr")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBan:
+    """A server-wide ban (chatd.operators); ``until`` 0 means permanent."""
+
+    kind: str  # one of BAN_KINDS
+    target: str  # a lower-cased nick or account name, or a network like 10.0.0.0/8
+    until: float
+    by: str
+    reason: str
+    created: float
+
+    def expired(self, now: float) -> bool:
+        return self.until != 0 and self.until <= now
+
+
 class IStore(Interface):
     """Persistent chat state.  Every method returns a Deferred.
 
@@ -185,6 +204,16 @@ class IStore(Interface):
 
     def load_rooms():
         """Fires with every ``RoomRecord``, ops and bans included."""
+
+    def add_server_ban(ban):
+        """Store a ``ServerBan``, replacing one on the same (kind, target).  Fires None."""
+
+    def remove_server_ban(kind, target):
+        """Forget the ban on (kind, target); fires True if there was one."""
+
+    def server_bans(now):
+        """Fires with every ``ServerBan`` still in force at ``now``; expired ones are
+        deleted (pruned) on the way."""
 
 
 def open_store(db: str | None, data_dir: str, reactor=None, sqlite_sync: str = "full",

@@ -20,6 +20,7 @@ from chatd.store import (
     IStore,
     QueueFull,
     RoomRecord,
+    ServerBan,
     StoredMessage,
     StoredPrivate,
     StoreRejected,
@@ -40,6 +41,7 @@ class MemoryDatabase:
         self.privates = []  # (to_key, StoredPrivate), in id order
         self.next_pid = 1
         self.rooms = {}  # key -> RoomRecord (ours: never handed out, copies are)
+        self.server_bans = {}  # (kind, target) -> ServerBan (frozen: handed out as is)
 
 
 def _encodable(*values):
@@ -202,3 +204,21 @@ class MemoryStore:
 
     def load_rooms(self):
         return self._do(lambda: [_copy(r) for _, r in sorted(self.db.rooms.items())])
+
+    # -- server bans -------------------------------------------------------------------
+    def add_server_ban(self, ban: ServerBan):
+        def do():
+            _encodable(ban.kind, ban.target, ban.by, ban.reason)
+            self.db.server_bans[(ban.kind, ban.target)] = ban
+        return self._do(do)
+
+    def remove_server_ban(self, kind, target):
+        return self._do(lambda: self.db.server_bans.pop((kind, target), None) is not None)
+
+    def server_bans(self, now):
+        def do():
+            bans = self.db.server_bans
+            for key in [k for k, b in bans.items() if b.expired(now)]:
+                del bans[key]
+            return sorted(bans.values(), key=lambda b: (b.kind, b.target))
+        return self._do(do)

@@ -69,6 +69,19 @@ MIGRATIONS = {
     4: [
         "ALTER TABLE rooms ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
     ],
+    # Server bans (chatd.operators): one row per banned nick, account or address
+    # range; ``until`` 0 is permanent.  Keyed by what is banned, so banning it
+    # again replaces the old ban.
+    5: [
+        """CREATE TABLE server_bans (
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            until {float} NOT NULL,
+            by_nick TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created {float} NOT NULL,
+            PRIMARY KEY (kind, target))""",
+    ],
 }
 
 LATEST = max(MIGRATIONS)

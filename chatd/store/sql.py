@@ -29,6 +29,7 @@ from chatd.store import (
     IStore,
     QueueFull,
     RoomRecord,
+    ServerBan,
     StoredMessage,
     StoredPrivate,
     StoreRejected,
@@ -522,3 +523,31 @@ class SQLStore:
             if room is not None and list_name in ("ops", "bans"):
                 getattr(room, list_name).add(entry)
         return list(rooms.values())
+
+    # -- server bans -------------------------------------------------------------------
+    def add_server_ban(self, ban):
+        sql = self.q("INSERT INTO server_bans (kind, target, until, by_nick, reason, created) "
+                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, target) DO UPDATE SET "
+                     "until = excluded.until, by_nick = excluded.by_nick, "
+                     "reason = excluded.reason, created = excluded.created")
+        row = (ban.kind, ban.target, ban.until, ban.by, ban.reason, ban.created)
+        return self._run(lambda txn: txn.execute(sql, row) and None)
+
+    def remove_server_ban(self, kind, target):
+        sql = self.q("DELETE FROM server_bans WHERE kind = ? AND target = ?")
+
+        def q(txn):
+            txn.execute(sql, (kind, target))
+            return txn.rowcount > 0
+        return self._run(q)
+
+    def server_bans(self, now):
+        prune = self.q("DELETE FROM server_bans WHERE until <> 0 AND until <= ?")
+        read = self.q("SELECT kind, target, until, by_nick, reason, created FROM server_bans "
+                      "ORDER BY kind, target")
+
+        def q(txn):
+            txn.execute(prune, (now,))
+            txn.execute(read)
+            return [ServerBan(*r) for r in txn.fetchall()]
+        return self._run(q)

@@ -14,7 +14,14 @@ from twisted.internet import defer
 from twisted.internet.defer import inlineCallbacks
 from zope.interface.verify import verifyObject
 
-from chatd.store import MAX_PAGE, IStore, QueueFull, StoreRejected, StoreUnavailable
+from chatd.store import (
+    MAX_PAGE,
+    IStore,
+    QueueFull,
+    ServerBan,
+    StoreRejected,
+    StoreUnavailable,
+)
 from chatd.store.migrations import LATEST, migrate
 
 
@@ -260,6 +267,34 @@ class StoreContract:
                 self.assertEqual((room.bans, room.ops, room.topic, room.topic_by,
                                   room.invite_only),
                                  ({"mallory"}, {"bob"}, "from a", "alice", True), key)
+
+    # -- server bans ----------------------------------------------------------------------
+    @inlineCallbacks
+    def test_server_bans_round_trip_replace_and_survive_reopen(self):
+        store = yield self.opened()
+        perm = ServerBan("nick", "mallory", 0, "root", "spam", 10.0)
+        timed = ServerBan("addr", "10.0.0.0/8", 500.0, "root", "", 11.0)
+        yield store.add_server_ban(perm)
+        yield store.add_server_ban(timed)
+        # Banning the same thing again replaces the ban (no duplicate row).
+        longer = ServerBan("addr", "10.0.0.0/8", 900.0, "admin", "again", 12.0)
+        yield store.add_server_ban(longer)
+        yield store.close()
+        store = yield self.opened()
+        self.assertEqual((yield store.server_bans(100.0)), [longer, perm])
+        self.assertTrue((yield store.remove_server_ban("nick", "mallory")))
+        self.assertFalse((yield store.remove_server_ban("nick", "mallory")))
+        self.assertEqual((yield store.server_bans(100.0)), [longer])
+
+    @inlineCallbacks
+    def test_expired_server_bans_are_ignored_and_pruned(self):
+        store = yield self.opened()
+        yield store.add_server_ban(ServerBan("account", "bob", 50.0, "root", "", 1.0))
+        yield store.add_server_ban(ServerBan("account", "eve", 0, "root", "", 1.0))
+        self.assertEqual([b.target for b in (yield store.server_bans(49.0))], ["bob", "eve"])
+        self.assertEqual([b.target for b in (yield store.server_bans(50.0))], ["eve"])
+        # Pruned, not only hidden: asking about an earlier time does not bring it back.
+        self.assertEqual([b.target for b in (yield store.server_bans(0.0))], ["eve"])
 
     @inlineCallbacks
     def test_closed_store_is_unavailable(self):
