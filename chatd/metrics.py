@@ -23,9 +23,9 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    exposition,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -34,7 +34,9 @@ from twisted.python.failure import Failure
 from chatd import wire
 from chatd.errors import ChatError
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format (what generate_latest writes for our plain names);
+# newer clients call their default "1.0.0", which older Prometheus servers refuse.
+CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
 
 FRONT_ENDS = ("line", "websocket")
 
