@@ -348,5 +348,6 @@ def test_the_dashboard_uses_only_exported_metrics():
     dashboard = json.loads((ROOT / "etc/grafana/chatd-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
     assert exprs
+    exprs += [v.get("definition", "") for v in dashboard["templating"]["list"]]
     used = set().union(*(referenced_names(e) for e in exprs))
     assert used and used <= exported_names(), sorted(used - exported_names())
