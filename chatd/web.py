@@ -19,7 +19,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
+from chatd.metrics import CONTENT_TYPE
+
 WS_PATH = b"ws"
+METRICS_CONTENT_TYPE = CONTENT_TYPE.encode("ascii")
 DEFAULT_REQUEST_TIMEOUT = 10.0
 
 # The web client is app.js and style.css from this origin, with no inline
@@ -196,8 +199,7 @@ class MetricsPage(Resource):
         self.metrics = metrics
 
     def render_GET(self, request):
-        from chatd.metrics import CONTENT_TYPE
-        request.setHeader(b"content-type", CONTENT_TYPE.encode("ascii"))
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
         return self.metrics.exposition()
 
@@ -206,19 +208,38 @@ class Readiness:
     """Ready: the listeners are open (``listeners.opened``) and the store is healthy.
 
     The store's health is what its last operation found (chatd.store.sql): an
-    idle daemon notices an outage with the next operation that needs the store.
+    idle daemon notices an outage with the next operation that needs the store,
+    and while it is marked down each check tries a read (``_probe``).
     """
 
     def __init__(self, store, listeners=None):
         self.store = store
         self.listeners = listeners  # anything with ``opened``; None: always open
+        self._probing = False
 
     def check(self) -> dict:
         listening = self.listeners is None or bool(self.listeners.opened)
         store_ok = self.store is None or self.store.healthy
+        if not store_ok:
+            self._probe()
         return {"ready": listening and store_ok,
                 "listeners": "open" if listening else "not open",
                 "store": "ok" if store_ok else "unavailable"}
+
+    def _probe(self) -> None:
+        """A store marked down recovers only through an operation that works, and
+        a node the load balancer thinks not ready gets no traffic to try one: so
+        each /readyz while it is down tries one cheap read (one at a time; the
+        store's own timeout bounds it)."""
+        if self._probing:
+            return
+        self._probing = True
+        d = self.store.last_mid()
+        d.addErrback(lambda _: None)  # the store has logged it
+        d.addBoth(self._probed)
+
+    def _probed(self, _) -> None:
+        self._probing = False
 
 
 def health_children(service, admission=None, metrics=None, readiness=None,

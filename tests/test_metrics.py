@@ -15,6 +15,7 @@ from conftest import Chat, WSClient
 from fakes import InlinePasswords
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -288,12 +289,20 @@ def test_metrics_healthz_and_readyz_on_the_chat_port(metered):
     status, _, body = get(site, b"/readyz")
     assert status == 200 and json.loads(body)["ready"] is True
 
-    chat.service.store.healthy = False  # as the SQL store marks itself in an outage
+    store = chat.service.store
+    store.healthy = False  # as the SQL store marks itself in an outage
+    probes = []
+    store.last_mid = lambda: probes.append(Deferred()) or probes[-1]
     status, _, body = get(site, b"/readyz")
     assert status == 503 and json.loads(body)["store"] == "unavailable"
+    get(site, b"/readyz")
+    assert len(probes) == 1  # asking tries the store once at a time
     status, _, body = get(site, b"/healthz")  # alive all the same
     assert status == 200 and json.loads(body)["status"] == "degraded"
     assert "reactor_lag" in json.loads(body)
+    store.healthy = True  # what a read that works does (chatd.store.sql._ok)
+    probes[0].callback(7)
+    assert get(site, b"/readyz")[0] == 200
 
 
 def test_the_admin_site_serves_health_and_metrics_and_takes_more_pages(metered):
