@@ -18,6 +18,16 @@ from chatd.throttle import LoginThrottle, RegistrationThrottle, address_key
 from chatd.validate import skeleton
 
 
+def _login_numbers(limits):
+    return (limits.login_fails_per_conn, limits.login_fails_per_addr, limits.login_window,
+            limits.login_delay, limits.throttle_entries)
+
+
+def _register_numbers(limits):
+    return (limits.register_per_addr, limits.register_window, limits.register_per_minute,
+            limits.throttle_entries)
+
+
 class Accounts:
     log = Logger()
 
@@ -32,6 +42,14 @@ class Accounts:
         self._lookalikes = {}  # skeleton -> the registered key that has it
         self._logins = {}  # account key -> the session logged in as it
         self._guests = itertools.count(random.randrange(10000, 90000))
+
+    def reconfigure(self, limits) -> None:
+        """New limits from a reload; a throttle whose numbers changed starts afresh."""
+        old, self.limits = self.limits, limits
+        if _login_numbers(old) != _login_numbers(limits):
+            self.login_throttle = LoginThrottle.from_limits(self.clock, limits)
+        if _register_numbers(old) != _register_numbers(limits):
+            self.register_throttle = RegistrationThrottle.from_limits(self.clock, limits)
 
     @property
     def passwords(self) -> Passwords:

@@ -74,6 +74,19 @@ class Admission:
             rate = LeakyCounts(clock, limits.connects_per_minute, 60.0, limits.throttle_entries)
         return cls(limits.max_connections, limits.max_per_ip, limits.ipv6_prefix, exempt, rate)
 
+    def reconfigure(self, limits) -> None:
+        """New limits from a reload: connections already open stay, even over them.
+
+        (``--ipv6-prefix`` is not changed live: the open connections are
+        counted by their old groups.)
+        """
+        self.max_connections = limits.max_connections
+        self.max_per_ip = limits.max_per_ip
+        if self.rate is not None and (self.rate.limit, self.rate.max_entries) != (
+                limits.connects_per_minute, limits.throttle_entries):
+            self.rate = LeakyCounts(self.rate.clock, limits.connects_per_minute, 60.0,
+                                    limits.throttle_entries)
+
     def key(self, host: str) -> str:
         return address_key(host, self.ipv6_prefix)
 

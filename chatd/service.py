@@ -49,9 +49,18 @@ class RoomCreations:
     """New rooms per address per minute: reconnecting does not reset it."""
 
     def __init__(self, clock, limits):
+        self.clock = clock
         self.limits = limits
         self.counts = LeakyCounts(clock, limits.new_rooms_per_minute, 60.0,
                                   limits.throttle_entries)
+
+    def reconfigure(self, limits) -> None:
+        old, self.limits = self.limits, limits
+        if (old.new_rooms_per_minute, old.throttle_entries) != (
+                limits.new_rooms_per_minute, limits.throttle_entries):
+            # A changed limit starts counting afresh.
+            self.counts = LeakyCounts(self.clock, limits.new_rooms_per_minute, 60.0,
+                                      limits.throttle_entries)
 
     def check(self, session) -> None:
         key = address_key(session.host, self.limits.ipv6_prefix)
@@ -74,7 +83,8 @@ class ChatService(Service):
     log = Logger()
 
     def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
-                 store=None, history: int = 50, passwords=None, bus=None, metrics=None):
+                 store=None, history: int = 50, passwords=None, bus=None,
+                 motd=(), operators=(), metrics=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.limits = limits or Limits()
@@ -82,6 +92,9 @@ class ChatService(Service):
         self.server_name = server_name
         self.store = store if store is not None else _memory_store()
         self.history_size = history
+        self.motd = tuple(motd)  # lines sent as notices right after the hello
+        # Account keys of the server operators (--operators; a reload updates it).
+        self.operators = frozenset(name.lower() for name in operators)
         # The highest stored message id broadcast so far: a join reads history up
         # to it and is sent everything after it live.  (One writer per database;
         # a cluster fences with the store's order instead.)
@@ -182,7 +195,37 @@ class ChatService(Service):
         self.sessions.add(session)
         self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
+        for line in self.motd:
+            session.send(Notice(line))
         return session
+
+    def reconfigure(self, limits: Limits | None = None, motd=None, operators=None) -> None:
+        """New settings from a reload, for everyone who holds them; nobody is dropped.
+
+        A changed rate or burst applies to sessions already connected too; the
+        other limits are read where they are used, or when a connection opens
+        (``--send-queue``, ``--max-line``).
+        """
+        if motd is not None:
+            self.motd = tuple(motd)
+        if operators is not None:
+            self.operators = frozenset(name.lower() for name in operators)
+        if limits is None or limits == self.limits:
+            return
+        old, self.limits = self.limits, limits
+        self.nicks.max_nick = limits.max_nick
+        self.mod.limits = limits
+        self.accounts.reconfigure(limits)
+        self._creations.reconfigure(limits)
+        if (old.rate, old.burst) != (limits.rate, limits.burst):
+            for session in self.sessions:
+                session.bucket.rate = limits.rate
+                session.bucket.capacity = limits.burst
+                session.bucket.tokens = min(session.bucket.tokens, limits.burst)
+        if self._heartbeat.running and self._heartbeat.interval != self.heartbeat_tick:
+            self._heartbeat.stop()
+            d = self._heartbeat.start(self.heartbeat_tick, now=False)
+            d.addErrback(lambda f: self.log.failure("heartbeat loop stopped", f))
 
     def public_limits(self) -> dict:
         lim = self.limits

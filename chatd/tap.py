@@ -1,7 +1,9 @@
 """``twistd chatd``: options and the service tree they build."""
 
+import getopt
 import ipaddress
 import os
+import sys
 from dataclasses import fields
 
 import txaio
@@ -9,17 +11,23 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatd import config as config_file
 from chatd.admin import make_admin_site
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
+from chatd.errors import ChatError
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
+from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.reload import Reloader
 from chatd.rlimit import raise_nofile
+from chatd.sdnotify import SystemdNotifier
+from chatd.sdnotify import ready as notify_ready
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.store import MAX_PAGE, open_store
@@ -32,6 +40,7 @@ from chatd.tls import (
     listener,
     load_options,
 )
+from chatd.validate import check_nick
 from chatd.web import Readiness, make_site
 
 DEFAULT_LINE = "tcp:9000"
@@ -97,6 +106,12 @@ class Options(usage.Options):
                 "NDJSON scripts) and a WebSocket endpoint at /ws with a web client at /.")
     optParameters = [
         ["name", None, "chatd", "server name shown to clients"],
+        ["config", None, None,
+         "TOML file of settings, keyed by these options' names (etc/chatd.toml); the "
+         "command line wins; SIGHUP re-reads it"],
+        ["motd", None, None,
+         "text file shown to every client on connect, at most 4 KiB; SIGHUP re-reads it"],
+        ["log-level", None, "info", "least severe log events kept: debug, info, warn or error"],
         ["tls-cert", None, None,
          "PEM certificate chain, leaf first (fullchain.pem) for tls: listeners; SIGHUP reloads it"],
         ["tls-key", None, None, "PEM private key (privkey.pem) for tls: listeners"],
@@ -129,6 +144,28 @@ class Options(usage.Options):
         self["trusted-proxy"] = []
         self["allowed-origin"] = []
         self["admin"] = []
+        self["operators"] = []
+        self.argv = []  # the command line, kept so a reload parses it again
+        self.given = set()  # options named on the command line: the file does not override them
+
+    def parseOptions(self, options=None):
+        if options is None:
+            options = sys.argv[1:]
+        self.argv = list(options)
+        try:
+            named, _ = getopt.getopt(self.argv, self.shortOpt, self.longOpt)
+        except getopt.error:
+            named = []  # the real parse below reports it
+        for opt, _value in named:
+            opt = opt.lstrip("-")
+            self.given.add(self.synonyms.get(opt) or self.synonyms.get(opt.replace("-", "_"), opt))
+        super().parseOptions(self.argv)
+
+    def reread(self) -> "Options":
+        """The same command line parsed again, so the files it names are read again."""
+        again = type(self)()
+        again.parseOptions(self.argv)
+        return again
 
     def opt_line(self, endpoint):
         """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS)"""
@@ -157,7 +194,28 @@ class Options(usage.Options):
                                    "https://chat.example.org")
         self["allowed-origin"].append(origin)
 
+    def opt_operators(self, names):
+        """Account names of the server operators, comma-separated, repeatable"""
+        for name in filter(None, (n.strip() for n in names.split(","))):
+            try:
+                check_nick(name, max_nick=64)
+            except ChatError as e:
+                raise usage.UsageError(f"--operators: {name!r}: {e.message}")
+            self["operators"].append(name)
+
     def postOptions(self):
+        taken = set()
+        if self["config"] is not None:
+            taken = config_file.apply(self, self["config"], self.given)
+        try:
+            self._check()
+        except usage.UsageError as e:
+            raise config_file.blame(e, self["config"], taken) from None
+
+    def _check(self):
+        if self["log-level"] not in LEVELS:
+            raise usage.UsageError(f"--log-level is one of {', '.join(LEVELS)}")
+        self["motd-lines"] = () if self["motd"] is None else config_file.read_motd(self["motd"])
         if not self["line"]:
             self["line"] = [DEFAULT_LINE]
         if not self["ws"]:
@@ -212,7 +270,9 @@ def makeService(config, reactor=None) -> service.MultiService:
     txaio.use_twisted()
     txaio.set_global_log_level("info")
     raise_nofile(config["limits"].max_connections)
-    top = service.MultiService()
+    # twistd's own options, when run by twistd: where its log goes (chatd.loglevel).
+    levels = LevelFilter(config["log-level"])
+    top = LevelledTop(levels, getattr(config, "parent", None))
     store = open_store(config["db"], config["data-dir"], reactor=reactor,
                        sqlite_sync=config["sqlite-sync"], timeout=config["store-timeout"])
     limits = config["limits"]
@@ -223,6 +283,7 @@ def makeService(config, reactor=None) -> service.MultiService:
                           max_waiting=limits.hash_queue)
     chat = ChatService(limits, clock=reactor, server_name=config["name"],
                        store=store, history=config["history"], passwords=passwords,
+                       motd=config["motd-lines"], operators=config["operators"],
                        metrics=metrics)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
@@ -234,16 +295,18 @@ def makeService(config, reactor=None) -> service.MultiService:
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
-    # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
-    ReloadOnHangup(tls, reactor).setServiceParent(top)
-    StopOnTerm(reactor).setServiceParent(top)
-    # One end-of-turn sender shared by every front end (chatd.fastsend).
-    flusher = TurnFlusher(reactor)
     # One count for every listener: a connection is counted from accept (see
     # chatd/admission.py), whatever it speaks and however far it gets.
     admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"],
                                       clock=reactor)
     admission.metrics = metrics
+    # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
+    # A reload re-reads the configuration file, the MOTD and the certificate.
+    reloader = Reloader(config, chat, admission, tls, levels)
+    ReloadOnHangup(tls, reactor, reloader.reload).setServiceParent(top)
+    StopOnTerm(reactor).setServiceParent(top)
+    # One end-of-turn sender shared by every front end (chatd.fastsend).
+    flusher = TurnFlusher(reactor)
 
     def admit(refusal, front_end):
         return lambda factory: AdmissionFactory(factory, admission, refusal, reactor,
@@ -270,6 +333,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     for endpoint in config["admin"]:
         listener(endpoint, admin_site, reactor, tls).setServiceParent(top)
     listeners.setServiceParent(top)
+    # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
+    SystemdNotifier(reactor).setServiceParent(top)
     return top
 
 
@@ -285,10 +350,11 @@ class AfterStore(service.MultiService):
     log = Logger()
     opened = False  # every listener is open (read by /readyz)
 
-    def __init__(self, chat, reactor):
+    def __init__(self, chat, reactor, ready=notify_ready):
         super().__init__()
         self.chat = chat
         self.reactor = reactor
+        self.ready = ready  # called once every listener listens (systemd READY=1)
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
@@ -311,6 +377,9 @@ class AfterStore(service.MultiService):
                                  listener=child)
                 self._exit()
                 return
+        # Every endpoint here listens synchronously (tcp, unix, systemd, tls over
+        # them), so the ports accept connections by now.
+        self.ready()
         self.opened = True
 
     def stopService(self):

@@ -22,6 +22,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from chatd import sdnotify
+
 PREFIX = "tls:"
 MINIMUM_VERSION = TLSVersion.TLSv1_2
 # Mozilla's "intermediate" profile without its DHE suites (we load no DH
@@ -86,15 +88,18 @@ class ReloadableTLS:
     def serverConnectionForTLS(self, tlsProtocol):
         return SSL.Connection(self._options.getContext(), None)
 
-    def reload(self) -> bool:
-        """Load the files again; keep the old certificate if the new ones are unusable."""
+    def reload(self, cert_path: str | None = None, key_path: str | None = None) -> bool:
+        """Load the files again (or new ones); keep the old certificate if they are unusable."""
+        cert_path = cert_path or self.cert_path
+        key_path = key_path or self.key_path
         try:
-            options, cert = load_options(self.cert_path, self.key_path)
+            options, cert = load_options(cert_path, key_path)
         except CertificateError as e:
             self.log.error("TLS certificate reload failed, still serving {serial}: {error}",
                            serial=describe(self.certificate)["serial"], error=str(e))
             return False
         self._options, self.certificate = options, cert
+        self.cert_path, self.key_path = cert_path, key_path
         self.log.info("TLS certificate reloaded: {serial} for {subject} (expires {not_after})",
                       **describe(cert))
         return True
@@ -120,22 +125,29 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
     if inner[:1].isdigit():
         inner = "tcp:" + inner
     endpoint = serverFromString(reactor, inner)
-    return internet.StreamServerEndpointService(
+    svc = internet.StreamServerEndpointService(
         endpoint, admit(TLSMemoryBIOFactory(tls, False, factory)))
+    # As strports.service does: a port that cannot be bound raises at start-up
+    # (and stops the daemon) instead of being logged and forgotten.
+    svc._raiseSynchronously = True
+    return svc
 
 
 class ReloadOnHangup(service.Service):
-    """SIGHUP reloads the certificate (``systemctl reload``, a certbot deploy hook).
+    """SIGHUP reloads (``systemctl reload``, a certbot deploy hook).
 
-    Any SIGHUP handler installed before ours still runs, so other parts of the
-    daemon can listen for the same signal.
+    ``reload`` is what a reload does: ``chatd.reload.Reloader.reload`` reads
+    the configuration file again and reloads the certificate too; without it,
+    only the certificate is reloaded.  Any SIGHUP handler installed before ours
+    still runs, so other parts of the daemon can listen for the same signal.
     """
 
     log = Logger()
 
-    def __init__(self, tls: ReloadableTLS, reactor):
+    def __init__(self, tls: ReloadableTLS | None, reactor, reload=None):
         self.tls = tls
         self.reactor = reactor
+        self.reload = reload or self._reload_certificate
         self._previous = None
 
     def startService(self):
@@ -149,11 +161,19 @@ class ReloadOnHangup(service.Service):
     def _hangup(self, signum, frame):
         # A signal handler may interrupt the reactor anywhere: do the work in
         # the reactor's own time.
-        self.reactor.callFromThread(self._reload)
+        # systemd sees RELOADING=1 until the reload is done (chatd.sdnotify).
+        self.reactor.callFromThread(sdnotify.reloading, self._reload)
         if callable(self._previous):
             self._previous(signum, frame)
 
     def _reload(self):
+        try:
+            self.reload()
+        except Exception:
+            # The daemon keeps running on its old settings whatever went wrong.
+            self.log.failure("SIGHUP: reload failed")
+
+    def _reload_certificate(self):
         if self.tls is None:
             self.log.info("SIGHUP: no TLS certificate to reload")
             return

@@ -131,17 +131,23 @@ def test_help_lists_every_option_in_the_table():
 
 
 # -- systemd unit ---------------------------------------------------------------
-def test_unit_passes_systemd_analyze_verify(tmp_path):
+UNIT_FILES = ["chatd.service", "chatd.socket", "chatd-socket-activated.service"]
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
     # verify insists the ExecStart binary exists; point it at a real twistd.
     twistd = shutil.which("twistd", path=str(Path(sys.executable).parent))
     assert twistd
-    unit = tmp_path / "chatd.service"
-    unit.write_text(UNIT_PATH.read_text().replace("/opt/chatd/bin/twistd", twistd))
-    out = subprocess.run(["systemd-analyze", "verify", str(unit)],
+    for name in UNIT_FILES:
+        text = (ROOT / "etc" / name).read_text()
+        (tmp_path / name).write_text(text.replace("/opt/chatd/bin/twistd", twistd))
+    # Together, so chatd.socket's Service= and the service's Requires= resolve.
+    out = subprocess.run(["systemd-analyze", "verify", *UNIT_FILES], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     # Unknown or misspelled keys are only warnings; they must not be there either.
-    assert "chatd.service" not in out.stderr, out.stderr
+    for name in UNIT_FILES:
+        assert name not in out.stderr, out.stderr
 
 
 def test_unit_runs_twistd_in_the_foreground_logging_to_the_journal():
@@ -152,6 +158,48 @@ def test_unit_runs_twistd_in_the_foreground_logging_to_the_journal():
     config.parseOptions(argv[1:-1] + chatd_opts())
     assert config["nodaemon"] and config["pidfile"] == "" and config["logfile"] == "-"
     assert config.subCommand == "chatd"
+
+
+def test_unit_waits_for_readiness_and_has_a_watchdog():
+    # chatd sends READY=1, RELOADING=1 and STOPPING=1 itself (chatd/sdnotify.py).
+    assert one("Type") == "notify"
+    assert one("NotifyAccess") == "main"
+    assert float(one("WatchdogSec").rstrip("s")) >= 10
+
+
+SOCKET_UNIT = parse_unit((ROOT / "etc" / "chatd.socket").read_text(encoding="utf-8"))
+ACTIVATED = parse_unit((ROOT / "etc" / "chatd-socket-activated.service")
+                       .read_text(encoding="utf-8"))
+
+
+def test_socket_activated_unit_is_the_plain_unit_but_for_its_listeners():
+    assert SOCKET_UNIT["Socket"]["Service"] == ["chatd-socket-activated.service"]
+    assert ACTIVATED["Install"] == UNIT["Install"]
+    unit_extra = {k: v for k, v in ACTIVATED["Unit"].items() if UNIT["Unit"].get(k) != v}
+    assert unit_extra == {"Requires": ["chatd.socket"],
+                          "After": ["network-online.target", "chatd.socket"],
+                          "Conflicts": ["chatd.service"]}
+    service_diff = {k for k in set(SERVICE) | set(ACTIVATED["Service"])
+                    if SERVICE.get(k) != ACTIVATED["Service"].get(k)}
+    assert service_diff == {"ExecStart"}
+
+
+def test_socket_activated_listeners_are_the_sockets_in_order_on_the_default_addresses():
+    [execstart] = ACTIVATED["Service"]["ExecStart"]
+    argv = execstart.split()
+    plain = one("ExecStart").split()
+    assert argv[:len(plain) - 1] == plain[:-1] and argv[-1] == "$CHATD_OPTS"
+    config = Options()
+    config.parseOptions(argv[len(plain) - 1:-1])
+    assert config["line"] == ["systemd:domain=INET:index=0"]
+    assert config["ws"] == ["systemd:domain=INET:index=1"]
+    # The sockets listen where etc/chatd.default's tcp listeners would.
+    defaults = Options()
+    defaults.parseOptions(chatd_opts())
+    assert defaults["line"] == ["tcp:9000"] and \
+        defaults["ws"] == ["tcp:8080:interface=127.0.0.1"]
+    assert SOCKET_UNIT["Socket"]["ListenStream"] == ["0.0.0.0:9000", "127.0.0.1:8080"]
+    assert SOCKET_UNIT["Socket"]["Accept"] == ["no"]
 
 
 def test_unit_reads_the_environment_file_readme_installs():

@@ -11,6 +11,7 @@ from chatd.limits import Limits
 from chatd.metrics import LagProbe
 from chatd.passwords import Argon2Params
 from chatd.protocols.line import LineFactory
+from chatd.sdnotify import SystemdNotifier
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
 from chatd.tap import AfterStore, Options, makeService
@@ -30,6 +31,9 @@ DEFAULT_LIMITS = {
     "request-timeout": 10.0, "ipv6-prefix": 64,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
+# chatd.config: the file, the MOTD, the operators and the log level (tests/test_config.py).
+DEFAULT_RELOADABLE = {"config": None, "motd": None, "motd-lines": (), "operators": [],
+                      "log-level": "info"}
 
 
 def parse(*argv) -> Options:
@@ -47,7 +51,7 @@ def test_defaults():
         "admin": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
-        **DEFAULT_ARGON2, "argon2": Argon2Params(),
+        **DEFAULT_ARGON2, "argon2": Argon2Params(), **DEFAULT_RELOADABLE,
     }
 
 
@@ -95,6 +99,7 @@ def test_full_command_line():
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
         "argon2-time-cost": 3, "argon2-memory-cost": 19456, "argon2-parallelism": 2,
         "argon2": Argon2Params(time_cost=3, memory_cost=19456, parallelism=2),
+        **DEFAULT_RELOADABLE,
     }
     assert isinstance(options["rate"], float) and isinstance(options["burst"], int)
 
@@ -180,7 +185,7 @@ def test_make_service_builds_chat_and_listeners():
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
     assert [type(s) for s in top] == [ChatService, LagProbe, ReloadOnHangup, StopOnTerm,
-                                      AfterStore]
+                                      AfterStore, SystemdNotifier]
 
 
 def test_the_admin_endpoint_listens_before_the_store_is_ready(monkeypatch):

@@ -30,9 +30,18 @@ _PORT_RE = re.compile(r"\b(LineFactory|Site|AdminSite) starting on (\d+)")
 
 
 class Daemon:
-    def __init__(self, workdir: Path, options=()):
+    def __init__(self, workdir: Path, options=(), *, env=None, wrap=(), pass_fds=(),
+                 listen=None):
         self.workdir = workdir
         self.options = list(options)
+        # For running it as systemd would (tests/integration/test_systemd.py):
+        # extra environment, a launcher in front of the command line (e.g.
+        # systemd-socket-activate), descriptors it inherits, and listener options
+        # replacing the default ephemeral tcp ones.
+        self.env = dict(env or {})
+        self.wrap = list(wrap)
+        self.pass_fds = tuple(pass_fds)
+        self.listen = listen
         self.log_path = workdir / "chatd.log"
         self.out_path = workdir / "stdout.txt"
         self.proc = None
@@ -53,16 +62,19 @@ class Daemon:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+        env.update(self.env)
+        listen = self.listen
+        if listen is None:
+            # Ephemeral ports the first time; a restart keeps the same ones.
+            listen = ["--line", f"tcp:{self.line_port or 0}:interface=127.0.0.1",
+                      "--ws", f"tcp:{self.ws_port or 0}:interface=127.0.0.1"]
+        args = [*self.wrap, sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", f"--logfile={self.log_path}",
-                "chatd",
-                # Ephemeral ports the first time; a restart keeps the same ones.
-                "--line", f"tcp:{self.line_port or 0}:interface=127.0.0.1",
-                "--ws", f"tcp:{self.ws_port or 0}:interface=127.0.0.1",
-                *self.options]
+                "chatd", *listen, *self.options]
         with open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(args, cwd=self.workdir, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         pass_fds=self.pass_fds)
         try:
             self._learn_ports()
             self._wait_ready()
@@ -234,10 +246,11 @@ class DaemonStarter:
         self.tmp_path_factory = tmp_path_factory
         self.started = []
 
-    def __call__(self, *options) -> Daemon:
-        d = Daemon(self.tmp_path_factory.mktemp("chatd"), options)
+    def __call__(self, *options, start=True, **kw) -> Daemon:
+        """``kw``: Daemon's env, wrap, pass_fds, listen; ``start=False`` to start it later."""
+        d = Daemon(self.tmp_path_factory.mktemp("chatd"), options, **kw)
         self.started.append(d)
-        return d.start()
+        return d.start() if start else d
 
     def stop_all(self) -> None:
         problems = []

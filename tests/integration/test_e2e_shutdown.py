@@ -43,3 +43,27 @@ def test_a_port_in_use_stops_the_daemon_with_an_error(tmp_path):
         busy.close()
     assert proc.returncode == 1
     assert "cannot open a listener" in proc.stdout and "Address already in use" in proc.stdout
+
+
+def test_a_tls_port_in_use_stops_the_daemon_too(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from .certs import CA
+    from .conftest import ROOT
+    ca = CA(tmp_path / "ca")
+    cert, key, _ = ca.issue("server", hosts=("127.0.0.1",))
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+             "--pidfile=", "--logfile=-", "chatd", "--line", f"tls:{port}:interface=127.0.0.1",
+             "--ws", "tcp:0:interface=127.0.0.1", "--tls-cert", str(cert), "--tls-key", str(key)],
+            cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=30)
+    finally:
+        busy.close()
+    assert proc.returncode == 1
+    assert "cannot open a listener" in proc.stdout
