@@ -28,6 +28,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from chatd import wire
 from chatd.errors import ChatError
 from chatd.events import Error
+from chatd.metrics import NO_METRICS
 from chatd.throttle import LeakyCounts, address_key
 
 # How long a refused connection may take to read its refusal before it is cut.
@@ -51,6 +52,8 @@ def too_many_from_ip() -> ChatError:
 
 class Admission:
     """Counts open connections in total and per address group."""
+
+    metrics = NO_METRICS  # tap.py sets the daemon's chatd.metrics.Metrics
 
     def __init__(self, max_connections: int, max_per_ip: int, ipv6_prefix: int = 64,
                  exempt=(), rate: LeakyCounts | None = None):
@@ -192,6 +195,7 @@ class Admitted(ProtocolWrapper):
             if self.counted:
                 self.counted = False
                 self.factory.admission.release(self.key)
+                self.factory.admission.metrics.connection_closed(self.factory.front_end)
 
 
 class AdmissionFactory(WrappingFactory):
@@ -199,8 +203,10 @@ class AdmissionFactory(WrappingFactory):
 
     protocol = Admitted
 
-    def __init__(self, wrapped, admission: Admission, refusal, clock):
+    def __init__(self, wrapped, admission: Admission, refusal, clock,
+                 front_end: str | None = None):
         super().__init__(wrapped)
+        self.front_end = front_end  # the metrics label: "line" or "websocket"
         self.admission = admission
         self.refusal = refusal
         self.clock = clock
@@ -232,4 +238,5 @@ class AdmissionFactory(WrappingFactory):
             return None
         wrapper.key = key
         wrapper.counted = True
+        self.admission.metrics.connection_opened(self.front_end)
         return wrapper

@@ -9,6 +9,8 @@ same way, so front ends, accounts and moderation never change.
 
 from zope.interface import Interface, implementer
 
+from chatd.metrics import NO_METRICS
+
 
 class IBus(Interface):
     def publish_room(room_key, event, exclude=None):
@@ -26,13 +28,17 @@ class IBus(Interface):
 class LocalBus:
     """One process: publishing is local delivery."""
 
-    def __init__(self, rooms, nicks):
+    def __init__(self, rooms, nicks, metrics=NO_METRICS):
         self.rooms = rooms
         self.nicks = nicks
+        self.metrics = metrics
         self.publish_room = rooms.deliver  # the hot path: no extra call per message
         self.publish_rooms = rooms.deliver_many
 
     def publish_user(self, nick_key, event) -> None:
         session = self.nicks.get(nick_key)
-        if session is not None:
-            session.send(event)
+        if session is None:
+            self.metrics.undelivered()
+            return
+        self.metrics.delivered_to((session,))
+        session.send(event)

@@ -25,6 +25,7 @@ from chatd import acks
 from chatd.errors import FATAL_CODES, ChatError
 from chatd.events import Ack, Error
 from chatd.helptext import HELP_LINES
+from chatd.metrics import NO_METRICS
 from chatd.store import StoreRejected, StoreUnavailable
 
 # The largest id, count or message id a request may carry: what a 64-bit
@@ -89,8 +90,10 @@ def _store_error(failure) -> ChatError:
 class Dispatcher:
     log = Logger()
 
-    def __init__(self, service):
+    def __init__(self, service, metrics=None):
         self.service = service
+        self.metrics = metrics if metrics is not None else getattr(service, "metrics",
+                                                                   NO_METRICS)
         self._flows = {}  # session -> _Flow, while it has a request in flight
         self._handlers = {
             "nick": self.nick,
@@ -223,6 +226,7 @@ class Dispatcher:
             # The code only: a message can quote the client's input.
             self.log.info("refused {kind} from {nick}: {code}", kind=kind, nick=session.nick,
                           peer=session.host, session=id(session), code=error.code)
+        self.metrics.error(error.code)
         if session.attached:
             session.send(Error(error.code, error.message, rid, kind))
         if error.code in FATAL_CODES:
@@ -240,6 +244,7 @@ class Dispatcher:
         return self.service.part(session, _opt_str(req, "room"), _opt_str(req, "reason") or "")
 
     def message(self, session, req, kind="message"):
+        self.metrics.message_received(session.fmt)
         return self.service.say(session, _opt_str(req, "room"), req.get("text"), kind)
 
     def action(self, session, req):

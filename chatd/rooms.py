@@ -7,6 +7,7 @@ operators, bans, modes) belongs to ``chatd.roomstate``.
 """
 
 from chatd.errors import ChatError
+from chatd.metrics import NO_METRICS, perf_counter
 
 
 class Room:
@@ -62,8 +63,9 @@ class Room:
 
 
 class Rooms:
-    def __init__(self, on_empty=None):
+    def __init__(self, on_empty=None, metrics=NO_METRICS):
         self._rooms = {}  # room key -> Room
+        self.metrics = metrics
         # Told the key of each room that empties (the lasting state of a room
         # nobody keeps goes with it).
         self.on_empty = on_empty
@@ -181,8 +183,12 @@ class Rooms:
         """To the room's local members, and kept for those still receiving history."""
         room = self._rooms.get(key)
         if room is None:
+            self.metrics.undelivered()
             return
+        started = perf_counter()
         room.broadcast(event, exclude)
+        # Once per broadcast, never per write (chatd.metrics).
+        self.metrics.broadcast(room.outlets, exclude, perf_counter() - started)
         if room.joining:
             for kept in room.joining.values():
                 kept.append(event)
@@ -196,6 +202,7 @@ class Rooms:
                 audience.update(dict.fromkeys(room.members.values()))
         if also is not None and also.attached:
             audience[also] = None
+        self.metrics.delivered_to(audience)
         encoded = {}
         for s in audience:
             payload = encoded.get(s.fmt)

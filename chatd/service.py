@@ -30,6 +30,7 @@ from chatd.bus import LocalBus
 from chatd.errors import ChatError
 from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
 from chatd.limits import Limits
+from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
 from chatd.operators import Operators
@@ -84,7 +85,7 @@ class ChatService(Service):
 
     def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
                  store=None, history: int = 50, passwords=None, bus=None,
-                 motd=(), operators=()):
+                 motd=(), operators=(), metrics=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.limits = limits or Limits()
@@ -99,11 +100,13 @@ class ChatService(Service):
         # to it and is sent everything after it live.  (One writer per database;
         # a cluster fences with the store's order instead.)
         self.last_mid = 0
+        self.metrics = metrics if metrics is not None else NO_METRICS
+        self.metrics.watch_service(self)
         self.nicks = Nicks(self.limits.max_nick)
-        self.rooms = Rooms(on_empty=self._room_emptied)
+        self.rooms = Rooms(on_empty=self._room_emptied, metrics=self.metrics)
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
-        self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks)
+        self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
         self.ops = Operators(self)
@@ -278,6 +281,7 @@ class ChatService(Service):
             session.strikes = 0
             return
         session.strikes += 1
+        self.metrics.flood_refused()
         if session.strikes >= self.limits.flood_strikes:
             self.log.warn("dropping {nick} from {host}: excess flood",
                           nick=session.nick, host=session.host)
@@ -295,6 +299,7 @@ class ChatService(Service):
             try:
                 idle = now - session.last_seen
                 if idle >= lim.ping_timeout:
+                    self.metrics.ping_timeout()
                     self.drop(session, "ping timeout")
                 elif idle >= lim.ping_interval and now - session.pinged_at >= lim.ping_interval:
                     session.pinged_at = now
@@ -374,7 +379,7 @@ class ChatService(Service):
     def login(self, session: Session, nick, password):
         if isinstance(nick, str):
             self.nicks.check(nick)
-        d = self.accounts.verify(session, nick, password)
+        d = self.accounts.verify(session, nick, password).addBoth(self.metrics.login_result)
 
         def claim(acct):
             self.ops.check_login(session, acct.key)

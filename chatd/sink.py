@@ -24,6 +24,7 @@ from zope.interface import implementer
 from chatd.errors import ChatError
 from chatd.events import Bye, Error
 from chatd.interfaces import IClientSink
+from chatd.metrics import NO_METRICS
 from chatd.outbuf import OutputQueue
 
 CLOSE_TIMEOUT = 5.0
@@ -121,6 +122,7 @@ class SinkBase:
     def _overflowed(self) -> None:
         log.warn("dropping {session}: send queue exceeded", session=self.session)
         self._why_gone = "send queue exceeded"
+        getattr(self.service, "metrics", NO_METRICS).send_queue_overflow()
         self.abort()
 
     def connection_gone(self, reason: str = "connection closed") -> None:

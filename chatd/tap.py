@@ -12,6 +12,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from chatd import config as config_file
+from chatd.admin import make_admin_site
+from chatd.adminapi import make_api
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
 from chatd.errors import ChatError
@@ -19,6 +21,7 @@ from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
 from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
 from chatd.logs import FORMATS as LOG_FORMATS
+from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
@@ -40,7 +43,7 @@ from chatd.tls import (
     load_options,
 )
 from chatd.validate import check_nick
-from chatd.web import make_site
+from chatd.web import Readiness, make_site
 
 DEFAULT_LINE = "tcp:9000"
 DEFAULT_WS = "tcp:8080"
@@ -146,6 +149,7 @@ class Options(usage.Options):
         self["ws"] = []
         self["trusted-proxy"] = []
         self["allowed-origin"] = []
+        self["admin"] = []
         self["operators"] = []
         self.argv = []  # the command line, kept so a reload parses it again
         self.given = set()  # options named on the command line: the file does not override them
@@ -176,6 +180,11 @@ class Options(usage.Options):
     def opt_ws(self, endpoint):
         """HTTP/WebSocket endpoint, repeatable (default tcp:8080; none: off; tls:PORT: wss)"""
         self["ws"].append(endpoint)
+
+    def opt_admin(self, endpoint):
+        """Operators' HTTP endpoint: /metrics, /healthz, /readyz; repeatable (default
+        none; e.g. tcp:9100:interface=127.0.0.1)"""
+        self["admin"].append(endpoint)
 
     def opt_trusted_proxy(self, address):
         """Proxy whose X-Forwarded-For names WebSocket clients, repeatable (e.g. 127.0.0.1)"""
@@ -219,6 +228,7 @@ class Options(usage.Options):
             self["ws"] = [DEFAULT_WS]
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
+        self["admin"] = [e for e in self["admin"] if e != "none"]
         self._check_tls()
         if self["data-dir"] is None:
             self["data-dir"] = DEFAULT_DATA_DIR
@@ -250,7 +260,7 @@ class Options(usage.Options):
             raise usage.UsageError(str(e))
 
     def _check_tls(self):
-        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"])
+        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["admin"])
         have = [self["tls-cert"] is not None, self["tls-key"] is not None]
         if any(have) and not all(have):
             raise usage.UsageError("--tls-cert and --tls-key go together")
@@ -289,15 +299,21 @@ def makeService(config, reactor=None) -> service.MultiService:
     store = open_store(config["db"], config["data-dir"], reactor=reactor,
                        sqlite_sync=config["sqlite-sync"], timeout=config["store-timeout"])
     limits = config["limits"]
+    # One registry per daemon (chatd.metrics), handed to each owner that counts.
+    metrics = Metrics(reactor)
+    store.metrics = metrics
     passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
                           max_waiting=limits.hash_queue)
     chat = ChatService(limits, clock=reactor, server_name=config["name"],
                        store=store, history=config["history"], passwords=passwords,
-                       motd=config["motd-lines"], operators=config["operators"])
+                       motd=config["motd-lines"], operators=config["operators"],
+                       metrics=metrics)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
     chat.setServiceParent(top)
     listeners = AfterStore(chat, reactor)
+    readiness = Readiness(store, listeners)
+    LagProbe(metrics, reactor).setServiceParent(top)
     dispatcher = Dispatcher(chat)
     tls = None
     if config["tls-cert"] is not None:
@@ -306,6 +322,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     # chatd/admission.py), whatever it speaks and however far it gets.
     admission = Admission.from_limits(config["limits"], exempt=config["trusted-proxy"],
                                       clock=reactor)
+    admission.metrics = metrics
     # Always: SIGHUP's default action would kill the daemon on `systemctl reload`.
     # A reload re-reads the configuration file, the MOTD and the certificate.
     reloader = Reloader(config, chat, admission, tls, levels)
@@ -314,12 +331,13 @@ def makeService(config, reactor=None) -> service.MultiService:
     # One end-of-turn sender shared by every front end (chatd.fastsend).
     flusher = TurnFlusher(reactor)
 
-    def admit(refusal):
-        return lambda factory: AdmissionFactory(factory, admission, refusal, reactor)
+    def admit(refusal, front_end):
+        return lambda factory: AdmissionFactory(factory, admission, refusal, reactor,
+                                                front_end)
     line_factory = LineFactory(chat, dispatcher, flusher)
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls,
-                 admit(line_refusal)).setServiceParent(listeners)
+                 admit(line_refusal, "line")).setServiceParent(listeners)
     if config["ws"]:
         ws_factory = ChatWebSocketFactory(chat, dispatcher,
                                           trusted_proxies=config["trusted-proxy"],
@@ -327,10 +345,20 @@ def makeService(config, reactor=None) -> service.MultiService:
                                           allowed_origins=config["allowed-origin"],
                                           flusher=flusher)
         site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
-                         reactor)
+                         reactor, metrics, readiness)
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls,
-                     admit(http_refusal)).setServiceParent(listeners)
+                     admit(http_refusal, "websocket")).setServiceParent(listeners)
+    # Open from the start, not after the store: /readyz then says why it is not
+    # ready yet.  Not counted by admission: a scrape never takes a user's place.
+    # The admin JSON API (chatd.adminapi) only with a token to check.
+    extra = {}
+    if config["admin-token"] is not None:
+        extra[b"api"] = make_api(chat, config["admin-token"])
+    admin_site = make_admin_site(chat, metrics, readiness, admission, extra=extra,
+                                 request_timeout=limits.request_timeout, reactor=reactor)
+    for endpoint in config["admin"]:
+        listener(endpoint, admin_site, reactor, tls).setServiceParent(top)
     listeners.setServiceParent(top)
     # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
     SystemdNotifier(reactor).setServiceParent(top)
@@ -347,6 +375,7 @@ class AfterStore(service.MultiService):
     """
 
     log = Logger()
+    opened = False  # every listener is open (read by /readyz)
 
     def __init__(self, chat, reactor, ready=notify_ready):
         super().__init__()
@@ -378,6 +407,11 @@ class AfterStore(service.MultiService):
         # Every endpoint here listens synchronously (tcp, unix, systemd, tls over
         # them), so the ports accept connections by now.
         self.ready()
+        self.opened = True
+
+    def stopService(self):
+        self.opened = False  # draining: no new clients
+        return super().stopService()
 
     def _failed(self, failure):
         self.log.failure("cannot open the store {store}; exiting", failure,

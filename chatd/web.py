@@ -1,4 +1,5 @@
-"""The HTTP side: web client at ``/``, WebSocket at ``/ws``, ``/healthz``.
+"""The HTTP side: web client at ``/``, WebSocket at ``/ws``, ``/healthz``,
+``/readyz`` and ``/metrics`` (the last three also on ``--admin``: chatd.admin).
 
 Every response carries a Content-Security-Policy and the other browser
 hardening headers, and no ``Server`` header: nothing here tells a scanner
@@ -18,7 +19,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
+from chatd.metrics import CONTENT_TYPE
+
 WS_PATH = b"ws"
+METRICS_CONTENT_TYPE = CONTENT_TYPE.encode("ascii")
 DEFAULT_REQUEST_TIMEOUT = 10.0
 
 # The web client is app.js and style.css from this origin, with no inline
@@ -136,12 +140,17 @@ class WebSocketOnly(WebSocketResource):
 
 
 class Health(Resource):
+    """``/healthz``: alive.  It answering at all says the reactor is responsive."""
+
     isLeaf = True
 
-    def __init__(self, service, admission=None):
+    def __init__(self, service, admission=None, metrics=None, counts_self=True):
         super().__init__()
         self.service = service
         self.admission = admission
+        self.metrics = metrics
+        # Whether the asking connection is itself counted (the chat port; not --admin).
+        self.counts_self = counts_self
 
     def render_GET(self, request):
         """200 either way: live chat works while the store is down, so a load
@@ -151,26 +160,115 @@ class Health(Resource):
         store_ok = store is None or store.healthy
         # Every open connection, counted from accept (see chatd.admission),
         # except the one asking: an idle server reports 0.
-        connections = (self.admission.connections - 1 if self.admission is not None
-                       else len(self.service.sessions))
+        connections = (self.admission.connections - self.counts_self
+                       if self.admission is not None else len(self.service.sessions))
         body = {"status": "ok" if store_ok else "degraded",
                 "store": "ok" if store_ok else "unavailable",
                 "connections": connections,
                 "sessions": len(self.service.sessions), "rooms": len(self.service.rooms)}
+        if self.metrics is not None:
+            body["reactor_lag"] = round(self.metrics.last_lag, 4)
         return json.dumps(body).encode()
 
 
-def make_site(service, ws_factory, admission=None,
-              request_timeout: float = DEFAULT_REQUEST_TIMEOUT, reactor=None) -> Site:
-    root = StaticFiles(str(files("chatd") / "static"))
-    root.putChild(WS_PATH, WebSocketOnly(ws_factory))
-    root.putChild(b"healthz", Health(service, admission or getattr(ws_factory, "admission",
-                                                                    None)))
-    # Not a Site subclass: operators (and the tests) know the listener by the
-    # "Site starting on PORT" log line.
-    site = Site(root, reactor=reactor)
+class Ready(Resource):
+    """``/readyz``: may a load balancer send new clients here?  200 or 503."""
+
+    isLeaf = True
+
+    def __init__(self, readiness):
+        super().__init__()
+        self.readiness = readiness
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        body = self.readiness.check()
+        if not body["ready"]:
+            request.setResponseCode(503)
+        return json.dumps(body).encode()
+
+
+class MetricsPage(Resource):
+    """``/metrics``: the daemon's registry in the Prometheus text format."""
+
+    isLeaf = True
+
+    def __init__(self, metrics):
+        super().__init__()
+        self.metrics = metrics
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
+        request.setHeader(b"cache-control", b"no-store")
+        return self.metrics.exposition()
+
+
+class Readiness:
+    """Ready: the listeners are open (``listeners.opened``) and the store is healthy.
+
+    The store's health is what its last operation found (chatd.store.sql): an
+    idle daemon notices an outage with the next operation that needs the store,
+    and while it is marked down each check tries a read (``_probe``).
+    """
+
+    def __init__(self, store, listeners=None):
+        self.store = store
+        self.listeners = listeners  # anything with ``opened``; None: always open
+        self._probing = False
+
+    def check(self) -> dict:
+        listening = self.listeners is None or bool(self.listeners.opened)
+        store_ok = self.store is None or self.store.healthy
+        if not store_ok:
+            self._probe()
+        return {"ready": listening and store_ok,
+                "listeners": "open" if listening else "not open",
+                "store": "ok" if store_ok else "unavailable"}
+
+    def _probe(self) -> None:
+        """A store marked down recovers only through an operation that works, and
+        a node the load balancer thinks not ready gets no traffic to try one: so
+        each /readyz while it is down tries one cheap read (one at a time; the
+        store's own timeout bounds it)."""
+        if self._probing:
+            return
+        self._probing = True
+        d = self.store.last_mid()
+        d.addErrback(lambda _: None)  # the store has logged it
+        d.addBoth(self._probed)
+
+    def _probed(self, _) -> None:
+        self._probing = False
+
+
+def health_children(service, admission=None, metrics=None, readiness=None,
+                    counts_self=True) -> dict:
+    """``/healthz``, ``/readyz`` and (with metrics) ``/metrics``, by child name."""
+    children = {b"healthz": Health(service, admission, metrics, counts_self),
+                b"readyz": Ready(readiness or Readiness(service.store))}
+    if metrics is not None and metrics.registry is not None:
+        children[b"metrics"] = MetricsPage(metrics)
+    return children
+
+
+def harden(site: Site, request_timeout: float) -> Site:
+    """The same request head deadline and response headers on every site we serve."""
     site.protocol = HeadDeadlineChannel
     site.requestFactory = HardenedRequest
     site.request_timeout = request_timeout
     site.displayTracebacks = False
     return site
+
+
+def make_site(service, ws_factory, admission=None,
+              request_timeout: float = DEFAULT_REQUEST_TIMEOUT, reactor=None,
+              metrics=None, readiness=None) -> Site:
+    root = StaticFiles(str(files("chatd") / "static"))
+    root.putChild(WS_PATH, WebSocketOnly(ws_factory))
+    admission = admission or getattr(ws_factory, "admission", None)
+    for name, child in health_children(service, admission, metrics, readiness).items():
+        root.putChild(name, child)
+    # Not a Site subclass: operators (and the tests) know the listener by the
+    # "Site starting on PORT" log line.
+    return harden(Site(root, reactor=reactor), request_timeout)

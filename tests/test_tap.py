@@ -8,6 +8,7 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from chatd.limits import Limits
+from chatd.metrics import LagProbe
 from chatd.passwords import Argon2Params
 from chatd.protocols.line import LineFactory
 from chatd.sdnotify import SystemdNotifier
@@ -48,6 +49,7 @@ def test_defaults():
         "store-timeout": 10.0,
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [], "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
+        "admin": [],
         **DEFAULT_LIMITS,
         "limits": Limits(),
         **DEFAULT_ARGON2, "argon2": Argon2Params(), **DEFAULT_RELOADABLE,
@@ -59,6 +61,7 @@ def test_full_command_line():
         "--name", "town-square",
         "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
         "--ws", "none", "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1",
+        "--admin", "tcp:9100:interface=127.0.0.1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--sqlite-sync", "normal", "--store-timeout", "2.5", "--offline-queue", "7",
         "--max-kept-rooms", "2", "--new-rooms-per-minute", "4", "--connects-per-minute", "30",
@@ -93,6 +96,7 @@ def test_full_command_line():
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
         "trusted-proxy": ["127.0.0.1", "::1"], "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
+        "admin": ["tcp:9100:interface=127.0.0.1"],
         **limits,
         "limits": Limits(**{k.replace("-", "_"): v for k, v in limits.items()}),
         "argon2-time-cost": 3, "argon2-memory-cost": 19456, "argon2-parallelism": 2,
@@ -182,8 +186,22 @@ def test_make_service_builds_chat_and_listeners():
 
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
-    assert [type(s) for s in top] == [ChatService, ReloadOnHangup, StopOnTerm, AfterStore,
-                                      SystemdNotifier]
+    assert [type(s) for s in top] == [ChatService, LagProbe, ReloadOnHangup, StopOnTerm,
+                                      AfterStore, SystemdNotifier]
+
+
+def test_the_admin_endpoint_listens_before_the_store_is_ready(monkeypatch):
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--line", "tcp:7001", "--ws", "none",
+                            "--admin", "tcp:7100:interface=127.0.0.1"), reactor=reactor)
+    load = Deferred()
+    monkeypatch.setattr(ChatService, "load", lambda self: load)
+    top.startService()
+    # /readyz can say "not ready" while the store opens.
+    assert [(port, iface) for port, _, _, iface in reactor.tcpServers] == [(7100, "127.0.0.1")]
+    load.callback(None)
+    assert len(reactor.tcpServers) == 2
+    top.stopService()
 
 
 def test_started_tree_listens_where_told_and_stops_cleanly(monkeypatch):

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatd.metrics import NO_METRICS
 from chatd.store import (
     Account,
     IStore,
@@ -73,6 +74,7 @@ class SQLStore:
     log = Logger()
     dialect = None  # "sqlite" or "postgresql", set by the subclass
     pool_size = 1  # threads (and connections) in normal operation; subclasses set it
+    metrics = NO_METRICS  # tap.py sets the daemon's chatd.metrics.Metrics
 
     def __init__(self, description: str, reactor=None, timeout: float = DEFAULT_TIMEOUT):
         if timeout <= 0:
@@ -111,7 +113,8 @@ class SQLStore:
         call, d = _Call(), Deferred()
         timer = self.reactor.callLater(self.timeout, self._expire, call, d)
         self._attempt(call, d, timer, interaction, args, retry=True)
-        return d.addCallbacks(self._ok, self._fault)
+        d.addCallbacks(self._ok, self._fault)
+        return d.addBoth(self.metrics.store_operation, self.reactor.seconds())
 
     def _attempt(self, call, d, timer, interaction, args, retry):
         t = deferToThreadPool(self.reactor, self.pool.threadpool, self._transaction,

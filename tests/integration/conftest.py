@@ -26,7 +26,7 @@ from .clients import LineClient, WSClient
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-_PORT_RE = re.compile(r"\b(LineFactory|Site) starting on (\d+)")
+_PORT_RE = re.compile(r"\b(LineFactory|Site|AdminSite) starting on (\d+)")
 
 
 class Daemon:
@@ -47,6 +47,7 @@ class Daemon:
         self.proc = None
         self.line_port = None
         self.ws_port = None
+        self.admin_port = None  # the first --admin listener's, if any
         self.returncode = None
         self.terminated = False
         self.clients = []  # opened by the running test; closed after it
@@ -90,8 +91,11 @@ class Daemon:
             ports = dict()
             for kind, port in _PORT_RE.findall(self.log()):
                 ports.setdefault(kind, int(port))
-            if "LineFactory" in ports and "Site" in ports:
+            wants_admin = any(o == "--admin" or o.startswith("--admin=") for o in self.options)
+            if "LineFactory" in ports and "Site" in ports and (
+                    "AdminSite" in ports or not wants_admin):
                 self.line_port, self.ws_port = ports["LineFactory"], ports["Site"]
+                self.admin_port = ports.get("AdminSite")
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chatd exited with {self.proc.returncode}\n{self.output()}")

@@ -122,3 +122,23 @@ def test_admin_api_on_a_real_site():
     finally:
         call(port.stopListening)
         call(chat.store.close)
+
+
+def test_the_admin_api_is_served_on_the_admin_endpoint_with_its_token(tmp_path, start_daemon):
+    token = "t" * 24
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(token + "\n")
+    d = start_daemon("--admin", "tcp:0:interface=127.0.0.1",
+                     "--admin-token-file", str(token_file))
+    alice = d.line()
+    alice.expect("Welcome")
+    alice.send("/nick alice")
+    alice.expect("you are now alice")
+    url = f"http://127.0.0.1:{d.admin_port}/api/sessions"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.code == 401
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        body = json.loads(r.read())
+    assert "alice" in json.dumps(body)
