@@ -168,3 +168,13 @@ def ws(make_chat):
 
     yield build
     txaio.config.loop = old_loop
+
+
+@pytest.fixture
+def logged():
+    """Every log event emitted during the test."""
+    from twisted.logger import globalLogPublisher
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)

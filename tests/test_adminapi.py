@@ -5,7 +5,6 @@ from io import BytesIO
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.logger import globalLogPublisher
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -48,14 +47,6 @@ class API:
 @pytest.fixture
 def api(chat):
     return API(chat)
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", ""])

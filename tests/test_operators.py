@@ -3,7 +3,6 @@
 import pytest
 from fakes import FakeSink, InlinePasswords
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 
 from chatd.errors import ChatError
 from chatd.operators import front_end, parse_duration
@@ -34,14 +33,6 @@ def ack(client, req):
     answers = [e for e in client.json() if e["type"] in ("ack", "error")]
     assert len(answers) == 1, answers
     return answers[0]
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.mark.parametrize("value, seconds", [

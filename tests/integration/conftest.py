@@ -285,3 +285,13 @@ def daemon(request, tmp_path_factory):
     d = starter(*getattr(request.module, "DAEMON_OPTIONS", ()))
     yield d
     starter.stop_all()
+
+
+@pytest.fixture
+def proxy():
+    """A TCP proxy to the shared PostgreSQL that the test can cut or black-hole
+    (tests/proxies.py); the server itself is never stopped."""
+    from proxies import Proxy
+    p = Proxy("127.0.0.1", 5432)
+    yield p
+    p.close()

@@ -7,7 +7,6 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from proxies import Proxy
 
 from tests.pgdb import throwaway_database
 
@@ -109,13 +108,6 @@ def test_metrics_with_no_http_front_end(start_daemon):
 def pg_db():
     with throwaway_database("chatd_metrics") as name:
         yield name
-
-
-@pytest.fixture
-def proxy():
-    p = Proxy(PG_HOST, PG_PORT)
-    yield p
-    p.close()
 
 
 def test_readyz_is_503_while_the_store_is_cut_and_200_after(pg_db, proxy, start_daemon):

@@ -23,13 +23,6 @@ def pg_db():
         yield name
 
 
-@pytest.fixture
-def proxy():
-    p = Proxy(PG_HOST, PG_PORT)
-    yield p
-    p.close()
-
-
 def test_chat_on_postgresql_survives_an_outage(pg_db, proxy, start_daemon):
     d = start_daemon("--db", f"postgresql://postgres@127.0.0.1:{proxy.port}/{pg_db}", *FAST)
     alice = jline(d, "alice", "#pg")
