@@ -555,9 +555,12 @@
         lost();
         return;
       }
-      // The nick or password stopped being good: ask the person again.
+      // The nick or password (or resume token) stopped being good: ask the person
+      // again, on this connection, which is up.
       state.identity = null;
       state.entered = false;
+      state.attempt = 0;
+      setStatus("online", "online");
       $("chat-view").hidden = true;
       $("login-view").hidden = false;
       $("login-button").disabled = false;
