@@ -4,10 +4,20 @@
 table and of ``Session.account``.  Hashing and verifying cost tens of
 milliseconds of CPU by design, so they run on a thread pool.  Passwords are
 never logged.
+
+A login or registration also hands out a resume token, so a client that
+reconnects (a deploy, a flaky network: everyone at once) logs in again without
+argon2.  Tokens are 256 random bits, so a sha256 of one is as safe to keep as
+a password hash and costs nothing to check; only that hash is stored.  Each is
+good once (``resume`` rotates it), expires after --resume-ttl, and goes with
+logout, a password change and an operator's kill or ban.  Tokens are never
+logged either.
 """
 
+import hashlib
 import itertools
 import random
+import secrets
 
 from twisted.logger import Logger
 
@@ -16,6 +26,11 @@ from chatd.passwords import Passwords, check_password
 from chatd.store import QueueFull, StoreUnavailable
 from chatd.throttle import LoginThrottle, RegistrationThrottle, address_key
 from chatd.validate import skeleton
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a resume token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _login_numbers(limits):
@@ -218,6 +233,81 @@ class Accounts:
             return acct
         return d.addCallback(checked)
 
+    # -- resume tokens ------------------------------------------------------------------
+    def issue_token(self, key: str):
+        """A new resume token for account ``key``; fires ``(token, expires)``, or
+        ``(None, None)`` if the store could not keep it (the login stands; the
+        client's next reconnect uses the password)."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock.seconds()
+        expires = now + self.limits.resume_ttl
+
+        def failed(failure):
+            failure.trap(StoreUnavailable)
+            self.log.warn("could not store a resume token for {account}: {error}",
+                          account=key, error=failure.getErrorMessage())
+            return None, None
+        d = self.store.create_resume_token(token_hash(token), key, expires, now)
+        return d.addCallbacks(lambda _: (token, expires), failed)
+
+    def logout(self, session):
+        """Log the session out and revoke its account's resume tokens (on every
+        device: logging out means the tokens stop working); fires the account key."""
+        key = session.account
+        if key is None:
+            raise ChatError("not_logged_in", "you are not logged in")
+        self.log_out(session)
+        session.account = None
+        self.log.info("{nick} logged out from {host}", nick=key, host=session.host)
+        return self.revoke_tokens(key, "logout").addCallback(lambda _: key)
+
+    def revoke_tokens(self, key: str, why: str):
+        """Forget every resume token of account ``key``; fires how many went.  A
+        store fault is logged and swallowed: the caller's action stands."""
+        def failed(failure):
+            failure.trap(StoreUnavailable)
+            self.log.warn("could not revoke the resume tokens of {account} ({why}): "
+                          "{error}", account=key, why=why, error=failure.getErrorMessage())
+            return 0
+        return self.store.revoke_resume_tokens(key).addErrback(failed)
+
+    def resume(self, session, nick, token):
+        """Check a resume token; fires the ``Account`` (the caller claims the nick).
+
+        The token is spent whatever the outcome.  A refusal is charged to the
+        connection and the address like a failed login, so guessing tokens is
+        throttled like guessing passwords (not that it could succeed).
+        """
+        if not isinstance(nick, str) or not isinstance(token, str) or not token:
+            raise ChatError("missing_argument", "usage: /resume NICK TOKEN")
+        key = nick.lower()
+        if session.account == key:
+            raise ChatError("already_logged_in", f"you are already logged in as {nick}")
+        host_key = self._host_key(session)
+        throttle = self.login_throttle
+        throttle.check(session, host_key)
+        d = self.store.take_resume_token(token_hash(token), self.clock.seconds())
+        d.addCallback(lambda owner: self.store.get_account(key) if owner == key else None)
+
+        def judged(acct):
+            if acct is None:
+                # The charge ``check`` made stands; the account's login delay is not
+                # raised: a token cannot be guessed, and an expired one is no attack.
+                self.log.info("refused resume as {nick} from {host}", nick=key,
+                              host=session.host, code="resume_refused")
+                raise ChatError("resume_refused", "that resume token is not valid; "
+                                "log in with the password")
+            throttle.succeeded(session, host_key)
+            if not session.attached:
+                raise ChatError("not_connected", "the connection closed while logging in")
+            self._add_registered(key)
+            return acct
+
+        def abandoned(failure):
+            throttle.abandoned(session, host_key)
+            return failure
+        return d.addCallbacks(judged, abandoned)
+
     def change_password(self, session, old, new):
         if session.account is None:
             raise ChatError("not_logged_in", "/login (or /register) first")
@@ -230,8 +320,9 @@ class Accounts:
         def checked(acct):
             if acct is None:
                 raise ChatError("login_failed", "wrong password")
-            return self.passwords.hash(new).addCallback(
-                lambda h: self.store.set_password(key, h))
+            d = self.passwords.hash(new).addCallback(lambda h: self.store.set_password(key, h))
+            # Whoever held a token may have held the old password too.
+            return d.addCallback(lambda _: self.revoke_tokens(key, "password changed"))
         return d.addCallback(checked)
 
     # -- offline private messages -------------------------------------------------------

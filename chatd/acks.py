@@ -100,12 +100,22 @@ class HistoryAck(AckData):
 class AccountAck(AckData):
     """register and password"""
     nick: str
+    token: str | None = None  # a new resume token (chatd.accounts)
+    token_expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LoginAck(AckData):
+    """login and resume"""
     nick: str
     offline: int  # private messages that waited for this login
+    token: str | None = None  # a new resume token; a resume spent the old one
+    token_expires: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutAck(AckData):
+    nick: str  # the guest nick the session now has
 
 
 @dataclass(frozen=True, slots=True)

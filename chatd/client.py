@@ -29,6 +29,12 @@ that stops the client, as is being pushed out by another connection logging
 in as the same account (two clients taking turns would never end).  The
 password is sent in the ``login`` request on the wire, so use ``wss://`` or
 ``tls://`` anywhere but localhost; it is never logged.
+
+Each login's ack carries a resume token; a reconnect sends ``resume`` with it
+first (cheap for the server: no password hashing, which matters when a restart
+brings every client back at once) and the password ``login`` only if the token
+is refused (``resume_refused``: expired, revoked).  Each token is good once:
+the ack of a resume brings the next.  The token is kept in memory, never logged.
 """
 
 import itertools
@@ -307,6 +313,7 @@ class ChatClient:
         self.nick = nick
         self.account = nick if password is not None else None  # the nick logged in as
         self._password = password
+        self._token = None  # the resume token the last login's ack gave (chatd.accounts)
         self.rooms = {}  # room key -> room name, in join order
         self._last_mid = {}  # room key -> highest message id delivered
         self._replayed = set()  # (room key, mid) delivered as history on this connection
@@ -437,11 +444,33 @@ class ChatClient:
         if self._password is None:
             d = self._send(proto, "nick", {"nick": self.nick})
         else:
-            d = self._send(proto, "login", {"nick": self.account, "password": self._password})
+            d = self._log_in(proto)
             d.addErrback(self._login_refused)
         d.addCallback(lambda ack: self._rejoin(proto, ack))
         d.addCallbacks(lambda _: self._resumed(proto),
                        lambda f: self._resume_failed(proto, f))
+
+    def _log_in(self, proto) -> Deferred:
+        """``resume`` with the token if we have one, else (or if it is refused) ``login``."""
+        token, self._token = self._token, None  # spent, whatever the answer
+        if token is None:
+            d = self._send(proto, "login", {"nick": self.account, "password": self._password})
+        else:
+            d = self._send(proto, "resume", {"nick": self.account, "token": token})
+            d.addErrback(self._resume_refused, proto)
+        return d.addCallback(self._keep_token)
+
+    def _resume_refused(self, reason, proto):
+        reason.trap(RequestError)
+        if reason.value.code != "resume_refused":
+            return reason
+        self.log.info("resume token refused; logging in as {nick} with the password",
+                      nick=self.account)
+        return self._send(proto, "login", {"nick": self.account, "password": self._password})
+
+    def _keep_token(self, ack):
+        self._token = ack.get("token")
+        return ack
 
     def _login_refused(self, reason):
         reason.trap(RequestError)

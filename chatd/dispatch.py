@@ -111,6 +111,8 @@ class Dispatcher:
             "history": self.history,
             "register": self.register,
             "login": self.login,
+            "resume": self.resume,
+            "logout": self.logout,
             "password": self.password,
             "topic": self.topic,
             "kick": self.kick,
@@ -283,6 +285,12 @@ class Dispatcher:
 
     def login(self, session, req):
         return self.service.login(session, _req_str(req, "nick"), req.get("password"))
+
+    def resume(self, session, req):
+        return self.service.resume(session, _req_str(req, "nick"), req.get("token"))
+
+    def logout(self, session, req):
+        return self.service.logout(session)
 
     def password(self, session, req):
         return self.service.change_password(session, req.get("old"), req.get("new"))

@@ -15,6 +15,8 @@ HELP_LINES = [
     "/history [#room] [before-id] [count]  older messages of a room",
     "/register PASSWORD    protect your current nick with a password",
     "/login NICK PASSWORD  log in as a registered nick",
+    "/resume NICK TOKEN    log in with the token a login gave (no password needed)",
+    "/logout               log out; your resume tokens stop working",
     "/password OLD NEW     change your password",
     "/topic [#room] [text] show or (operators) set a room's topic",
     "/kick [#room] NICK [why]  operators: put someone out of a room",

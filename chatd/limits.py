@@ -40,6 +40,7 @@ class Limits:
     throttle_entries: int = 10000  # keys each throttle table remembers
     hash_threads: int = 2  # argon2 hashes at once (memory: threads x argon2 memory cost)
     hash_queue: int = 100  # password checks waiting for a thread before 'busy'
+    resume_ttl: float = 7 * 86400.0  # seconds a resume token (chatd.accounts) stays good
     request_timeout: float = 10.0  # seconds from accept to a whole HTTP request head
     ipv6_prefix: int = 64  # IPv6 addresses in one network count as one address
 

@@ -53,7 +53,7 @@ invalid_json invalid_nick invalid_room invalid_text invite_only line_too_long
 login_failed login_throttled message_too_long missing_argument nick_lookalike
 nick_registered nick_taken nick_too_fast no_nick no_such_nick no_such_room
 not_connected not_in_room not_kept not_logged_in not_operator recipient_busy
-register_throttled shutting_down store_unavailable too_many_connections
+register_throttled resume_refused shutting_down store_unavailable too_many_connections
 too_many_from_ip too_many_kept too_many_new_rooms too_many_rooms unknown_command
 unknown_type
 """.split())

@@ -172,8 +172,13 @@ class Operators:
             raise ChatError("no_such_nick", f"{nick} is not online")
         reason = clean_reason(reason or "")
         self._logged(by, "kill", target.nick, peer=target.host, reason=loggable(reason))
+        account = target.account
         self.service.drop(target, f"killed by {by}" + (f": {reason}" if reason else ""))
-        return succeed(acks.KillAck(target.nick))
+        # Its resume tokens go too, or its client would be back at once.
+        if account is None:
+            return succeed(acks.KillAck(target.nick))
+        return self.service.accounts.revoke_tokens(account, "killed").addCallback(
+            lambda _: acks.KillAck(target.nick))
 
     def parse_target(self, target) -> tuple:
         """``nick:NAME``, ``account:NAME`` or ``addr:CIDR`` to (kind, normal target)."""
@@ -205,7 +210,12 @@ class Operators:
             dropped = self._drop_matching(ban)
             self._logged(by, "gban", f"{kind}:{name}", until=ban.until, dropped=dropped,
                          reason=loggable(ban.reason))
-            return acks.GbanAck(kind, name, ban.until, dropped)
+            ack = acks.GbanAck(kind, name, ban.until, dropped)
+            if kind == "addr":
+                return ack  # an address ban refuses the resume itself, by address
+            # A nick ban covers the account of that name (as at login).
+            return self.service.accounts.revoke_tokens(name, "banned").addCallback(
+                lambda _: ack)
         return self.service.store.add_server_ban(ban).addCallback(stored)
 
     def _drop_matching(self, ban: ServerBan) -> int:

@@ -374,20 +374,37 @@ class ChatService(Service):
     # -- accounts ------------------------------------------------------------------
     def register(self, session: Session, password):
         self._require_nick(session)
-        return self.accounts.register(session, password).addCallback(acks.AccountAck)
+        d = self.accounts.register(session, password)
+        return d.addCallback(lambda nick: self.accounts.issue_token(nick.lower()).addCallback(
+            lambda token: acks.AccountAck(nick, *token)))
 
     def login(self, session: Session, nick, password):
         if isinstance(nick, str):
             self.nicks.check(nick)
         d = self.accounts.verify(session, nick, password).addBoth(self.metrics.login_result)
+        return d.addCallback(self._logged_in, session, "logged in")
 
-        def claim(acct):
-            self.ops.check_login(session, acct.key)
-            self._claim(session, acct)
-            self.log.info("{nick} logged in from {host}", nick=acct.nick, host=session.host)
-            return self._deliver_offline(session, acct.key)
-        return d.addCallback(claim).addCallback(
-            lambda n: acks.LoginAck(session.nick, n))
+    def resume(self, session: Session, nick, token):
+        """``login`` with a resume token instead of the password (chatd.accounts)."""
+        if isinstance(nick, str):
+            self.nicks.check(nick)
+        d = self.accounts.resume(session, nick, token).addBoth(self.metrics.login_result)
+        return d.addCallback(self._logged_in, session, "resumed")
+
+    def _logged_in(self, acct, session: Session, how: str):
+        self.ops.check_login(session, acct.key)
+        self._claim(session, acct)
+        self.log.info("{nick} {how} from {host}", nick=acct.nick, how=how, host=session.host)
+        d = self._deliver_offline(session, acct.key)
+        return d.addCallback(lambda n: self.accounts.issue_token(acct.key).addCallback(
+            lambda token: acks.LoginAck(session.nick, n, *token)))
+
+    def logout(self, session: Session):
+        d = self.accounts.logout(session)
+        if self.accounts.is_registered(session.key):  # its nick is the account's
+            guest = self.accounts.guest_nick(self.nicks.__contains__)
+            self._rename(session, guest, guest.lower())
+        return d.addCallback(lambda _: acks.LogoutAck(session.nick))
 
     def _claim(self, session: Session, acct) -> None:
         """The owner takes its nick: an older login is closed, a guest holding it renamed."""
@@ -420,8 +437,10 @@ class ChatService(Service):
         return self.accounts.pending_offline(key).addCallbacks(deliver, failed)
 
     def change_password(self, session: Session, old, new):
-        d = self.accounts.change_password(session, old, new)
-        return d.addCallback(lambda _: acks.AccountAck(session.nick))
+        key = session.account
+        d = self.accounts.change_password(session, old, new)  # revokes the tokens
+        return d.addCallback(lambda _: self.accounts.issue_token(key)).addCallback(
+            lambda token: acks.AccountAck(session.nick, *token))
 
     # -- rooms ---------------------------------------------------------------
     def check_room(self, name) -> str:

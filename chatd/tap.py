@@ -87,6 +87,8 @@ _LIMIT_HELP = {
     "hash_threads": "password hashes at once; their memory is this times "
                     "--argon2-memory-cost",
     "hash_queue": "password checks that may wait for a hashing thread; past it: 'busy'",
+    "resume_ttl": "seconds a resume token (a reconnect's login without the password) "
+                  "stays good",
     "request_timeout": "seconds from accept for a whole HTTP request head or TLS handshake "
                        "(slowloris)",
     "ipv6_prefix": "IPv6 prefix length counted as one address by --max-per-ip",

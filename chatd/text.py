@@ -100,9 +100,16 @@ def _topic_ack(d: acks.TopicAck) -> str:
     return f"* {d.room} has no topic"
 
 
+def _token(d) -> str:
+    # Shown so a text-mode user can /resume; it is theirs, like their password.
+    if not d.token:
+        return ""
+    return f"\r\n* to log in again without the password: /resume {d.nick} {d.token}"
+
+
 def _login(d: acks.LoginAck) -> str:
     extra = f"; {d.offline} messages arrived while you were away" if d.offline else ""
-    return f"* you are logged in as {d.nick}{extra}"
+    return f"* you are logged in as {d.nick}{extra}{_token(d)}"
 
 
 def _until(until: float) -> str:
@@ -141,6 +148,7 @@ _ACKS = {
         if d.queued else ""),
     acks.HistoryAck: _history,
     acks.LoginAck: _login,
+    acks.LogoutAck: lambda d: f"* you are logged out; you are now {d.nick}",
     acks.TopicAck: _topic_ack,
     acks.WallAck: lambda d: f"* notice sent to {d.sent} sessions",
     acks.KillAck: lambda d: f"* {d.nick} was disconnected",
@@ -158,8 +166,9 @@ _ACKS = {
 
 def _account(request: str, d: acks.AccountAck) -> str:
     if request == "register":
-        return f"* {d.nick} is now registered to you; /login {d.nick} PASSWORD claims it next time"
-    return "* password changed"
+        return (f"* {d.nick} is now registered to you; /login {d.nick} PASSWORD claims it "
+                f"next time{_token(d)}")
+    return f"* password changed; your other resume tokens no longer work{_token(d)}"
 
 
 def render_ack(event: ev.Ack) -> str:

@@ -508,3 +508,61 @@ def test_pushed_out_by_another_login_of_the_account_it_does_not_fight_back(serve
 def test_an_empty_password_is_refused_before_connecting(clock):
     with pytest.raises(ValueError, match="password"):
         ChatClient("tcp://chat.example:9000", "olga", reactor=clock, password="")
+
+
+# -- resume tokens: a reconnect logs in without the password ----------------------------
+def test_a_reconnect_resumes_with_the_token_and_keeps_the_next_one(server, clock):
+    client, events = make_login_client(server, clock)
+    client.start()
+    server.answer(login_request(server), nick="olga", offline=0, token="t1",
+                  token_expires=99.0)
+    assert client.connected
+    server.drop()
+    clock.advance(5)
+    req = login_request(server)
+    assert req == {"type": "resume", "id": req["id"], "nick": "Olga", "token": "t1"}
+    server.answer(req, nick="olga", offline=0, token="t2", token_expires=99.0)
+    assert client.connected and events[-1]["type"] == "connected"
+    # Each token is good once: the next reconnect sends the one the resume gave.
+    server.drop()
+    clock.advance(5)
+    req = login_request(server)
+    assert (req["type"], req["token"]) == ("resume", "t2")
+
+
+def test_a_refused_token_falls_back_to_the_password(server, clock):
+    client, _ = make_login_client(server, clock)
+    client.start()
+    server.answer(login_request(server), nick="olga", offline=0, token="t1")
+    server.drop()
+    clock.advance(5)
+    req = login_request(server)
+    assert req["type"] == "resume"
+    refuse(server, req, "resume_refused", "that resume token is not valid")
+    login = server.sent()[0]
+    assert login == {"type": "login", "id": login["id"], "nick": "Olga", "password": PASSWORD}
+    server.answer(login, nick="olga", offline=0, token="t3")
+    assert client.connected
+    assert server.attempts == 2  # on the same connection, not a new one
+    server.drop()
+    clock.advance(5)
+    assert login_request(server)["token"] == "t3"
+
+
+def test_a_throttled_resume_stops_the_client_like_a_throttled_login(server, clock):
+    client, _ = make_login_client(server, clock)
+    client.start()
+    server.answer(login_request(server), nick="olga", offline=0, token="t1")
+    server.drop()
+    clock.advance(5)
+    refuse(server, login_request(server), "login_throttled")
+    assert result(client.ready()).value.code == "login_throttled"
+
+
+def test_a_server_without_tokens_gets_the_password_on_every_reconnect(server, clock):
+    client, _ = make_login_client(server, clock)
+    client.start()
+    server.answer(login_request(server), nick="olga", offline=0)  # no "token"
+    server.drop()
+    clock.advance(5)
+    assert login_request(server)["type"] == "login"

@@ -72,7 +72,8 @@ def test_every_parsed_type_is_served():
         if line.startswith("/"):
             command = line.split()[0]
             args = {"/nick": " a", "/join": " #a", "/msg": " a b", "/me": " x",
-                    "/register": " p", "/login": " a p", "/password": " o n", "/kick": " a",
+                    "/register": " p", "/login": " a p", "/resume": " a t", "/password": " o n",
+                    "/kick": " a",
                     "/ban": " a", "/op": " a", "/mode": " +i", "/invite": " a",
                     "/wall": " x", "/kill": " a", "/gban": " nick:a 0", "/ungban": " nick:a"}
             assert parse(command + args.get(command, ""))["type"] in served

@@ -27,7 +27,7 @@ DEFAULT_LIMITS = {
     "login-fails-per-conn": 5, "login-fails-per-addr": 20, "login-window": 900.0,
     "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
     "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
-    "hash-queue": 100,
+    "hash-queue": 100, "resume-ttl": 604800.0,
     "request-timeout": 10.0, "ipv6-prefix": 64,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
@@ -74,6 +74,7 @@ def test_full_command_line():
         "--login-window", "600", "--login-delay", "0.5", "--register-per-addr", "2",
         "--register-window", "7200", "--register-per-minute", "5",
         "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
+        "--resume-ttl", "3600",
         "--argon2-time-cost", "3", "--argon2-memory-cost", "19456", "--argon2-parallelism", "2",
     )
     limits = {
@@ -86,7 +87,7 @@ def test_full_command_line():
         "login-fails-per-conn": 3, "login-fails-per-addr": 10, "login-window": 600.0,
         "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
         "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
-        "hash-queue": 50,
+        "hash-queue": 50, "resume-ttl": 3600.0,
         "request-timeout": 10.0, "ipv6-prefix": 64,
     }
     assert dict(options) == {

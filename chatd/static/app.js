@@ -2,7 +2,8 @@
  *
  * Server text only ever reaches the page through textContent, never as HTML.
  * The connection is kept alive by reconnecting with exponential backoff; on
- * reconnect the client logs in again, rejoins its rooms asking for everything
+ * reconnect the client logs in again (with the resume token the last login
+ * gave, not the password: that is not kept), rejoins its rooms asking for everything
  * after the last message id it saw ("since"), and drops any message id it has
  * already shown, so nothing is shown twice or lost.
  */
@@ -35,7 +36,10 @@
 
   const state = {
     ws: null,
-    identity: null, // {nick, password}: kept in memory only, to log in again on reconnect
+    // {nick, token, password}: in memory only.  A login's ack brings a resume token,
+    // which logs in again on reconnect; the password is then forgotten (kept only
+    // while no token came: a server without them, or its store down).
+    identity: null,
     nick: null,
     registered: false, // the server accepted our nick on the current connection
     entered: false, // the chat view is showing (we got in at least once)
@@ -156,7 +160,9 @@
 
   function register() {
     const who = state.identity;
-    if (who.password) {
+    if (who.token) {
+      send({ type: "resume", nick: who.nick, token: who.token }, { register: true });
+    } else if (who.password) {
       send({ type: "login", nick: who.nick, password: who.password }, { register: true });
     } else {
       send({ type: "nick", nick: who.nick }, { register: true });
@@ -317,9 +323,13 @@
       showMe();
     },
     login(ev, req) {
-      if (req.register) return registered(ev.nick || state.identity.nick);
+      if (req.register) {
+        keepToken(ev, state.identity.password);
+        return registered(ev.nick || state.identity.nick);
+      }
       // /login typed while chatting: reconnects log in as this nick from now on.
-      state.identity = { nick: ev.nick, password: req.secret };
+      state.identity = { nick: ev.nick };
+      keepToken(ev, req.secret);
       state.nick = ev.nick;
       showMe();
       const waiting = ev.offline ? "; " + ev.offline + " private message(s) waited for you" : "";
@@ -380,13 +390,23 @@
         system(privateConv(ev.to), ev.to + " is offline; they will get this when they next log in.");
       }
     },
+    resume(ev, req) {
+      // The token we sent is spent: the ack brings the next one, as a login's does.
+      return acks.login(ev, req);
+    },
+    logout(ev, req) {
+      state.identity = { nick: ev.nick };
+      state.nick = ev.nick;
+      showMe();
+      tell(req, "You are logged out; you are now " + ev.nick + ".");
+    },
     register(ev, req) {
-      // From now on the nick needs its password, reconnects included.
-      state.identity.password = req.secret;
+      // From now on the nick needs logging in, reconnects included.
+      keepToken(ev, req.secret);
       inform("Your nick " + state.nick + " is registered. Log in with it and its password next time.");
     },
     password(ev, req) {
-      state.identity.password = req.secret;
+      keepToken(ev, req.secret);  // the server revoked the older tokens
       inform("Password changed.");
     },
     topic(ev, req) {
@@ -455,6 +475,13 @@
     else showBanner(text, "info");
   }
 
+  function keepToken(ev, password) {
+    // The token when the ack has one, else (no tokens on this server, or none
+    // could be stored) the password, to log in again on reconnect.
+    state.identity.token = ev.token || null;
+    state.identity.password = ev.token ? null : password || null;
+  }
+
   function registered(nick) {
     state.nick = nick;
     state.identity.nick = nick;
@@ -493,7 +520,18 @@
   }
 
   function onError(ev, req) {
-    const words = ev.message || ev.code;
+    let words = ev.message || ev.code;
+    if (req.register && ev.code === "resume_refused") {
+      // Expired or revoked: fall back to the password, which we do not keep (unless
+      // no token ever came), so usually by asking the person for it.
+      state.identity.token = null;
+      if (state.identity.password) {
+        register();
+        return;
+      }
+      words = "Please log in again as " + state.identity.nick + " with your password.";
+      $("nick-input").value = state.identity.nick;
+    }
     if (req.register) {
       if (!state.entered) {
         if (ev.code === "unknown_type" && req.type === "login") {
@@ -517,9 +555,12 @@
         lost();
         return;
       }
-      // The nick or password stopped being good: ask the person again.
+      // The nick or password (or resume token) stopped being good: ask the person
+      // again, on this connection, which is up.
       state.identity = null;
       state.entered = false;
+      state.attempt = 0;
+      setStatus("online", "online");
       $("chat-view").hidden = true;
       $("login-view").hidden = false;
       $("login-button").disabled = false;
@@ -893,6 +934,9 @@
     login: { args: ["nick", "password"], required: 2, usage: "/login NICK PASSWORD",
              help: "log in as a registered nick",
              prepare: (req, ctx) => { ctx.secret = req.password; } },
+    resume: { args: ["nick", "token"], required: 2, usage: "/resume NICK TOKEN",
+              help: "log in with a resume token (the client does this on reconnect)" },
+    logout: { args: [], usage: "/logout", help: "log out; your resume tokens stop working" },
     password: { args: ["old", "new"], required: 2, usage: "/password OLD NEW",
                 help: "change your password", prepare: (req, ctx) => { ctx.secret = req.new; } },
     kick: { args: ["room", "nick", "reason"], required: 2, room: true,

@@ -215,6 +215,18 @@ class IStore(Interface):
         """Fires with every ``ServerBan`` still in force at ``now``; expired ones are
         deleted (pruned) on the way."""
 
+    def create_resume_token(token_hash, key, expires, now):
+        """Keep a resume token (its hash only) for account ``key`` until ``expires``;
+        the account's tokens expired by ``now`` are deleted on the way.  Fires None."""
+
+    def take_resume_token(token_hash, now):
+        """Delete the token and fire with its account key, or None if there was no
+        such token or it expired by ``now``.  Atomic: of two takers of one token,
+        only one gets the account."""
+
+    def revoke_resume_tokens(key):
+        """Delete every resume token of account ``key``; fires with how many."""
+
 
 def open_store(db: str | None, data_dir: str, reactor=None, sqlite_sync: str = "full",
                timeout: float = 10.0):

@@ -42,6 +42,7 @@ class MemoryDatabase:
         self.next_pid = 1
         self.rooms = {}  # key -> RoomRecord (ours: never handed out, copies are)
         self.server_bans = {}  # (kind, target) -> ServerBan (frozen: handed out as is)
+        self.resume_tokens = {}  # token hash -> (account key, expires)
 
 
 def _encodable(*values):
@@ -221,4 +222,31 @@ class MemoryStore:
             for key in [k for k, b in bans.items() if b.expired(now)]:
                 del bans[key]
             return sorted(bans.values(), key=lambda b: (b.kind, b.target))
+        return self._do(do)
+
+    # -- resume tokens -----------------------------------------------------------------
+    def create_resume_token(self, token_hash, key, expires, now):
+        def do():
+            _encodable(token_hash, key)
+            tokens = self.db.resume_tokens
+            for h in [h for h, (k, e) in tokens.items() if k == key and e <= now]:
+                del tokens[h]
+            if token_hash in tokens:
+                raise StoreRejected("duplicate resume token")  # as the primary key would
+            tokens[token_hash] = (key, expires)
+        return self._do(do)
+
+    def take_resume_token(self, token_hash, now):
+        def do():
+            key, expires = self.db.resume_tokens.pop(token_hash, (None, 0.0))
+            return key if key is not None and expires > now else None
+        return self._do(do)
+
+    def revoke_resume_tokens(self, key):
+        def do():
+            tokens = self.db.resume_tokens
+            gone = [h for h, (k, _) in tokens.items() if k == key]
+            for h in gone:
+                del tokens[h]
+            return len(gone)
         return self._do(do)

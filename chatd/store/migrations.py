@@ -82,6 +82,16 @@ MIGRATIONS = {
             created {float} NOT NULL,
             PRIMARY KEY (kind, target))""",
     ],
+    # Resume tokens (chatd.accounts): a reconnect logs in with one instead of the
+    # password, without argon2.  Only the token's sha256 is kept; taking one
+    # deletes it, so each is good once.  Indexed by account to revoke them all.
+    6: [
+        """CREATE TABLE resume_tokens (
+            token_hash TEXT PRIMARY KEY,
+            account_key TEXT NOT NULL,
+            expires {float} NOT NULL)""",
+        "CREATE INDEX resume_tokens_account ON resume_tokens (account_key)",
+    ],
 }
 
 LATEST = max(MIGRATIONS)

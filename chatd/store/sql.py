@@ -554,3 +554,34 @@ class SQLStore:
             txn.execute(read)
             return [ServerBan(*r) for r in txn.fetchall()]
         return self._run(q)
+
+    # -- resume tokens -----------------------------------------------------------------
+    def create_resume_token(self, token_hash, key, expires, now):
+        prune = self.q("DELETE FROM resume_tokens WHERE account_key = ? AND expires <= ?")
+        insert = self.q("INSERT INTO resume_tokens (token_hash, account_key, expires) "
+                        "VALUES (?, ?, ?)")
+
+        def q(txn):
+            txn.execute(prune, (key, now))
+            txn.execute(insert, (token_hash, key, expires))
+        return self._run(q)
+
+    def take_resume_token(self, token_hash, now):
+        # DELETE ... RETURNING: the row goes in the statement that reads it, so two
+        # connections presenting one token cannot both have it (SQLite >= 3.35).
+        sql = self.q("DELETE FROM resume_tokens WHERE token_hash = ? "
+                     "RETURNING account_key, expires")
+
+        def q(txn):
+            txn.execute(sql, (token_hash,))
+            row = txn.fetchone()
+            return row[0] if row is not None and row[1] > now else None
+        return self._run(q)
+
+    def revoke_resume_tokens(self, key):
+        sql = self.q("DELETE FROM resume_tokens WHERE account_key = ?")
+
+        def q(txn):
+            txn.execute(sql, (key,))
+            return max(txn.rowcount, 0)
+        return self._run(q)

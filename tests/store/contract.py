@@ -296,6 +296,47 @@ class StoreContract:
         # Pruned, not only hidden: asking about an earlier time does not bring it back.
         self.assertEqual([b.target for b in (yield store.server_bans(0.0))], ["eve"])
 
+    # -- resume tokens ------------------------------------------------------------------
+    @inlineCallbacks
+    def test_resume_token_is_taken_once_and_survives_reopen(self):
+        store = yield self.opened()
+        yield store.create_resume_token("h1", "alice", 100.0, 1.0)
+        yield store.close()
+        store = yield self.opened()
+        self.assertEqual((yield store.take_resume_token("h1", 50.0)), "alice")
+        self.assertIsNone((yield store.take_resume_token("h1", 50.0)))
+        self.assertIsNone((yield store.take_resume_token("nope", 50.0)))
+
+    @inlineCallbacks
+    def test_expired_resume_token_is_refused_and_gone(self):
+        store = yield self.opened()
+        yield store.create_resume_token("h1", "alice", 100.0, 1.0)
+        self.assertIsNone((yield store.take_resume_token("h1", 100.0)))
+        yield store.create_resume_token("h2", "alice", 100.0, 1.0)
+        # Making another token of the account prunes its expired ones.
+        yield store.create_resume_token("h3", "alice", 300.0, 150.0)
+        self.assertEqual((yield store.revoke_resume_tokens("alice")), 1)
+
+    @inlineCallbacks
+    def test_revoke_resume_tokens_takes_every_token_of_one_account(self):
+        store = yield self.opened()
+        yield store.create_resume_token("a1", "alice", 100.0, 1.0)
+        yield store.create_resume_token("a2", "alice", 100.0, 1.0)
+        yield store.create_resume_token("b1", "bob", 100.0, 1.0)
+        self.assertEqual((yield store.revoke_resume_tokens("alice")), 2)
+        self.assertEqual((yield store.revoke_resume_tokens("alice")), 0)
+        self.assertIsNone((yield store.take_resume_token("a1", 2.0)))
+        self.assertEqual((yield store.take_resume_token("b1", 2.0)), "bob")
+
+    @inlineCallbacks
+    def test_concurrent_takes_of_one_token_give_it_once(self):
+        store = yield self.opened()
+        other = yield self.opened()  # another node on the same database
+        yield store.create_resume_token("h", "alice", 100.0, 1.0)
+        got = yield defer.gatherResults([store.take_resume_token("h", 2.0),
+                                         other.take_resume_token("h", 2.0)])
+        self.assertEqual(sorted(got, key=str), [None, "alice"])
+
     @inlineCallbacks
     def test_closed_store_is_unavailable(self):
         store = yield self.opened()
