@@ -104,3 +104,25 @@ def test_a_close_frame_never_overtakes_queued_data(ws, how):
         assert close_code(got[-1][1]) == 1000
     else:
         assert close_code(got[-1][1]) == 1002
+
+
+def test_autobahns_own_answers_count_as_replies(ws, monkeypatch):
+    # A pong (or close frame) answers what the peer sent: held to the cap like any
+    # reply, even before the end of the turn, so a ping flood cannot escape it.
+    from fakes import PING, PONG
+
+    from chatd.outbuf import OutputQueue
+    chat, connect = ws()
+    client = connect()
+    client.frames()
+    counted = []
+    real = OutputQueue.write_counted
+
+    def spy(queue, data):
+        counted.append(data)
+        real(queue, data)
+    monkeypatch.setattr(OutputQueue, "write_counted", spy)
+    client.send_frame(b"are you there", opcode=PING)
+    [(opcode, payload)] = client.frames()
+    assert (opcode, payload) == (PONG, b"are you there")
+    assert len(counted) == 1

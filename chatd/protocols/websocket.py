@@ -163,7 +163,9 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
             # testing modes; chatd uses neither mode.
             super().sendData(data, sync, chopsize)
         else:
-            out.write(data)
+            # Pongs and close frames answer what this peer sent: counted as replies
+            # (chatd.outbuf.write_counted), so a ping flood is held to the cap too.
+            out.write_counted(data)
 
     def _closeConnection(self, abort=False):
         # Autobahn closing the TCP connection (after the close handshake, or on

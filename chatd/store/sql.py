@@ -106,6 +106,13 @@ class SQLStore:
         discarded afterwards either way.
         """
 
+    def _statements(self, *statements):
+        """Run ``(sql, args)`` pairs in one transaction; fires None."""
+        def q(txn):
+            for sql, args in statements:
+                txn.execute(sql, args)
+        return self._run(q)
+
     def _run(self, interaction, *args):
         if self.pool is None or not self.pool.running:
             # A stopped thread pool would queue the work forever.
@@ -481,11 +488,7 @@ class SQLStore:
         room = self.q("INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
         add = self.q("INSERT INTO room_entries (room_key, list, entry) VALUES (?, ?, ?) "
                      "ON CONFLICT DO NOTHING")
-
-        def q(txn):
-            txn.execute(room, (key, name))
-            txn.execute(add, (key, list_name, entry))
-        return self._run(q)
+        return self._statements((room, (key, name)), (add, (key, list_name, entry)))
 
     def remove_room_entry(self, key, list_name, entry):
         check_room_list(list_name)
@@ -495,11 +498,7 @@ class SQLStore:
     def delete_room(self, key):
         entries = self.q("DELETE FROM room_entries WHERE room_key = ?")
         room = self.q("DELETE FROM rooms WHERE key = ?")
-
-        def q(txn):
-            txn.execute(entries, (key,))
-            txn.execute(room, (key,))
-        return self._run(q)
+        return self._statements((entries, (key,)), (room, (key,)))
 
     def get_room(self, key):
         def q(txn):
@@ -560,11 +559,7 @@ class SQLStore:
         prune = self.q("DELETE FROM resume_tokens WHERE account_key = ? AND expires <= ?")
         insert = self.q("INSERT INTO resume_tokens (token_hash, account_key, expires) "
                         "VALUES (?, ?, ?)")
-
-        def q(txn):
-            txn.execute(prune, (key, now))
-            txn.execute(insert, (token_hash, key, expires))
-        return self._run(q)
+        return self._statements((prune, (key, now)), (insert, (token_hash, key, expires)))
 
     def take_resume_token(self, token_hash, now):
         # DELETE ... RETURNING: the row goes in the statement that reads it, so two

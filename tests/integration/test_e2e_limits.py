@@ -110,3 +110,21 @@ def test_slow_reader_is_dropped_memory_stays_bounded_fast_reader_gets_all(start_
     assert rss_after - rss_before < 32 * 1024, (rss_before, rss_after, sent)
     print(f"slow dropped after {dropped_after} messages; VmRSS {rss_before} -> {rss_after} KiB")
     slow.expect_closed()
+
+
+def test_new_connections_per_address_are_rate_limited_across_reconnects(start_daemon):
+    d = start_daemon("--connects-per-minute", "4")
+    # (The harness's readiness probe and /healthz are connections too.)
+    seen = []
+    for _ in range(8):
+        c = d.line()
+        line = c.read()
+        seen.append(line)
+        c.close()
+        if "too_many_from_ip" in line:
+            break
+    assert "Welcome" in seen[0]
+    assert "too many new connections from your address" in seen[-1]
+    # Another address is not affected.
+    other = d.line(source="127.0.0.2")
+    other.expect("Welcome")
