@@ -13,6 +13,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from chatd.adminapi import MAX_BODY
 from chatd.web import DEFAULT_REQUEST_TIMEOUT, harden, health_children
 
 
@@ -38,4 +39,5 @@ def make_admin_site(service, metrics, readiness, admission=None, extra=None,
     children.update(extra or {})
     for name, child in children.items():
         root.putChild(name, child)
-    return harden(AdminSite(root, reactor=reactor), request_timeout)
+    # The admin API takes JSON bodies of at most chatd.adminapi.MAX_BODY.
+    return harden(AdminSite(root, reactor=reactor), request_timeout, max_body=MAX_BODY)

@@ -47,6 +47,9 @@ from chatd.web import Readiness, make_site
 
 DEFAULT_LINE = "tcp:9000"
 DEFAULT_WS = "tcp:8080"
+# Connections the --admin endpoint holds at once, in all and from one address.
+ADMIN_CONNECTIONS = 64
+ADMIN_PER_IP = 16
 DEFAULT_DATA_DIR = "./chatd-data"
 
 _LIMIT_HELP = {
@@ -359,8 +362,13 @@ def makeService(config, reactor=None) -> service.MultiService:
         extra[b"api"] = make_api(chat, config["admin-token"])
     admin_site = make_admin_site(chat, metrics, readiness, admission, extra=extra,
                                  request_timeout=limits.request_timeout, reactor=reactor)
+    # Counted on its own (a scrape never takes a user's place), but counted: an
+    # admin port someone else can reach must not take every descriptor.
+    admin_admission = Admission(ADMIN_CONNECTIONS, ADMIN_PER_IP, limits.ipv6_prefix)
     for endpoint in config["admin"]:
-        listener(endpoint, admin_site, reactor, tls).setServiceParent(top)
+        listener(endpoint, admin_site, reactor, tls,
+                 lambda factory: AdmissionFactory(factory, admin_admission, http_refusal,
+                                                  reactor)).setServiceParent(top)
     listeners.setServiceParent(top)
     # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
     SystemdNotifier(reactor).setServiceParent(top)

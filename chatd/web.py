@@ -54,6 +54,17 @@ def content_security_policy(host: bytes | None) -> bytes:
 
 
 class HardenedRequest(Request):
+    _body_bytes = 0
+
+    def handleContentChunk(self, data):
+        # twisted.web spools a body of any size to a temporary file; nothing we
+        # serve takes more than site.max_body, so a larger one is cut off.
+        self._body_bytes += len(data)
+        if self._body_bytes > self.channel.site.max_body:
+            self.channel.transport.abortConnection()
+            return
+        super().handleContentChunk(data)
+
     def render(self, resrc):
         # process() has set the defaults by now; no response is written yet.
         self.responseHeaders.removeHeader(b"server")
@@ -70,8 +81,9 @@ class HeadDeadlineChannel(HTTPChannel):
     twisted.web's idle timeout restarts on every byte, so a client trickling
     one header line at a time (slowloris) would hold the connection forever.
     This deadline runs from accept, and again from the end of each response on
-    a kept-alive connection, to the end of the request head (which for /ws is
-    the whole WebSocket opening handshake).
+    a kept-alive connection, to the end of the whole request, body included
+    (for /ws: the WebSocket opening handshake), so a body cannot be trickled
+    either.
     """
 
     log = Logger()
@@ -97,9 +109,9 @@ class HeadDeadlineChannel(HTTPChannel):
                       host=getattr(peer, "host", str(peer)), timeout=self.site.request_timeout)
         self.transport.abortConnection()
 
-    def allHeadersReceived(self):
+    def allContentReceived(self):
         self._disarm()
-        super().allHeadersReceived()
+        super().allContentReceived()
 
     def requestDone(self, request):
         # Before the base class reads any pipelined request, which may disarm it.
@@ -252,11 +264,13 @@ def health_children(service, admission=None, metrics=None, readiness=None,
     return children
 
 
-def harden(site: Site, request_timeout: float) -> Site:
-    """The same request head deadline and response headers on every site we serve."""
+def harden(site: Site, request_timeout: float, max_body: int = 0) -> Site:
+    """The same request deadline, body cap and response headers on every site we
+    serve (``max_body``: the largest request body it takes; the chat site, none)."""
     site.protocol = HeadDeadlineChannel
     site.requestFactory = HardenedRequest
     site.request_timeout = request_timeout
+    site.max_body = max_body
     site.displayTracebacks = False
     return site
 

@@ -216,3 +216,55 @@ def test_the_websocket_port_names_no_versions(daemon):
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 101 ")
     assert b"server:" not in answer.lower() and b"autobahn" not in answer.lower()
+
+
+def test_a_trickled_request_body_is_cut_off_too(start_daemon):
+    d = start_daemon("--request-timeout", "1.5")
+    start = time.monotonic()
+    with raw(d.ws_port) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+        s.settimeout(0.4)
+        for _ in range(20):  # a byte every 0.4 s would reset twisted.web's idle timer
+            try:
+                s.sendall(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if closed_by_server(s):
+                break
+        s.settimeout(TIMEOUT)
+        assert closed_by_server(s), "still open after the request timeout"
+    assert time.monotonic() - start < 1.5 + 2.0
+
+
+@pytest.mark.parametrize("port", ["ws", "admin"])
+def test_a_request_body_past_what_the_site_takes_is_cut_off(start_daemon, port):
+    d = start_daemon("--admin", "tcp:0:interface=127.0.0.1")
+    target = d.ws_port if port == "ws" else d.admin_port
+    size = 10 * 1024 * 1024  # the chat site takes no body, the admin API 64 KiB
+    with raw(target) as s:
+        s.sendall(b"POST /api/wall HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Length: %d\r\n\r\n" % size)
+        sent = 0
+        try:
+            while sent < size:
+                s.sendall(b"x" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < size, "the whole 10 MB body was taken"
+        s.settimeout(TIMEOUT)
+        assert closed_by_server(s)
+
+
+def test_the_admin_endpoint_holds_a_bounded_number_of_connections(start_daemon):
+    from chatd.tap import ADMIN_PER_IP
+    d = start_daemon("--admin", "tcp:0:interface=127.0.0.1")
+    held = [socket.create_connection(("127.0.0.1", d.admin_port), timeout=TIMEOUT)
+            for _ in range(ADMIN_PER_IP)]
+    try:
+        head, _ = http_get(d.admin_port, b"/healthz")
+        assert head.startswith(b"HTTP/1.1 503")  # one more from the same address
+        assert d.health()["status"] == "ok"  # chat users are not affected
+    finally:
+        for s in held:
+            s.close()
