@@ -102,14 +102,6 @@ class Admission:
             raise too_many_connections()
         key = None
         if host is not None and host not in self.exempt:
-            group = self.key(host)
-            if self.rate is not None:
-                if self.rate.full(group):
-                    log.warn("refused {host}: more than {limit} new connections a minute "
-                             "from {group}", host=host, limit=self.rate.limit, group=group,
-                             peer=host, code="too_many_from_ip")
-                    raise too_many_connects()
-                self.rate.charge(group)
             key = self.claim_address(host)
         self.connections += 1
         return key
@@ -120,8 +112,17 @@ class Admission:
             self.release_address(key)
 
     def claim_address(self, host: str) -> str:
-        """Count one more connection from ``host``'s group, or raise ChatError."""
+        """Count one more connection from ``host``'s group, against the connect rate and
+        the per-address limit, or raise ChatError.  Both paths come here: accept, and
+        a client a trusted proxy names when its WebSocket opens."""
         key = self.key(host)
+        if self.rate is not None:
+            if self.rate.full(key):
+                log.warn("refused {host}: more than {limit} new connections a minute "
+                         "from {group}", host=host, limit=self.rate.limit, group=key,
+                         peer=host, code="too_many_from_ip")
+                raise too_many_connects()
+            self.rate.charge(key)
         if self.per_address[key] >= self.max_per_ip:
             log.warn("refused {host}: per-address limit {limit} for {group}", host=host,
                      limit=self.max_per_ip, group=key, peer=host, code="too_many_from_ip")

@@ -180,3 +180,23 @@ def test_new_connections_per_address_per_minute_survive_reconnects():
     admission.release(admission.admit("10.1.1.2"))  # others are not affected
     clock.advance(20)  # a third of a minute: one connection's worth back
     admission.release(admission.admit("10.1.1.1"))
+
+
+def test_clients_behind_a_trusted_proxy_pay_the_connect_rate_too():
+    # The proxy is exempt at accept; the client it names is counted when its
+    # WebSocket opens (claim_address), connect rate included.
+    from twisted.internet.task import Clock
+
+    from chatd.admission import Admission
+    from chatd.errors import ChatError
+    from chatd.limits import Limits
+
+    admission = Admission.from_limits(Limits(connects_per_minute=2), exempt=["10.0.0.1"],
+                                      clock=Clock())
+    for _ in range(5):
+        admission.release(admission.admit("10.0.0.1"))  # the proxy itself: exempt
+    for _ in range(2):
+        admission.release_address(admission.claim_address("192.0.2.7"))
+    with pytest.raises(ChatError) as refused:
+        admission.claim_address("192.0.2.7")
+    assert "new connections" in refused.value.message
