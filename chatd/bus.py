@@ -23,15 +23,19 @@ class IBus(Interface):
     def publish_user(nick_key, event):
         """Deliver to whoever holds the nick (a private message, an invite)."""
 
+    def publish_all(event):
+        """Deliver to every session (a server operator's notice)."""
+
 
 @implementer(IBus)
 class LocalBus:
     """One process: publishing is local delivery."""
 
-    def __init__(self, rooms, nicks, metrics=NO_METRICS):
+    def __init__(self, rooms, nicks, metrics=NO_METRICS, sessions=()):
         self.rooms = rooms
         self.nicks = nicks
         self.metrics = metrics
+        self.sessions = sessions  # every session of this node (the service's set; read only)
         self.publish_room = rooms.deliver  # the hot path: no extra call per message
         self.publish_rooms = rooms.deliver_many
 
@@ -40,5 +44,9 @@ class LocalBus:
         if session is None:
             self.metrics.undelivered()
             return
-        self.metrics.delivered_to((session,))
-        session.send(event)
+        # Someone else's event, like a broadcast: not counted as this session's
+        # own replies (Session.send), which a flood of senders could overrun.
+        self.rooms.deliver_to((session,), event)
+
+    def publish_all(self, event) -> None:
+        self.rooms.deliver_to(self.sessions, event)

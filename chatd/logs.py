@@ -3,8 +3,9 @@
 The default stays twistd's readable text.  JSON comes two ways:
 
 * ``twistd -n chatd --log-format json``: ``makeService`` returns a
-  :class:`LoggingRoot`, which, when twistd makes it the application's child,
-  sets the application's ``ILogObserver`` component.  twistd looks for that
+  ``chatd.loglevel.LevelledTop``, which, when twistd makes it the application's
+  child, sets the application's ``ILogObserver`` component (behind the
+  ``--log-level`` filter).  twistd looks for that
   component before it builds its own observer, so the JSON observer replaces
   the text one instead of running beside it, writing where twistd would have
   (``--logfile``, rotated the same way, or stdout with ``-n`` and no logfile).

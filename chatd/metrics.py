@@ -81,7 +81,7 @@ class NoMetrics:
     def connection_closed(self, front_end): pass
     def message_received(self, fmt): pass
     def broadcast(self, outlets, exclude, seconds): pass
-    def delivered_to(self, sessions): pass
+    def delivered_by_format(self, counts): pass
     def undelivered(self): pass
     def send_queue_overflow(self): pass
     def ping_timeout(self): pass
@@ -150,8 +150,9 @@ class Metrics(NoMetrics):
         self._received_by_fmt = {fmt: self._received[fe] for fmt, fe in _FRONT_END_OF.items()}
         self._login_ok = self.logins.labels("ok")
         self._login_failed = self.logins.labels("failed")
-        for code in ERROR_CODES | {"other"}:
-            self.errors.labels(code)  # every series from the start: rate() needs a zero
+        # Every series from the start (rate() needs a zero), resolved once: a client
+        # can make errors as fast as it can send.
+        self._errors = {code: self.errors.labels(code) for code in ERROR_CODES | {"other"}}
         self._fanout = self.fanout_seconds.observe
         self.last_lag = 0.0
 
@@ -182,7 +183,8 @@ class Metrics(NoMetrics):
             counter.inc()
 
     def error(self, code: str) -> None:
-        self.errors.labels(code if code in ERROR_CODES else "other").inc()
+        errors = self._errors
+        (errors.get(code) or errors["other"]).inc()
 
     def flood_refused(self) -> None:
         self.floods.inc()
@@ -212,13 +214,14 @@ class Metrics(NoMetrics):
                 counter.inc(n)
         self._fanout(seconds)
 
-    def delivered_to(self, sessions) -> None:
-        """Sessions that were each handed one event (a quit, a private message)."""
+    def delivered_by_format(self, counts) -> None:
+        """Events handed out outside a room broadcast (a quit, a private message,
+        a notice to everyone): ``{wire format: sessions}``, one increment each."""
         by_fmt = self._by_fmt
-        for s in sessions:
-            counter = by_fmt.get(s.fmt)
+        for fmt, n in counts.items():
+            counter = by_fmt.get(fmt)
             if counter is not None:
-                counter.inc()
+                counter.inc(n)
 
     def undelivered(self) -> None:
         self.dropped.inc()

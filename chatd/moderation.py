@@ -85,7 +85,7 @@ class Moderation:
         if not isinstance(text, str) or len(text) > MAX_TOPIC:
             raise ChatError("bad_request", f"a topic is a string of at most {MAX_TOPIC} characters")
         if text:
-            check_text(text, self.limits.max_message)
+            text = check_text(text, self.limits.max_message)  # as a message: clipped marks
         now = self.clock.seconds()
         d = self.states.set_fields(room.key, room.name, topic=text.strip(),
                                    topic_by=session.nick, topic_ts=now)
@@ -199,8 +199,11 @@ class Moderation:
                 not owner and not self.is_op(session, room)):
             raise ChatError("not_operator", f"only the account that keeps {room.name} can "
                             "stop keeping it")
-        return self.states.unkeep(room.key).addCallback(
-            lambda _: acks.KeepAck(room.name, False))
+        def unkept(_):
+            if self.rooms.get(room.key) is None:  # it emptied while the store worked
+                self.states.discard(room.key)
+            return acks.KeepAck(room.name, False)
+        return self.states.unkeep(room.key).addCallback(unkept)
 
     def invite(self, session, room, nick):
         self._require_op(session, room)

@@ -158,12 +158,12 @@ class Operators:
     def wall(self, by: str, text):
         text = check_text(text, self.service.limits.max_message)
         notice = Notice(f"[server notice from {by}] {text}")
-        sessions = list(self.service.sessions)
-        # Every session of this node, named or not, whatever its front end.
-        for session in sessions:
-            session.send(notice)
-        self._logged(by, "wall", "everyone", sessions=len(sessions), length=len(text))
-        return succeed(acks.WallAck(len(sessions)))
+        count = len(self.service.sessions)
+        # Every session, named or not, whatever its front end: through the bus,
+        # encoded once per wire format.
+        self.service.bus.publish_all(notice)
+        self._logged(by, "wall", "everyone", sessions=count, length=len(text))
+        return succeed(acks.WallAck(count))
 
     def kill(self, by: str, nick, reason: str = ""):
         key = self.service.nicks.check(nick) if isinstance(nick, str) else None

@@ -202,11 +202,18 @@ class Rooms:
                 audience.update(dict.fromkeys(room.members.values()))
         if also is not None and also.attached:
             audience[also] = None
-        self.metrics.delivered_to(audience)
-        encoded = {}
-        for s in audience:
-            payload = encoded.get(s.fmt)
+        self.deliver_to(audience, event)
+
+    def deliver_to(self, sessions, event) -> None:
+        """Once to each of ``sessions``, encoded once per wire format among them."""
+        encoded = {}  # wire format -> payload
+        counts = {}  # wire format -> sessions written to
+        for s in sessions:
+            fmt = s.fmt
+            payload = encoded.get(fmt)
             if payload is None:
-                payload = encoded[s.fmt] = s.fmt(event)
+                payload = encoded[fmt] = fmt(event)
             if payload:
                 s.write(payload)
+                counts[fmt] = counts.get(fmt, 0) + 1
+        self.metrics.delivered_by_format(counts)

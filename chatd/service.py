@@ -106,13 +106,14 @@ class ChatService(Service):
         self.rooms = Rooms(on_empty=self._room_emptied, metrics=self.metrics)
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
-        self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics)
+        self.sessions = set()
+        self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
+                                                              self.sessions)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._creations = RoomCreations(clock, self.limits)
-        self.sessions = set()
         self._closing = {}  # session -> None, dropped but not yet disconnected
         self._drained = None
         self._stopping = False

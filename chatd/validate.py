@@ -38,7 +38,8 @@ def clean_reason(reason: str | None) -> str:
     """A part/quit/kick reason made safe to show: controls become spaces, clipped."""
     if not reason:
         return ""
-    return CONTROL_RE.sub(" ", str(reason))[:MAX_REASON].strip()
+    reason = CONTROL_RE.sub(" ", str(reason))[:MAX_REASON].strip()
+    return _MARK_RUN_RE.sub(r"\1", reason)  # broadcast to rooms, like a message
 
 
 def loggable(text, limit: int = MAX_REASON) -> str:

@@ -206,3 +206,42 @@ def test_new_rooms_are_rate_limited_per_address_across_reconnects(make_chat):
     chat.clock.advance(60)
     again.send("/join #n5")
     assert again.lines()[-1].startswith("* now talking in #n5")
+
+
+def test_topics_and_reasons_are_clipped_like_messages(chat):
+    op = chat.line("opal", "#z", json_mode=True)
+    other = chat.line("other", "#z", json_mode=True)
+    op.send_json({"type": "topic", "room": "#z", "topic": "T" + "\u0336" * 50})
+    other.send_json({"type": "part", "room": "#z", "reason": "bye" + "\u0301" * 50})
+    got = op.json()
+    [topic] = [e for e in got if e["type"] == "topic"]
+    [part] = [e for e in got if e["type"] == "part"]
+    assert topic["topic"] == "T" + "\u0336" * 3
+    assert part["reason"] == "bye" + "\u0301" * 3
+
+
+def test_a_room_that_empties_while_it_is_unkept_is_forgotten(chat):
+    owner = register(chat, "owner")
+    owner.send("/join #k", "/keep #k")
+    store = chat.service.store
+    from twisted.internet.defer import Deferred
+    gate = Deferred()
+    real = store.delete_room
+    store.delete_room = lambda key: gate.addCallback(lambda _: real(key))
+    owner.send("/unkeep #k", "/part #k")  # the room empties while the store works
+    gate.callback(None)
+    assert chat.service.room_states.get("#k") is None
+
+
+def test_private_messages_are_not_counted_as_the_recipients_replies(chat, monkeypatch):
+    from chatd.outbuf import OutputQueue
+    bob = chat.line("bob")
+    alice = chat.line("alice")
+    counted = []
+    real = OutputQueue.write_counted
+    monkeypatch.setattr(OutputQueue, "write_counted",
+                        lambda q, data: (counted.append(q), real(q, data)))
+    alice.send("/msg bob hi")
+    assert bob.lines() == ["[pm alice -> bob] hi"]
+    assert bob.proto.out not in counted  # someone else's event, like a broadcast
+    assert alice.proto.out in counted  # alice's own echo and ack are her replies

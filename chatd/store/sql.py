@@ -416,7 +416,7 @@ class SQLStore:
 
     def set_password(self, key, password_hash):
         sql = self.q("UPDATE accounts SET password_hash = ? WHERE key = ?")
-        return self._run(lambda txn: txn.execute(sql, (password_hash, key)))
+        return self._run(lambda txn: txn.execute(sql, (password_hash, key)) and None)
 
     def account_keys(self):
         def q(txn):
@@ -465,7 +465,7 @@ class SQLStore:
 
     def delete_privates(self, to_key, upto):
         sql = self.q("DELETE FROM offline_privates WHERE to_key = ? AND id <= ?")
-        return self._run(lambda txn: txn.execute(sql, (to_key, upto)))
+        return self._run(lambda txn: txn.execute(sql, (to_key, upto)) and None)
 
     # -- rooms -----------------------------------------------------------------------------
     # Each method changes only what it names, so concurrent changes from several
