@@ -33,16 +33,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _login_numbers(limits):
-    return (limits.login_fails_per_conn, limits.login_fails_per_addr, limits.login_window,
-            limits.login_delay, limits.throttle_entries)
-
-
-def _register_numbers(limits):
-    return (limits.register_per_addr, limits.register_window, limits.register_per_minute,
-            limits.throttle_entries)
-
-
 class Accounts:
     log = Logger()
 
@@ -59,12 +49,10 @@ class Accounts:
         self._guests = itertools.count(random.randrange(10000, 90000))
 
     def reconfigure(self, limits) -> None:
-        """New limits from a reload; a throttle whose numbers changed starts afresh."""
-        old, self.limits = self.limits, limits
-        if _login_numbers(old) != _login_numbers(limits):
-            self.login_throttle = LoginThrottle.from_limits(self.clock, limits)
-        if _register_numbers(old) != _register_numbers(limits):
-            self.register_throttle = RegistrationThrottle.from_limits(self.clock, limits)
+        """New limits from a reload; the throttles keep what they have counted."""
+        self.limits = limits
+        self.login_throttle.reconfigure(limits)
+        self.register_throttle.reconfigure(limits)
 
     @property
     def passwords(self) -> Passwords:

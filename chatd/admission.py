@@ -82,10 +82,8 @@ class Admission:
         """
         self.max_connections = limits.max_connections
         self.max_per_ip = limits.max_per_ip
-        if self.rate is not None and (self.rate.limit, self.rate.max_entries) != (
-                limits.connects_per_minute, limits.throttle_entries):
-            self.rate = LeakyCounts(self.rate.clock, limits.connects_per_minute, 60.0,
-                                    limits.throttle_entries)
+        if self.rate is not None:
+            self.rate.retune(limits.connects_per_minute, 60.0, limits.throttle_entries)
 
     def key(self, host: str) -> str:
         return address_key(host, self.ipv6_prefix)

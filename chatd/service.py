@@ -56,12 +56,8 @@ class RoomCreations:
                                   limits.throttle_entries)
 
     def reconfigure(self, limits) -> None:
-        old, self.limits = self.limits, limits
-        if (old.new_rooms_per_minute, old.throttle_entries) != (
-                limits.new_rooms_per_minute, limits.throttle_entries):
-            # A changed limit starts counting afresh.
-            self.counts = LeakyCounts(self.clock, limits.new_rooms_per_minute, 60.0,
-                                      limits.throttle_entries)
+        self.limits = limits
+        self.counts.retune(limits.new_rooms_per_minute, 60.0, limits.throttle_entries)
 
     def check(self, session) -> None:
         key = address_key(session.host, self.limits.ipv6_prefix)

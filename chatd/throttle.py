@@ -60,6 +60,16 @@ class LeakyCounts:
     def __len__(self) -> int:
         return len(self._table)
 
+    def retune(self, limit: int, window: float, max_entries: int) -> None:
+        """New numbers from a reload; the counts so far stay (a reload must not
+        hand every guesser or flooder a fresh allowance)."""
+        if limit < 1 or window <= 0 or max_entries < 1:
+            raise ValueError("limit, window and max_entries must be positive")
+        self.limit = limit
+        self.rate = limit / window
+        self.max_entries = max_entries
+        self._prune(self.clock.seconds())
+
     def level(self, key) -> float:
         entry = self._table.get(key)
         if entry is None:
@@ -133,6 +143,14 @@ class LoginThrottle:
                    per_addr=limits.login_fails_per_addr, window=limits.login_window,
                    max_delay=limits.login_delay, max_entries=limits.throttle_entries)
 
+    def reconfigure(self, limits) -> None:
+        """New limits from a reload, keeping what has been counted."""
+        entries, window = limits.throttle_entries, limits.login_window
+        self.max_delay = limits.login_delay
+        self.conns.retune(limits.login_fails_per_conn, window, entries)
+        self.addrs.retune(limits.login_fails_per_addr, window, entries)
+        self.accounts.retune(limits.login_fails_per_addr, window, entries)
+
     def check(self, conn_id, host_key: str) -> None:
         """Charge a login attempt, or raise ``login_throttled`` without charging."""
         if self.conns.full(conn_id) or self.addrs.full(host_key):
@@ -190,6 +208,12 @@ class RegistrationThrottle:
     def from_limits(cls, clock, limits) -> "RegistrationThrottle":
         return cls(clock, per_addr=limits.register_per_addr, window=limits.register_window,
                    per_minute=limits.register_per_minute, max_entries=limits.throttle_entries)
+
+    def reconfigure(self, limits) -> None:
+        """New limits from a reload, keeping what has been counted."""
+        self.addrs.retune(limits.register_per_addr, limits.register_window,
+                          limits.throttle_entries)
+        self.overall.retune(limits.register_per_minute, 60.0, 1)
 
     def check(self, host_key: str) -> None:
         if self.addrs.full(host_key) or self.overall.full(None):

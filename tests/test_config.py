@@ -253,6 +253,7 @@ def test_reload_replaces_the_limits_everywhere_they_are_held(running):
     chat = running.chat
     session = chat.connect(FakeSink(), "10.0.0.1")
     throttle = chat.accounts.login_throttle
+    throttle.check("conn", "10.9.9.9")  # a failed-login attempt counted before the reload
     running.write("max-message = 50\nrate = 1\nmax-per-ip = 2\nmax-connections = 3\n"
                   "login-fails-per-conn = 2\nnew-rooms-per-minute = 3\nmax-nick = 10\n")
     with capturedLogs() as captured:
@@ -261,8 +262,10 @@ def test_reload_replaces_the_limits_everywhere_they_are_held(running):
     assert (limits.max_message, limits.rate, limits.max_per_ip) == (50, 1.0, 2)
     assert chat.accounts.limits is limits and chat.mod.limits is limits
     assert chat.nicks.max_nick == 10
-    assert chat.accounts.login_throttle is not throttle  # its numbers changed
+    # Its numbers changed in place: what it had counted stays counted.
+    assert chat.accounts.login_throttle is throttle
     assert chat.accounts.login_throttle.conns.limit == 2
+    assert throttle.conns.level("conn") == 1
     assert (running.admission.max_per_ip, running.admission.max_connections) == (2, 3)
     # The session already connected is held to the new rate.
     assert (session.bucket.rate, session.bucket.capacity) == (1.0, 20)

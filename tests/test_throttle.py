@@ -283,3 +283,17 @@ def test_registration_from_limits(clock):
     refused(r.check, "a")
     r.check("b")
     refused(r.check, "c")
+
+
+def test_retuning_keeps_the_counts():
+    from twisted.internet.task import Clock
+
+    from chatd.throttle import LeakyCounts
+    counts = LeakyCounts(Clock(), limit=3, window=60.0, max_entries=10)
+    for _ in range(3):
+        counts.charge("a")
+    assert counts.full("a")
+    counts.retune(limit=5, window=60.0, max_entries=10)
+    assert counts.level("a") == 3 and not counts.full("a")
+    counts.retune(limit=2, window=60.0, max_entries=10)
+    assert counts.full("a")  # a reload that lowers the limit applies to counts so far
