@@ -19,12 +19,12 @@ import tomllib
 
 from twisted.python import usage
 
+from chatd.validate import CONTROL_RE
+
 # Options that make no sense inside the file.
 NOT_IN_FILE = frozenset({"config", "help", "version"})
 
 MOTD_MAX_BYTES = 4096
-# Any control character but the newline (a CR before it is accepted and dropped).
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class ConfigError(usage.UsageError):
@@ -133,9 +133,13 @@ def read_motd(path: str) -> tuple[str, ...]:
         text = data.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the MOTD is not UTF-8") from None
-    bad = _CONTROL.search(text)
-    if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        raise ConfigError(f"{path}: line {line}: control character "
-                          f"U+{ord(bad.group()):04X} in the MOTD")
-    return tuple(text.rstrip("\n").split("\n")) if text.strip() else ()
+    lines = text.rstrip("\n").split("\n") if text.strip() else []
+    # Each line is shown as chat text is: the same rule for control characters
+    # (a CR before a newline is accepted and dropped above).
+    for number, line in enumerate(lines, 1):
+        # ... and no tab either: clients would lay it out each their own way.
+        bad = CONTROL_RE.search(line) or re.search("\t", line)
+        if bad:
+            raise ConfigError(f"{path}: line {number}: control character "
+                              f"U+{ord(bad.group()):04X} in the MOTD")
+    return tuple(lines)

@@ -137,6 +137,7 @@ class Rooms:
         """Take a closing session out of every room; returns the keys it was in."""
         for room in list(session.joining.values()):
             room.joining.pop(session, None)
+            room.guest_ops.discard(session)
             self._forget_if_empty(room)
         session.joining.clear()
         keys = list(session.rooms)

@@ -106,7 +106,13 @@ class RoomStates:
             self._kept.add(key)
             self._records[key] = record
             return record
-        return d.addCallback(kept)
+
+        def undo(failure):
+            # Half written (the row but not all its entries): take it back, so a
+            # restart does not find a kept room with some of its bans missing.
+            store.delete_room(key).addErrback(lambda _: None)
+            return failure
+        return d.addCallbacks(kept, undo)
 
     def unkeep(self, key: str):
         """Stop storing the room; it lives on while people are in it."""

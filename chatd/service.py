@@ -16,7 +16,7 @@ bus (chatd.bus), the one publish point.  Requests return a Deferred firing
 their ack record (chatd.acks); every refusal is a ``ChatError``.
 """
 
-import bisect
+import heapq
 import itertools
 
 from twisted.application.service import Service
@@ -567,13 +567,12 @@ class ChatService(Service):
         name, a page of at most ROOMS_PAGE after the room ``after``."""
         listing = {key: (name, 0) for key, name in self.room_states.names().items()}
         listing.update(self.rooms.names())
-        keys = sorted(listing)
-        if after is not None:
-            keys = keys[bisect.bisect_right(keys, after.lower()):]
-        page = keys[:ROOMS_PAGE]
+        keys = listing if after is None else [k for k in listing if k > after.lower()]
+        # One page's worth picked without sorting every room.
+        page = heapq.nsmallest(ROOMS_PAGE + 1, keys)
         return succeed(acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
-                                      for key in page],
-                                     True if len(keys) > ROOMS_PAGE else None))
+                                      for key in page[:ROOMS_PAGE]],
+                                     True if len(page) > ROOMS_PAGE else None))
 
     # -- messages --------------------------------------------------------------
     def say(self, session: Session, room_name: str | None, text, kind: str = "message"):

@@ -245,3 +245,18 @@ def test_private_messages_are_not_counted_as_the_recipients_replies(chat, monkey
     assert bob.lines() == ["[pm alice -> bob] hi"]
     assert bob.proto.out not in counted  # someone else's event, like a broadcast
     assert alice.proto.out in counted  # alice's own echo and ack are her replies
+
+
+def test_a_keep_the_store_half_refuses_is_taken_back(chat):
+    from twisted.internet.defer import fail
+
+    from chatd.store import StoreUnavailable
+    owner = register(chat, "owner")
+    owner.send("/join #half", "/ban #half mallory")
+    store = chat.service.store
+    store.add_room_entry = lambda *a: fail(StoreUnavailable("down"))
+    owner.raw()
+    owner.send("/keep #half")
+    assert owner.lines()[0].startswith("! error store_unavailable:")
+    assert "#half" not in store.db.rooms  # no kept room with its bans missing
+    assert not chat.service.room_states.is_kept("#half")
