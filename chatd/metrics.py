@@ -41,7 +41,8 @@ CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTEN
 FRONT_ENDS = ("line", "websocket")
 
 # Which front end a wire format belongs to (the line protocol has two).
-_FRONT_END_OF = {wire.TEXT: "line", wire.JSONL: "line", wire.WEBSOCKET: "websocket"}
+_FRONT_END_OF = {wire.TEXT: "line", wire.JSONL: "line", wire.WEBSOCKET: "websocket",
+                 wire.PROTOBUF: "websocket"}
 
 # Every code a client can be sent (docs/protocol.rst); tests/test_metrics.py
 # checks that chatd/ raises no other.  Anything else counts as "other".
@@ -55,7 +56,7 @@ nick_registered nick_taken nick_too_fast no_nick no_such_nick no_such_room
 not_connected not_in_room not_kept not_logged_in not_operator recipient_busy
 register_throttled resume_refused shutting_down store_unavailable too_many_connections
 too_many_from_ip too_many_kept too_many_new_rooms too_many_rooms unknown_command
-unknown_type
+unknown_type invalid_protobuf text_frame
 """.split())
 
 # Fan-out of one event to a room: microseconds for a few members, a few

@@ -9,6 +9,7 @@ import json
 
 from autobahn.websocket.protocol import PreparedMessage
 
+from chatd.pbcodec import encode_event
 from chatd.text import render
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -35,6 +36,13 @@ def ws_frame(event) -> bytes:
     return PreparedMessage(encode_json(event), False, False, True).payloadHybi
 
 
+def pb_frame(event) -> bytes:
+    """A complete unmasked WebSocket binary frame holding one ``chatd.v1.Event``
+    (the ``chatd.protobuf.v1`` subprotocol), framed once for all members."""
+    return PreparedMessage(encode_event(event), True, False, True).payloadHybi
+
+
 TEXT = text_line
 JSONL = json_line
 WEBSOCKET = ws_frame
+PROTOBUF = pb_frame

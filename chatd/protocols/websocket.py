@@ -1,4 +1,10 @@
-"""The WebSocket front end: one JSON object per text frame, same schema as JSON lines.
+"""The WebSocket front end: one JSON object per text frame, same schema as JSON lines,
+or, negotiated by subprotocol, one Protocol Buffers message per binary frame.
+
+The client names the subprotocols it speaks in the opening handshake; the first
+of them this server supports is the connection's format for good:
+``chatd.json.v1`` (also when the client offers none) or ``chatd.protobuf.v1``
+(chatd/proto/chatd.proto).  A list with neither is refused with HTTP 400.
 
 Every byte this protocol sends after the opening handshake goes through the
 connection's output queue, Autobahn's own frames too (``sendData`` is the
@@ -11,6 +17,7 @@ import base64
 import ipaddress
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
 from twisted.logger import Logger
 
 from chatd import wire
@@ -18,6 +25,7 @@ from chatd.admission import Admission
 from chatd.errors import ChatError
 from chatd.jsonreq import parse_json_request
 from chatd.origin import OriginPolicy
+from chatd.pbcodec import decode_request
 from chatd.sink import SinkBase
 
 # The id of the answer to a login made with the upgrade request's credentials.
@@ -51,6 +59,26 @@ def forwarded_client(header) -> str | None:
         return None
 
 
+# The subprotocols this server speaks (RFC 6455 section 1.9), and the wire format of each.
+JSON_V1 = "chatd.json.v1"
+PROTOBUF_V1 = "chatd.protobuf.v1"
+SUBPROTOCOLS = {JSON_V1: wire.WEBSOCKET, PROTOBUF_V1: wire.PROTOBUF}
+
+
+def choose_subprotocol(offered) -> str | None:
+    """The first of the client's subprotocols that we speak; None when it offered none
+    (JSON, and no header in the answer); ConnectionDeny when we speak none of them."""
+    if not offered:
+        return None
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    names = ", ".join(offered)[:200]
+    raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
+                         f"unsupported WebSocket subprotocol ({names}); this server speaks "
+                         f"{JSON_V1} and {PROTOBUF_V1}")
+
+
 # Autobahn lets a server close with 1000 or an application code; the reason
 # (and the "bye" event before it) says why.
 NORMAL = 1000
@@ -65,6 +93,7 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
 
     _credentials = None
     _forwarded_for = None
+    binary = False  # chatd.protobuf.v1: binary frames both ways
 
     @property
     def service(self):
@@ -75,7 +104,11 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         self._credentials = basic_credentials(request.headers.get("authorization"))
         self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
         self.factory.origins.check(request, self.transport)  # 403 for a foreign page
-        return None
+        chosen = choose_subprotocol(request.protocols)  # 400 for none we speak
+        if chosen == PROTOBUF_V1:
+            self.binary = True
+            self.wire_format = wire.PROTOBUF  # before open_session: the session's format
+        return chosen
 
     def onOpen(self):
         # twisted.web's HTTP channel registered itself as the transport's producer
@@ -130,6 +163,19 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         if session is None or not session.attached:
             return
         dispatcher = self.factory.dispatcher
+        if self.binary:
+            if not isBinary:
+                dispatcher.refuse(session, ChatError(
+                    "text_frame", "this connection speaks chatd.protobuf.v1: "
+                    "send one Request per binary frame"))
+                return
+            try:
+                req = decode_request(payload)
+            except ChatError as e:
+                dispatcher.refuse(session, e)
+                return
+            dispatcher.handle(session, req)
+            return
         if isBinary:
             dispatcher.refuse(session, ChatError("binary_frame",
                                                  "send JSON in text frames, not binary"))
