@@ -11,6 +11,8 @@ import time
 
 import websocket
 
+from chatd.pbcodec import decode_event, encode_request
+
 DEFAULT_TIMEOUT = 5.0
 
 
@@ -222,6 +224,12 @@ class WSClient(_Expecting):
         self.closed = False
         self._ids = 0
 
+    EVENT_OPCODE = websocket.ABNF.OPCODE_TEXT  # the frames events come in
+
+    @staticmethod
+    def decode(data: bytes) -> dict:
+        return json.loads(data)
+
     def send_json(self, obj) -> None:
         self.ws.send(json.dumps(obj))
 
@@ -252,8 +260,8 @@ class WSClient(_Expecting):
                 if len(frame.data) >= 2:
                     self.close_code = struct.unpack("!H", frame.data[:2])[0]
                     self.close_reason = frame.data[2:].decode("utf-8", "replace")
-            elif opcode == websocket.ABNF.OPCODE_TEXT:
-                event = json.loads(frame.data)
+            elif opcode == self.EVENT_OPCODE:
+                event = self.decode(frame.data)
                 self.seen.append(event)
                 return event
 
@@ -279,6 +287,24 @@ class WSClient(_Expecting):
         except Exception:
             # Best effort: the server may already have gone.
             self.ws.shutdown()
+
+
+class PBClient(WSClient):
+    """A real WebSocket client (websocket-client) speaking the chatd.protobuf.v1
+    subprotocol: requests and events are the JSON dicts, binary on the wire."""
+
+    EVENT_OPCODE = websocket.ABNF.OPCODE_BINARY
+
+    def __init__(self, port: int, **options):
+        options.setdefault("subprotocols", ["chatd.protobuf.v1"])
+        super().__init__(port, **options)
+
+    @staticmethod
+    def decode(data: bytes) -> dict:
+        return decode_event(data)
+
+    def send_json(self, obj) -> None:  # the same requests, as protobuf
+        self.ws.send_binary(encode_request(obj))
 
 
 def pump(*clients, until, what: str, timeout: float = DEFAULT_TIMEOUT) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .clients import LineClient, WSClient
+from .clients import LineClient, PBClient, WSClient
 
 # The checkout this file lives in, so a clean clone tests its own code.
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,6 +199,12 @@ class Daemon:
 
     def ws(self, **kw) -> WSClient:
         c = WSClient(self.ws_port, **kw)
+        self.clients.append(c)
+        return c
+
+    def pb(self, **kw) -> PBClient:
+        """A WebSocket client on the chatd.protobuf.v1 subprotocol."""
+        c = PBClient(self.ws_port, **kw)
         self.clients.append(c)
         return c
 
