@@ -1,4 +1,4 @@
-"""A Twisted client for chatd's JSON protocol, over WebSocket or the line port.
+"""A Twisted client for chatd's protocol, over WebSocket or the line port.
 
 ``ChatClient`` keeps one connection up with ``ClientService`` (exponential
 backoff), picks its nick again and rejoins its rooms after every reconnect,
@@ -17,6 +17,12 @@ and ``tls://host:port`` (the line port, switched to JSON lines).  TLS checks
 the server's certificate and host name (``optionsForClientTLS``) against the
 system's CAs, or only against ``ca_file`` when one is given; a failed check is
 a ``TLSError`` that stops the client, never a silent fallback.
+
+``format="protobuf"`` speaks the ``chatd.protobuf.v1`` WebSocket subprotocol
+(binary frames, chatd/proto/chatd.proto) instead of JSON; events and acks
+reach the program as the same dicts either way.  It needs a ws:// or wss://
+URL (the line port speaks JSON), and a server that does not accept the
+subprotocol is a failed connection, never a silent switch to JSON.
 
 A registered nick needs its password: ``ChatClient(url, "bot", password=...)``
 sends ``login`` instead of ``nick`` on every (re)connect, so the client takes
@@ -56,9 +62,13 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from chatd.pbcodec import decode_event, encode_request
+
 DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 CONNECT_TIMEOUT = 10
 ROOM_MESSAGES = ("message", "action")
+FORMATS = ("json", "protobuf")
+PROTOBUF_V1 = "chatd.protobuf.v1"
 
 
 class RequestError(Exception):
@@ -230,6 +240,31 @@ class WebSocketJSONProtocol(_Wire, WebSocketClientProtocol):
             self._closed(reason)
 
 
+class WebSocketProtobufProtocol(WebSocketJSONProtocol):
+    """The chatd.protobuf.v1 subprotocol: one protobuf message per binary frame."""
+
+    def onConnect(self, response):
+        if response.protocol != PROTOBUF_V1:  # an older server: it would speak JSON
+            raise ConnectionError(f"the server does not speak {PROTOBUF_V1}")
+
+    def onMessage(self, payload, isBinary):
+        if not isBinary:
+            return
+        try:
+            event = decode_event(payload)
+        except Exception:  # DecodeError, or an event type newer than this client
+            self.client.log.warn("ignoring a frame that is not a chatd event ({n} bytes)",
+                                 n=len(payload))
+            return
+        rid = event.get("id")
+        if isinstance(rid, str) and rid.isdigit():
+            event["id"] = int(rid)  # our ids are numbers; the binary protocol carries text
+        self.client.event_received(self, event)
+
+    def send(self, request: dict):
+        self.sendMessage(encode_request(request), isBinary=True)
+
+
 class _LineFactory(Factory):
     def __init__(self, client):
         self.client = client
@@ -241,14 +276,17 @@ class _LineFactory(Factory):
 
 
 class _WebSocketFactory(WebSocketClientFactory):
-    def __init__(self, client, url):
-        super().__init__(url)
+    def __init__(self, client, url, fmt="json"):
+        # JSON offers no subprotocol, so any chatd (older ones too) accepts it.
+        super().__init__(url, protocols=[PROTOBUF_V1] if fmt == "protobuf" else None)
+        self.protocol_class = (WebSocketProtobufProtocol if fmt == "protobuf"
+                               else WebSocketJSONProtocol)
         self.client = client
         self.setProtocolOptions(openHandshakeTimeout=CONNECT_TIMEOUT, closeHandshakeTimeout=3,
                                 autoPingInterval=0)
 
     def buildProtocol(self, addr):
-        p = WebSocketJSONProtocol(self.client)
+        p = self.protocol_class(self.client)
         p.factory = self
         return p
 
@@ -303,13 +341,19 @@ class ChatClient:
     log = Logger()
 
     def __init__(self, url: str, nick: str, *, reactor=None, ca_file: str | None = None,
-                 endpoint=None, retry_policy=None, password: str | None = None):
+                 endpoint=None, retry_policy=None, password: str | None = None,
+                 format: str = "json"):
+        if format not in FORMATS:
+            raise ValueError(f"the format must be one of {', '.join(FORMATS)}")
         if password is not None and (not isinstance(password, str) or not password):
             raise ValueError("the password must be a non-empty string")
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.target = Target(url)
+        if format == "protobuf" and not self.target.websocket:
+            raise ValueError("protobuf needs a ws:// or wss:// URL (the line port speaks JSON)")
+        self.format = format
         self.nick = nick
         self.account = nick if password is not None else None  # the nick logged in as
         self._password = password
@@ -330,7 +374,7 @@ class ChatClient:
         if endpoint is None:
             endpoint = self.target.endpoint(reactor, ca_file)
         if self.target.websocket:
-            factory = _WebSocketFactory(self, url)
+            factory = _WebSocketFactory(self, url, format)
         else:
             factory = _LineFactory(self)
         self._service = ClientService(

@@ -50,6 +50,10 @@ def parse_args(argv):
     p.add_argument("--password-file", metavar="FILE",
                    help="log in as the (registered) nick with the password on this file's "
                         "first line (default: $CHATD_PASSWORD, if set)")
+    p.add_argument("--format", choices=("json", "protobuf"),
+                   default=os.environ.get("CHATD_FORMAT", "json"),
+                   help="the wire format: protobuf needs a ws:// or wss:// URL "
+                        "(default $CHATD_FORMAT or %(default)s)")
     p.add_argument("--ca-file", default=os.environ.get("CHATD_CA_FILE"),
                    help="trust only this CA bundle (PEM) for TLS instead of the system's")
     p.add_argument("-t", "--timeout", type=float, default=10.0,
@@ -208,7 +212,7 @@ def run(reactor, args):
     password = read_password(args)
     try:
         client = ChatClient(args.url, args.nick, reactor=reactor, ca_file=args.ca_file,
-                            password=password)
+                            password=password, format=args.format)
     except (ValueError, OSError) as e:
         raise Failed(USAGE, str(e))
     client.start()

@@ -352,6 +352,42 @@ def test_two_websocket_clients_chat_through_the_service(clock):
     assert result(refused).value.code == "no_such_nick"
 
 
+def test_a_protobuf_client_and_a_json_client_chat_through_the_service(clock):
+    chat = ChatService(Limits(), clock=clock)
+    net = MemoryWebSocketServer(chat)
+    alice = ChatClient("ws://127.0.0.1:8080/ws", "alice", reactor=clock, endpoint=net,
+                       format="protobuf")
+    bob = ChatClient("ws://127.0.0.1:8080/ws", "bob", reactor=clock, endpoint=net)
+    heard_a, heard_b = [], []
+    alice.on_event(heard_a.append, "message")
+    bob.on_event(heard_b.append, "message")
+    alice.start()
+    bob.start()
+    joins = [alice.join("#r"), bob.join("#r")]
+    net.flush()
+    assert [result(j)["room"] for j in joins] == ["#r", "#r"]
+    [a_session] = [s for s in chat.sessions if s.nick == "alice"]
+    assert a_session.sink.binary  # really on chatd.protobuf.v1
+    sent = alice.say("#r", "hi bob")
+    net.flush()
+    assert result(sent)["mid"] == heard_b[0]["mid"] == heard_a[0]["mid"]
+    assert heard_a == heard_b
+    answered = bob.say("#r", "hi alice")
+    net.flush()
+    assert result(answered)["request"] == "message"
+    assert [e["text"] for e in heard_a] == ["hi bob", "hi alice"]
+    refused = alice.private("nobody", "psst")
+    net.flush()
+    assert result(refused).value.code == "no_such_nick"
+
+
+def test_protobuf_needs_a_websocket_url_and_a_known_format():
+    with pytest.raises(ValueError, match="ws://"):
+        ChatClient("tcp://127.0.0.1:9000", "x", reactor=Clock(), format="protobuf")
+    with pytest.raises(ValueError, match="format"):
+        ChatClient("ws://127.0.0.1:8080/ws", "x", reactor=Clock(), format="xml")
+
+
 def test_a_long_absence_comes_back_page_by_page(server, clock):
     client, seen = make_client(server, clock)
     client.start()

@@ -16,7 +16,7 @@ def cli_env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + (
         [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    for name in ("CHATD_URL", "CHATD_NICK", "CHATD_CA_FILE", "CHATD_PASSWORD"):
+    for name in ("CHATD_URL", "CHATD_NICK", "CHATD_CA_FILE", "CHATD_PASSWORD", "CHATD_FORMAT"):
         env.pop(name, None)
     env.update(extra)
     return env
@@ -155,9 +155,11 @@ def test_follow_prints_messages_as_they_come(daemon):
         # The follower is in the room once its join shows; then it must print.
         poster.request({"type": "join", "room": "#cli-follow"})
         deadline = time.monotonic() + TIMEOUT
-        while "follower" not in poster.request({"type": "who", "room": "#cli-follow"})["nicks"]:
+        # Polled under --rate (5/s): a slow start must not turn the polling into a flood.
+        while "follower" not in poster.request({"type": "who", "room": "#cli-follow"}).get(
+                "nicks", ()):
             assert time.monotonic() < deadline, "follow never joined"
-            time.sleep(0.05)
+            time.sleep(0.25)
         poster.request({"type": "message", "room": "#cli-follow", "text": "first"})
         poster.request({"type": "action", "room": "#cli-follow", "text": "waves"})
         lines = []
@@ -170,3 +172,17 @@ def test_follow_prints_messages_as_they_come(daemon):
     checker = daemon.ws().login("checker")
     daemon.wait_for(lambda: "follower" not in checker.request(
         {"type": "who", "room": "#cli-follow"})["nicks"], "the follower to leave")
+
+
+def test_send_and_who_over_protobuf(daemon):
+    watcher = daemon.ws().login("watcher-pb", "#cli-pb")
+    done = cli("-u", ws_url(daemon), "-n", "pbsender", "--format", "protobuf",
+               "send", "#cli-pb", "binary", "hello")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert watcher.expect({"type": "message", "from": "pbsender"})["text"] == "binary hello"
+    who = cli("-u", ws_url(daemon), "-n", "pbwho", "who", "#cli-pb", CHATD_FORMAT="protobuf")
+    assert who.returncode == 0, who.stderr
+    assert "watcher-pb" in who.stdout
+    wrong = cli("-u", f"tcp://127.0.0.1:{daemon.line_port}", "--format", "protobuf",
+                "send", "#cli-pb", "x")
+    assert wrong.returncode == 2 and "ws://" in wrong.stderr
