@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import formats_bench  # the chatd-pb target (chatd.protobuf.v1)
+
 HERE = Path(__file__).resolve().parent  # benchmarks/: the bare relays live here too
 PROJECT = HERE.parent  # the checkout whose chatd runs unless --chatd-tree says otherwise
 MARK = b"~~"  # ends every benchmark message; counted, never parsed, by most receivers
@@ -71,6 +73,7 @@ class Dialect:
     """How one client of one kind of server logs in, talks, and knows it is ready."""
 
     websocket = False
+    subprotocol = None  # bytes: the Sec-WebSocket-Protocol to ask for
     echo = True  # the server also delivers a sender's own message to it
     ready_mark = None  # bytes that only our own successful join produces
 
@@ -139,6 +142,8 @@ TARGETS = {
     "bare-ws-prepared": (BareWebSocket(), ["ws_broadcaster.py", "--prepared"], "ws"),
 }
 BASELINE_OF = {"chatd-line": "bare-line", "chatd-jsonl": "bare-line", "chatd-ws": "bare-ws"}
+TARGETS.update(formats_bench.TARGETS)
+BASELINE_OF.update(formats_bench.BASELINE_OF)
 
 
 # -- the server under test ----------------------------------------------------------
@@ -324,9 +329,11 @@ class Swarm:
                 raise SystemExit(f"connect failed: {os.strerror(err)}")
             self.sel.modify(c.sock, READ, c)
             if d.websocket:
+                offer = (b"Sec-WebSocket-Protocol: %s\r\n" % d.subprotocol
+                         if d.subprotocol else b"")
                 c.sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-                               b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                               b"Sec-WebSocket-Version: 13\r\n\r\n" % (self.port, WS_KEY))
+                               b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n%s"
+                               b"Sec-WebSocket-Version: 13\r\n\r\n" % (self.port, WS_KEY, offer))
                 c.stage = "upgrading"
                 return
             c.stage = "login"

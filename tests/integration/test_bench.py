@@ -77,3 +77,31 @@ def test_chatd_tree_must_be_a_chatd_source_tree(tmp_path):
                           f"x={tmp_path}", "--targets", "chatd-line@x"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "has no chatd/tap.py" in out.stderr
+
+
+def test_the_protobuf_target_reaches_every_member():
+    n, s, m = 4, 2, 5
+    (run,) = bench("fanout", "-n", str(n), "-s", str(s), "-m", str(m),
+                   "--targets", "chatd-pb")
+    assert (run["target"], run["deliveries"], run["lost"]) == ("chatd-pb", s * m * n, 0)
+    assert run["latency_ms"]["samples"] > 0  # the send times were found in binary frames
+
+
+def test_formats_bench_compares_both_formats_in_one_batch():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "benchmarks/formats_bench.py", "--sizes", "5", "--deliveries", "100",
+         "-s", "2", "--repeat", "1", "--number", "20",
+         "--bench-arg=--server-cpu=", "--bench-arg=--client-cpu=", "--bench-arg=--quiet=5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    codec = {r["event"]: r for r in rows if r["part"] == "codec"}
+    assert set(codec) == {"message", "join", "message ack"}
+    for r in codec.values():
+        assert 0 < r["pb_payload_bytes"] < r["json_payload_bytes"]
+        assert r["pb_frame_bytes"] > r["pb_payload_bytes"]
+    fanout = [r for r in rows if r["part"] == "fanout"]
+    assert [r["target"] for r in fanout] == ["chatd-ws", "chatd-pb"]
+    assert all(r["lost"] == 0 and r["deliveries"] == 5 * 2 * 10 for r in fanout)
+    assert "fan-out" in out.stderr and "per event" in out.stderr
