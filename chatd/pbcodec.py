@@ -67,25 +67,38 @@ def encode_event(event) -> bytes:
     return event_message(event).SerializeToString()
 
 
+def _plan(descriptor) -> tuple:
+    """What JSON shows for the fields a message leaves unset (a plain scalar's zero
+    value, null for the nullable ones; absent optional fields stay out), and which
+    fields are lists (each decoded message gets lists of its own)."""
+    defaults = {}
+    nullable = _NULLABLE.get(descriptor.full_name, ())
+    for fd in descriptor.fields:
+        if fd.name in nullable:
+            defaults[fd.name] = None
+        elif not fd.has_presence and not fd.is_repeated:
+            defaults[fd.name] = fd.default_value
+    return defaults, tuple(fd.name for fd in descriptor.fields if fd.is_repeated)
+
+
+_PLANS = {}  # descriptor -> _plan(descriptor)
+
+
 def _fields(msg) -> dict:
     """A message's fields as JSON would have them: absent optional ones left out."""
-    d = {}
-    nullable = _NULLABLE.get(msg.DESCRIPTOR.full_name, ())
-    for fd in msg.DESCRIPTOR.fields:
-        name = fd.name
-        value = getattr(msg, name)
-        if fd.is_repeated:
-            if fd.message_type is not None:
-                value = [_fields(v) for v in value]
-            else:
-                value = list(value)
-        elif fd.has_presence and not msg.HasField(name):
-            if name in nullable:
-                d[name] = None
-            continue
-        elif fd.message_type is not None:
-            value = _fields(value)
-        d[name] = value
+    descriptor = msg.DESCRIPTOR
+    plan = _PLANS.get(descriptor)
+    if plan is None:
+        plan = _PLANS[descriptor] = _plan(descriptor)
+    d = dict(plan[0])
+    for name in plan[1]:
+        d[name] = []
+    for fd, value in msg.ListFields():  # only the fields that are set, listed in C
+        if fd.message_type is not None:
+            value = [_fields(v) for v in value] if fd.is_repeated else _fields(value)
+        elif fd.is_repeated:
+            value = list(value)
+        d[fd.name] = value
     return d
 
 
