@@ -290,6 +290,8 @@ def test_wheel_ships_every_package_the_plugin_and_the_web_client(wheel):
     for static in (ROOT / "chatd" / "static").iterdir():
         assert f"chatd/static/{static.name}" in names
     assert "twisted/plugins/chatd_plugin.py" in names
+    # The protobuf schema ships beside its generated code (docs/protocol.rst links it).
+    assert {"chatd/proto/chatd.proto", "chatd/proto/chatd_pb2.py"} <= names
     # Shipping either of these would shadow Twisted itself once installed.
     assert not {"twisted/__init__.py", "twisted/plugins/__init__.py"} & names
     # The benchmark is a development tool that runs from a checkout (benchmarks/).
