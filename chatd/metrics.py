@@ -56,7 +56,7 @@ nick_registered nick_taken nick_too_fast no_nick no_such_nick no_such_room
 not_connected not_in_room not_kept not_logged_in not_operator recipient_busy
 register_throttled resume_refused shutting_down store_unavailable too_many_connections
 too_many_from_ip too_many_kept too_many_new_rooms too_many_rooms unknown_command
-unknown_type invalid_protobuf text_frame
+unknown_type invalid_protobuf text_frame invalid_utf8
 """.split())
 
 # Fan-out of one event to a room: microseconds for a few members, a few

@@ -151,3 +151,14 @@ def test_bytes_that_are_not_a_request_are_invalid_protobuf(frame):
     with pytest.raises(ChatError) as e:
         decode_request(frame)
     assert e.value.code == "invalid_protobuf"
+
+
+def test_an_error_code_newer_than_the_client_reads_as_other():
+    newer = pb.Event(error=pb.Error(code=999, message="from a newer server")).SerializeToString()
+    assert decode_event(newer) == {"type": "error", "code": "other",
+                                   "message": "from a newer server"}
+
+
+def test_an_event_type_newer_than_the_client_is_refused_plainly():
+    with pytest.raises(ValueError, match="does not know"):
+        decode_event(b"\xfa\x03\x00")  # field 63: no such event here

@@ -171,7 +171,7 @@ def test_protobuf_json_and_line_users_share_a_room_and_each_format_is_encoded_on
     assert js.events()[0]["text"] == "from protobuf"
 
 
-def test_a_json_request_on_the_line_port_is_refused_like_on_json_websocket(chat_factory):
+def test_the_json_mode_switch_is_refused_as_on_json_websocket(chat_factory):
     chat, factory = chat_factory
     client = connect_pb(chat, factory)
     client.events()
