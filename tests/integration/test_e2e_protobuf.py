@@ -7,7 +7,7 @@ import websocket
 
 from chatd.proto import chatd_pb2 as pb
 
-from .clients import PBClient
+from .clients import PBClient, pump
 
 DAEMON_OPTIONS = ["--rate", "200", "--burst", "200", "--nick-interval", "0.2"]
 
@@ -122,3 +122,17 @@ def test_the_handshake_negotiates_or_refuses(daemon):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         PBClient(daemon.ws_port, subprotocols=["mqtt", "chatd.protobuf.v2"])
     assert refused.value.status_code == 400
+
+
+def test_heartbeats_on_protobuf_keep_who_answers_and_drop_who_does_not(start_daemon):
+    d = start_daemon("--ping-interval", "1", "--ping-timeout", "2.5")
+    keeper = d.pb().login("pbkeeper", "#pbhb")
+    sleeper = d.pb().login("pbsleeper", "#pbhb")  # never reads: its pongs never go out
+    pump(keeper,
+         until=lambda: keeper.pings and any(
+             e.get("type") == "quit" and e.get("nick") == "pbsleeper" for e in keeper.backlog),
+         what="pbsleeper's quit and a ping answered by pbkeeper", timeout=8)
+    assert keeper.expect({"type": "quit", "nick": "pbsleeper"})["reason"] == "ping timeout"
+    assert {"type": "bye", "reason": "ping timeout"} in sleeper.expect_closed()
+    assert (sleeper.close_code, sleeper.close_reason) == (1000, "ping timeout")
+    assert keeper.request({"type": "who"})["nicks"] == ["pbkeeper"]
