@@ -10,6 +10,7 @@ scripts/gen-proto makes from the schema today.
 import ast
 import dataclasses
 import inspect
+import json
 import re
 import shutil
 import subprocess
@@ -207,3 +208,90 @@ def test_the_schema_ships_in_the_package():
     setup = (ROOT / "setup.cfg").read_text()
     assert "chatd.proto\n" in setup  # the package
     assert re.search(r"chatd = .*proto/chatd\.proto", setup)  # the .proto as package data
+
+
+# -- evolution: numbers once given are never changed or reused ----------------------------
+NUMBERS = Path(__file__).resolve().parent / "data" / "chatd_proto_numbers.json"
+
+
+def current_numbers() -> dict:
+    """message or enum full name -> {field or value name: number}, from the schema."""
+    out = {}
+
+    def walk(desc):
+        out[desc.full_name] = {f.name: f.number for f in desc.fields}
+        for enum in desc.enum_types:
+            out[enum.full_name] = {v.name: v.number for v in enum.values}
+        for nested in desc.nested_types:
+            walk(nested)
+
+    for message in pb.DESCRIPTOR.message_types_by_name.values():
+        walk(message)
+    return out
+
+
+def reserved(full_name: str) -> tuple[set, set]:
+    """The reserved numbers and names of a message or enum."""
+    from google.protobuf import descriptor_pb2
+    try:
+        desc = pb.DESCRIPTOR.pool.FindMessageTypeByName(full_name)
+        proto = descriptor_pb2.DescriptorProto()
+        ends_inclusive = False
+    except KeyError:
+        desc = pb.DESCRIPTOR.pool.FindEnumTypeByName(full_name)
+        proto = descriptor_pb2.EnumDescriptorProto()
+        ends_inclusive = True  # an enum's reserved range includes its end
+    desc.CopyToProto(proto)
+    numbers = set()
+    for r in proto.reserved_range:
+        numbers.update(range(r.start, r.end + ends_inclusive))
+    return numbers, set(proto.reserved_name)
+
+
+def number_problems(recorded: dict, now: dict) -> list:
+    problems = []
+    for message, fields in recorded.items():
+        current = now.get(message)
+        if current is None:
+            problems.append(f"{message} is gone: keep it, or reserve its number where it is used")
+            continue
+        numbers, names = reserved(message)
+        for name, number in fields.items():
+            if name in current:
+                if current[name] != number:
+                    problems.append(f"{message}.{name} was {number}, is now {current[name]}")
+            elif number not in numbers or name not in names:
+                problems.append(f"{message}.{name} ({number}) removed without "
+                                f"'reserved {number};' and 'reserved \"{name}\";'")
+        used = {number: name for name, number in fields.items()}
+        for name, number in current.items():
+            if name not in fields and number in used:
+                problems.append(f"{message}.{name} reuses {number}, once {used[number]}")
+    for message, fields in now.items():
+        new = set(fields) - set(recorded.get(message, {}))
+        if new:
+            problems.append(f"{message}: record {sorted(new)} in {NUMBERS.name}")
+    return problems
+
+
+def test_no_field_number_is_ever_changed_or_reused():
+    """tests/data/chatd_proto_numbers.json records every number ever given out.
+
+    A field or enum value still in the schema keeps its number; one removed has
+    its number and name reserved; a new one takes a number never used, and is
+    added to the record in the same commit (that is the moment to think twice).
+    """
+    assert number_problems(json.loads(NUMBERS.read_text()), current_numbers()) == []
+
+
+def test_the_number_check_catches_a_change_a_reuse_and_a_new_field():
+    recorded = json.loads(NUMBERS.read_text())
+    recorded["chatd.v1.Request"]["retired_request"] = 99  # as if once given out
+    now = current_numbers()
+    now["chatd.v1.Request"]["newcomer"] = 99
+    now["chatd.v1.Event.Join"]["room"] = 7
+    problems = "\n".join(number_problems(recorded, now))
+    assert "chatd.v1.Request.newcomer reuses 99, once retired_request" in problems
+    assert "retired_request (99) removed without 'reserved 99;'" in problems
+    assert "chatd.v1.Event.Join.room was 1, is now 7" in problems
+    assert "chatd.v1.Request: record ['newcomer']" in problems
