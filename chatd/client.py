@@ -252,7 +252,7 @@ class WebSocketProtobufProtocol(WebSocketJSONProtocol):
             return
         try:
             event = decode_event(payload)
-        except Exception:  # DecodeError, or an event type newer than this client
+        except ValueError:  # not an Event, or an event type newer than this client
             self.client.log.warn("ignoring a frame that is not a chatd event ({n} bytes)",
                                  n=len(payload))
             return

@@ -103,8 +103,12 @@ def _fields(msg) -> dict:
 
 
 def decode_event(data: bytes) -> dict:
-    """Event bytes to the dict the JSON protocol sends for the same event."""
-    msg = Event.FromString(data)
+    """Event bytes to the dict the JSON protocol sends for the same event; ValueError
+    for bytes that are not an ``Event`` or an event type newer than this code."""
+    try:
+        msg = Event.FromString(data)
+    except DecodeError:
+        raise ValueError("not a chatd.v1.Event message") from None
     kind = msg.WhichOneof("event")
     if kind is None:
         raise ValueError("an event of a type this client does not know")

@@ -162,3 +162,8 @@ def test_an_error_code_newer_than_the_client_reads_as_other():
 def test_an_event_type_newer_than_the_client_is_refused_plainly():
     with pytest.raises(ValueError, match="does not know"):
         decode_event(b"\xfa\x03\x00")  # field 63: no such event here
+
+
+def test_bytes_that_are_not_an_event_are_a_value_error():
+    with pytest.raises(ValueError, match="not a chatd.v1.Event"):
+        decode_event(b"\xff\xff\xff")

@@ -59,10 +59,10 @@ def forwarded_client(header) -> str | None:
         return None
 
 
-# The subprotocols this server speaks (RFC 6455 section 1.9), and the wire format of each.
+# The subprotocols this server speaks (RFC 6455 section 1.9): wire.WEBSOCKET and wire.PROTOBUF.
 JSON_V1 = "chatd.json.v1"
 PROTOBUF_V1 = "chatd.protobuf.v1"
-SUBPROTOCOLS = {JSON_V1: wire.WEBSOCKET, PROTOBUF_V1: wire.PROTOBUF}
+SUBPROTOCOLS = (JSON_V1, PROTOBUF_V1)
 
 
 def choose_subprotocol(offered) -> str | None:
