@@ -243,9 +243,13 @@ class WebSocketJSONProtocol(_Wire, WebSocketClientProtocol):
 class WebSocketProtobufProtocol(WebSocketJSONProtocol):
     """The chatd.protobuf.v1 subprotocol: one protobuf message per binary frame."""
 
+    refused = None  # why we failed the handshake ourselves, for the client to see
+
     def onConnect(self, response):
         if response.protocol != PROTOBUF_V1:  # an older server: it would speak JSON
-            raise ConnectionError(f"the server does not speak {PROTOBUF_V1}")
+            self.refused = ConnectionError(
+                f"the server did not choose {PROTOBUF_V1} (it speaks only JSON?)")
+            raise self.refused
 
     def onMessage(self, payload, isBinary):
         if not isBinary:
@@ -263,6 +267,9 @@ class WebSocketProtobufProtocol(WebSocketJSONProtocol):
 
     def send(self, request: dict):
         self.sendMessage(encode_request(request), isBinary=True)
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason if self.refused is None else Failure(self.refused))
 
 
 class _LineFactory(Factory):

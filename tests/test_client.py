@@ -381,6 +381,22 @@ def test_a_protobuf_client_and_a_json_client_chat_through_the_service(clock):
     assert result(refused).value.code == "no_such_nick"
 
 
+def test_a_server_that_does_not_choose_protobuf_is_a_failed_connection(clock, monkeypatch):
+    # An older chatd: it ignores the subprotocol offer and would speak JSON.
+    from chatd.protocols import websocket
+    monkeypatch.setattr(websocket, "choose_subprotocol", lambda offered: None)
+    chat = ChatService(Limits(), clock=clock)
+    net = MemoryWebSocketServer(chat)
+    client = ChatClient("ws://127.0.0.1:8080/ws", "alice", reactor=clock, endpoint=net,
+                        format="protobuf")
+    ready = client.ready(fail_after=1)
+    client.start()
+    net.flush()
+    assert "chatd.protobuf.v1" in str(result(ready).value)
+    assert not client.connected and "alice" not in chat.nicks
+    client.stop()
+
+
 def test_protobuf_needs_a_websocket_url_and_a_known_format():
     with pytest.raises(ValueError, match="ws://"):
         ChatClient("tcp://127.0.0.1:9000", "x", reactor=Clock(), format="protobuf")
