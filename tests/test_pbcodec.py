@@ -12,6 +12,7 @@ import types
 import typing
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_proto_schema import json_event_types, oneof
@@ -106,7 +107,8 @@ def test_every_event_reads_the_same_in_both_formats(name, data):
 # -- requests --------------------------------------------------------------------------
 def request_strategy():
     """A request of every type, with any subset of its fields, valued by field type."""
-    by_type = {9: text, 3: st.integers(-(2**63), MAX_INT), 8: st.booleans()}  # string, int64, bool
+    by_type = {FieldDescriptor.TYPE_STRING: text, FieldDescriptor.TYPE_BOOL: st.booleans(),
+               FieldDescriptor.TYPE_INT64: st.integers(-(2**63), MAX_INT)}
     options = []
     for kind, desc in oneof(pb.Request, "request").items():
         fields = {f.name: by_type[f.type] for f in desc.fields}
