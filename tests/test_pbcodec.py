@@ -10,6 +10,7 @@ import inspect
 import json
 import types
 import typing
+from pathlib import Path
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
@@ -169,3 +170,12 @@ def test_an_event_type_newer_than_the_client_is_refused_plainly():
 def test_bytes_that_are_not_an_event_are_a_value_error():
     with pytest.raises(ValueError, match="not a chatd.v1.Event"):
         decode_event(b"\xff\xff\xff")
+
+
+def test_the_examples_in_the_protocol_document_are_right():
+    from chatd.events import Join
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.rst").read_text()
+    request = encode_request({"type": "join", "room": "#r", "id": "1"}).hex(" ")
+    event = encode_event(Join("#r", "bob", 1.5)).hex(" ")
+    flat = " ".join(doc.split())
+    assert f"``{request}``" in flat and f"``{event}``" in flat
