@@ -69,6 +69,17 @@ class Rooms:
         # Told the key of each room that empties (the lasting state of a room
         # nobody keeps goes with it).
         self.on_empty = on_empty
+        self._observers = []  # (on_open, on_close): a cluster's bus follows the live rooms
+
+    def observe(self, on_open=None, on_close=None) -> None:
+        """Be told the key of each room that comes to life here and of each that
+        empties (a clustered bus subscribes to exactly the rooms with local people)."""
+        self._observers.append((on_open, on_close))
+
+    def _tell(self, which: int, key: str) -> None:
+        for observer in self._observers:
+            if observer[which] is not None:
+                observer[which](key)
 
     def get(self, key: str) -> Room | None:
         return self._rooms.get(key)
@@ -88,6 +99,7 @@ class Rooms:
         room = self._rooms.get(key)
         if room is None:
             room = self._rooms[key] = Room(name)
+            self._tell(0, key)
         return room
 
     def member_room(self, session, key: str | None) -> Room:
@@ -114,7 +126,8 @@ class Rooms:
             self._forget_if_empty(room)
             return None
         if self._rooms.get(room.key) is not room:  # emptied and dropped while we waited
-            self._rooms.setdefault(room.key, room)
+            if self._rooms.setdefault(room.key, room) is room:
+                self._tell(0, room.key)
         return kept
 
     def enter(self, session, room: Room) -> None:
@@ -150,6 +163,7 @@ class Rooms:
             del self._rooms[room.key]
             if self.on_empty is not None:
                 self.on_empty(room.key)
+            self._tell(1, room.key)
 
     # -- changes to how a member is reached ---------------------------------------
     def renamed(self, session, old_key: str | None) -> None:
