@@ -16,6 +16,7 @@ from chatd.admin import make_admin_site
 from chatd.adminapi import make_api
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
 from chatd.dispatch import Dispatcher
+from chatd.drain import Drain
 from chatd.errors import ChatError
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
@@ -359,7 +360,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     # The admin JSON API (chatd.adminapi) only with a token to check.
     extra = {}
     if config["admin-token"] is not None:
-        extra[b"api"] = make_api(chat, config["admin-token"])
+        extra[b"api"] = make_api(chat, config["admin-token"], Drain(chat, listeners, reactor))
     admin_site = make_admin_site(chat, metrics, readiness, admission, extra=extra,
                                  request_timeout=limits.request_timeout, reactor=reactor)
     # Counted on its own (a scrape never takes a user's place), but counted: an
