@@ -47,7 +47,8 @@ _FRONT_END_OF = {wire.TEXT: "line", wire.JSONL: "line", wire.WEBSOCKET: "websock
 # checks that chatd/ raises no other.  Anything else counts as "other".
 ERROR_CODES = frozenset("""
 already_joining already_kept already_logged_in already_registered bad_password
-bad_request bad_room_password banned banned_from_server binary_frame busy no_such_ban
+bad_request bad_room_password banned banned_from_server binary_frame busy cluster_unavailable
+no_such_ban
 not_server_operator empty_message flood internal
 invalid_json invalid_nick invalid_room invalid_text invite_only line_too_long
 login_failed login_throttled message_too_long missing_argument nick_lookalike

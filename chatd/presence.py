@@ -253,21 +253,12 @@ class LocalPresence:
         return succeed(True)
 
     def assert_claim(self, key: str, nick: str) -> None:
-        """A nick this node gave out without asking (a guest name, a login's own
-        nick): claimed now; if a live node holds it, the ``conflict`` callback
-        renames the local holder.  While unsynced, the resync claims it."""
-        if not self._synced:
-            return
-        d = self._eval(CLAIM, self.node, key, nick)
-
-        def answered(reply):
-            if not int(reply):
-                self.log.warn("presence: nick {key} is held on another node; its holder "
-                              "here is renamed", key=key)
-                self._conflict(key)
-        d.addCallbacks(answered, self._write_failed, errbackArgs=("claim",))
+        pass
 
     def release(self, key: str) -> None:
+        pass
+
+    def room_changed(self, room, added=(), removed=()) -> None:
         pass
 
     def members_changed(self, room_key, room_name, count, added=(), removed=()) -> None:
@@ -407,12 +398,20 @@ class ClusterPresence:
             self._eval(RELEASE, self.node, key).addErrback(self._write_failed, "release")
 
     # -- membership --------------------------------------------------------------
+    def room_changed(self, room, added=(), removed=()) -> None:
+        """``chatd.rooms.Rooms`` tells each membership change here (a
+        ``Room`` record after the change)."""
+        self.members_changed(room.key, room.name, len(room.members), added, removed)
+
     def members_changed(self, room_key: str, room_name: str, count: int, added=(),
                         removed=()) -> None:
         """This node's members of a room changed: ``added`` (nick key, nick) pairs,
         ``removed`` nick keys, ``count`` local members now."""
         if not self._synced:
             return
+        added = list(added)
+        if added and removed:  # a change of case only: the key stays
+            removed = [k for k in removed if k not in {key for key, _ in added}]
         args = [self.node, room_key, room_name, count]
         for key, nick in added:
             args += [key, nick]

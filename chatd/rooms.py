@@ -70,6 +70,10 @@ class Rooms:
         # nobody keeps goes with it).
         self.on_empty = on_empty
         self._observers = []  # (on_open, on_close): a cluster's bus follows the live rooms
+        # Told each change of a room's members, ``on_members(room, added, removed)``
+        # with (nick key, nick) pairs added and nick keys removed: cluster presence
+        # (chatd.presence) follows who is where.  Never on the message path.
+        self.on_members = None
 
     def observe(self, on_open=None, on_close=None) -> None:
         """Be told the key of each room that comes to life here and of each that
@@ -134,6 +138,8 @@ class Rooms:
         room.add_member(session)
         session.rooms[room.key] = room
         session.current = room
+        if self.on_members is not None:
+            self.on_members(room, ((session.key, session.nick),), ())
 
     def switch(self, session, room: Room) -> None:
         session.current = room
@@ -144,6 +150,8 @@ class Rooms:
         session.rooms.pop(room.key, None)
         if session.current is room:
             session.current = next(reversed(session.rooms.values()), None)
+        if self.on_members is not None:
+            self.on_members(room, (), (session.key,))
         self._forget_if_empty(room)
 
     def leave_all(self, session) -> list:
@@ -172,6 +180,8 @@ class Rooms:
             if room.members.get(old_key) is session:
                 del room.members[old_key]
             room.members[session.key] = session
+            if self.on_members is not None:
+                self.on_members(room, ((session.key, session.nick),), (old_key,))
 
     def set_format(self, session, fmt) -> None:
         """Switch a session's wire format (the line protocol's JSON mode)."""

@@ -23,6 +23,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd import __version__, acks
 from chatd.accounts import Accounts
@@ -34,6 +35,7 @@ from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
 from chatd.operators import Operators
+from chatd.presence import LocalPresence
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -81,7 +83,7 @@ class ChatService(Service):
 
     def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
                  store=None, history: int = 50, passwords=None, bus=None,
-                 motd=(), operators=(), metrics=None):
+                 motd=(), operators=(), metrics=None, presence=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.limits = limits or Limits()
@@ -100,6 +102,12 @@ class ChatService(Service):
         self.metrics.watch_service(self)
         self.nicks = Nicks(self.limits.max_nick)
         self.rooms = Rooms(on_empty=self._room_emptied, metrics=self.metrics)
+        # Who holds which nick and who is where on every node (chatd.presence):
+        # asked before a nick is taken here; told each membership change.
+        self.presence = presence if presence is not None else LocalPresence()
+        self.presence.bind(self._presence_local, self._presence_lost, self._presence_conflict)
+        if self.presence.clustered:
+            self.rooms.on_members = self.presence.room_changed
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
         self.sessions = set()
@@ -109,6 +117,7 @@ class ChatService(Service):
                               self.limits)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
+        self._claiming = {}  # nick key -> the session waiting for its cluster-wide claim
         self._creations = RoomCreations(clock, self.limits)
         self._closing = {}  # session -> None, dropped but not yet disconnected
         self._drained = None
@@ -154,6 +163,7 @@ class ChatService(Service):
     def startService(self):
         super().startService()
         self.accounts.start()
+        self.presence.start()
         d = self._heartbeat.start(self.heartbeat_tick, now=False)
         d.addErrback(lambda f: self.log.failure("heartbeat loop stopped", f))
         d = self._deadlines.start(min(1.0, self.limits.register_timeout), now=False)
@@ -175,6 +185,8 @@ class ChatService(Service):
             d = self._drained = Deferred()
             grace = self.clock.callLater(3.0, self._abort_closing)
             self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
+        # Everyone is gone: this node's claims and memberships go now, not at expiry.
+        d.addBoth(lambda _: self.presence.stop())
         d.addBoth(lambda _: self.accounts.stop())
         # Writes in flight finish (and their data is on disk) before we exit.
         d.addBoth(lambda _: self.store.close())
@@ -263,6 +275,7 @@ class ChatService(Service):
         keys = self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)
+            self.presence.release(session.key)
             self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
                                               self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
@@ -337,21 +350,50 @@ class ChatService(Service):
         if session.nick_at is not None and now - session.nick_at < self.limits.nick_interval:
             raise ChatError("nick_too_fast",
                             f"wait {self.limits.nick_interval:g} seconds between nick changes")
-        self._rename(session, nick, key, now)
+        if self._claiming.get(key, session) is not session:
+            raise ChatError("nick_taken", f"{nick} is already taken")
+        # The cluster-wide claim (chatd.presence; granted at once on one node).
+        self._claiming[key] = session
+        d = self.presence.claim(key, nick)
+        d.addBoth(self._claimed, session, nick, key)
+        return d
+
+    def _claimed(self, result, session: Session, nick: str, key: str):
+        if self._claiming.get(key) is session:
+            del self._claiming[key]
+        if isinstance(result, Failure):
+            return result  # cluster_unavailable: nothing changed
+        holder = self.nicks.get(key)
+        if not result or (holder is not None and holder is not session):
+            raise ChatError("nick_taken", f"{nick} is already taken")
+        if not session.attached:
+            if self.presence.clustered:
+                self.presence.release(key)
+            raise ChatError("not_connected", "the connection closed")
+        self._rename(session, nick, key, self.clock.seconds(), claimed=True)
         if not self.accounts.is_registered(key):
             self.accounts.recheck(key).addCallbacks(
                 self._registered_elsewhere, lambda f: f.trap(StoreUnavailable),
                 callbackArgs=(session, key))
-        return succeed(acks.NickAck(nick))
+        return acks.NickAck(nick)
 
     def _registered_elsewhere(self, registered, session, key) -> None:
         if registered and session.attached and session.key == key and session.account != key:
             self._evict_guest(session)
 
-    def _rename(self, session: Session, nick: str, key: str, now: float | None = None) -> None:
-        """Give a session a nick nobody else holds, telling its rooms (no checks)."""
+    def _rename(self, session: Session, nick: str, key: str, now: float | None = None,
+                claimed: bool = False) -> None:
+        """Give a session a nick nobody else holds, telling its rooms (no checks).
+
+        ``claimed``: the cluster-wide claim is already this node's (set_nick);
+        otherwise (a guest name, a login's own nick) it is claimed now, and a
+        conflict renames the holder again (``_presence_conflict``)."""
         old_key = session.key
         old = self.nicks.take(session, nick, key, now)
+        if old_key is not None and old_key != key:
+            self.presence.release(old_key)
+        if not claimed:
+            self.presence.assert_claim(key, nick)
         if old is None:
             self._unnamed.pop(session, None)
             return
@@ -545,34 +587,71 @@ class ChatService(Service):
         return succeed(acks.RoomAck(room.name))
 
     def who(self, session: Session, name: str | None):
+        """Who is in a room: this node's members, then the other nodes' (chatd.presence)."""
         if name is None:
             room = self.member_room(session, None)
-            return succeed(acks.WhoAck(room.name, room.nicks()))
+            return self._everyone(session, room.key, room.name, room.nicks())
         key = self.check_room(name)
         room = self.rooms.get(key)
         state = self.room_states.get(key)
-        if room is None and state is None:
-            raise ChatError("no_such_room", f"{name} does not exist")
         if key not in session.rooms and state is not None and (
                 state.invite_only or state.password):
             # Who is in a closed room is its members' business.
             raise ChatError("not_in_room", f"{state.name} is closed; only its members "
                             "see who is there")
         if room is not None:
-            return succeed(acks.WhoAck(room.name, room.nicks()))
-        return succeed(acks.WhoAck(state.name, []))  # a stored room nobody is in now
+            return self._everyone(session, key, room.name, room.nicks())
+        if state is not None:  # a stored room nobody is in here
+            return self._everyone(session, key, state.name, [])
+        if not self.presence.clustered:
+            raise ChatError("no_such_room", f"{name} does not exist")
+
+        def elsewhere(ack):  # a room only other nodes have people in
+            if not ack.nicks:
+                raise ChatError("no_such_room", f"{name} does not exist")
+            return ack
+        return self._everyone(session, key, name, []).addCallback(elsewhere)
+
+    def _everyone(self, session: Session, key: str, name: str, here: list):
+        """A WhoAck with this node's members and the other nodes'; while the cluster
+        cannot be reached, this node's alone and a notice saying so."""
+        def merged(there):
+            seen = {n.lower() for n in here}
+            return acks.WhoAck(name, here + [n for n in there if n.lower() not in seen])
+
+        def partial(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            session.send(Notice("the cluster cannot be reached right now: only the members "
+                                "on this server are listed"))
+            return acks.WhoAck(name, here)
+        return self.presence.who(key).addCallbacks(merged, partial)
 
     def room_list(self, after: str | None = None):
         """The rooms that exist (those with people in them and the stored ones), by
         name, a page of at most ROOMS_PAGE after the room ``after``."""
         listing = {key: (name, 0) for key, name in self.room_states.names().items()}
         listing.update(self.rooms.names())
-        keys = listing if after is None else [k for k in listing if k > after.lower()]
-        # One page's worth picked without sorting every room.
-        page = heapq.nsmallest(ROOMS_PAGE + 1, keys)
-        return succeed(acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
-                                      for key in page[:ROOMS_PAGE]],
-                                     True if len(page) > ROOMS_PAGE else None))
+
+        def with_others(there):
+            # The other nodes' rooms and members (chatd.presence), added to ours.
+            for key, (name, count) in there.items():
+                mine = listing.get(key)
+                listing[key] = (name, count) if mine is None else (mine[0], mine[1] + count)
+            keys = listing if after is None else [k for k in listing if k > after.lower()]
+            # One page's worth picked without sorting every room.
+            page = heapq.nsmallest(ROOMS_PAGE + 1, keys)
+            return acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
+                                  for key in page[:ROOMS_PAGE]],
+                                 True if len(page) > ROOMS_PAGE else None)
+
+        def here_only(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            return {}  # the cluster is away: this node's rooms alone
+        return self.presence.rooms().addErrback(here_only).addCallback(with_others)
 
     # -- messages --------------------------------------------------------------
     def say(self, session: Session, room_name: str | None, text, kind: str = "message"):
@@ -659,6 +738,30 @@ class ChatService(Service):
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
+
+    # -- the cluster (chatd.presence calls these) ----------------------------------
+    def _presence_local(self):
+        """This node's nicks and memberships, for a resync."""
+        nicks = {key: s.nick for key, s in self.nicks.items()}
+        rooms = {key: (room.name, {k: s.nick for k, s in room.members.items()})
+                 for key, room in self.rooms.items() if room.members}
+        return nicks, rooms
+
+    def _presence_lost(self, nick: str, room_keys) -> None:
+        """A dead node's user: everyone sharing a room with it sees it quit."""
+        self.bus.publish_rooms(room_keys, Quit(nick, "node stopped answering",
+                                               self.clock.seconds()))
+
+    def _presence_conflict(self, key: str) -> None:
+        """Another node holds a nick a session here has: the session here is renamed."""
+        holder = self.nicks.get(key)
+        if holder is None:
+            return
+        guest = self.accounts.guest_nick(self.nicks.__contains__)
+        self.bus.publish_user(holder.key, Notice(
+            f"{holder.nick} is held on another node (taken while this one could not "
+            f"reach the cluster); you are now {guest}"))
+        self._rename(holder, guest, guest.lower())
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:
