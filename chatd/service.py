@@ -82,7 +82,7 @@ class ChatService(Service):
     log = Logger()
 
     def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
-                 store=None, history: int = 50, passwords=None, bus=None,
+                 store=None, history: int = 50, passwords=None, bus=None, make_bus=None,
                  motd=(), operators=(), metrics=None, presence=None):
         if clock is None:
             from twisted.internet import reactor as clock
@@ -113,6 +113,9 @@ class ChatService(Service):
         self.sessions = set()
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
+        if make_bus is not None:
+            # A cluster's bus (chatd.redisbus), built around the local one.
+            self.bus = make_bus(self, self.bus)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
         self.ops = Operators(self)
@@ -683,16 +686,30 @@ class ChatService(Service):
         text = check_text(text, self.limits.max_message)
         ts = self.clock.seconds()
         if target is None:
-            if not self.accounts.is_registered(key):
-                raise ChatError("no_such_nick", f"{to} is not online")
-            d = self.accounts.queue_private(session.nick, key, to, text, ts)
-            return d.addCallback(lambda pid: acks.PrivateAck(to, pid, ts, True))
+            return self._private_elsewhere(session, key, to, text, ts)
         mid = next(self._private_ids)
         event = Private(session.nick, target.nick, text, mid, ts)
         self.bus.publish_user(target.key, event)
         if target is not session:
             session.send(event)
         return succeed(acks.PrivateAck(target.nick, mid, ts))
+
+    def _private_elsewhere(self, session: Session, key: str, to: str, text: str, ts: float):
+        """Nobody here holds the nick: another node may (the bus asks; a single
+        node's bus says no at once, a cluster's fails with cluster_unavailable when
+        it cannot ask); nobody does: a registered nick's message waits in the store."""
+        mid = next(self._private_ids)
+        event = Private(session.nick, to, text, mid, ts)
+
+        def sent(delivered):
+            if delivered:
+                session.send(event)
+                return acks.PrivateAck(to, mid, ts)
+            if not self.accounts.is_registered(key):
+                raise ChatError("no_such_nick", f"{to} is not online")
+            d = self.accounts.queue_private(session.nick, key, to, text, ts)
+            return d.addCallback(lambda pid: acks.PrivateAck(to, pid, ts, True))
+        return self.bus.publish_remote_user(key, event).addCallback(sent)
 
     # -- moderation: the caller must be in the room -------------------------------
     def topic(self, session, room_name, text=None):
@@ -762,6 +779,12 @@ class ChatService(Service):
             f"{holder.nick} is held on another node (taken while this one could not "
             f"reach the cluster); you are now {guest}"))
         self._rename(holder, guest, guest.lower())
+
+    def saw_mid(self, mid: int) -> None:
+        """A room message id delivered here from another node (chatd.redisbus): a
+        join's history then reaches up to it, and nothing falls between."""
+        if mid > self.last_mid:
+            self.last_mid = mid
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:
