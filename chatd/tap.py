@@ -129,6 +129,10 @@ class Options(usage.Options):
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
+        ["node-timeout", None, 10.0,
+         "with --redis: seconds within which a node that stops answering (kill -9, cut "
+         "off) loses its nicks and its users are shown quitting on the others; heartbeats "
+         "come every third of it", float],
         ["store-timeout", None, 10.0,
          "seconds any database operation may take; past it: store_unavailable, /healthz "
          "degraded, and recovery without a restart", float],
@@ -240,6 +244,8 @@ class Options(usage.Options):
             self["data-dir"] = DEFAULT_DATA_DIR
         if not self["store-timeout"] > 0:
             raise usage.UsageError("--store-timeout must be positive")
+        if not self["node-timeout"] >= 1.0:
+            raise usage.UsageError("--node-timeout is at least 1 second")
         if not 0 <= self["history"] <= MAX_PAGE:
             raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
         if self["sqlite-sync"] not in SYNC_MODES:

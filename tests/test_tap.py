@@ -46,7 +46,7 @@ def test_defaults():
     assert dict(parse()) == {
         "name": "chatd", "tls-cert": None, "tls-key": None,
         "data-dir": "./chatd-data", "db": None, "history": 50, "sqlite-sync": "full",
-        "store-timeout": 10.0,
+        "store-timeout": 10.0, "node-timeout": 10.0,
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [], "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
         "admin": [],
@@ -64,6 +64,7 @@ def test_full_command_line():
         "--admin", "tcp:9100:interface=127.0.0.1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--sqlite-sync", "normal", "--store-timeout", "2.5", "--offline-queue", "7",
+        "--node-timeout", "4",
         "--max-kept-rooms", "2", "--new-rooms-per-minute", "4", "--connects-per-minute", "30",
         "--max-line", "1024", "--max-frame", "8192", "--max-message", "500",
         "--max-nick", "16", "--max-room", "32", "--max-rooms-per-session", "5",
@@ -93,7 +94,7 @@ def test_full_command_line():
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
         "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
-        "sqlite-sync": "normal", "store-timeout": 2.5,
+        "sqlite-sync": "normal", "store-timeout": 2.5, "node-timeout": 4.0,
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
         "trusted-proxy": ["127.0.0.1", "::1"], "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
