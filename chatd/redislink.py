@@ -16,9 +16,10 @@ Interface (CL-B and CL-C build on it; keep it, or update this doc string):
   reconnected (replies are matched by order, so a late one cannot be trusted).
 * ``publish(channel, data: bytes)`` -> Deferred (the number of receivers).
   ``channel`` is a name under the prefix: the link adds the prefix.
-* ``subscribe(channel, callback)`` / ``unsubscribe(channel)``: ``callback(data:
-  bytes)`` for each message on the channel (prefix added by the link).
-  Remembered, and restored after a reconnect.
+* ``subscribe(channel, callback, on_ready=None)`` / ``unsubscribe(channel)``:
+  ``callback(data: bytes)`` for each message on the channel (prefix added by
+  the link); ``on_ready()`` once Redis confirms it.  Remembered, and restored
+  after a reconnect.
 * ``add_listener(on_up=None, on_down=None)``: called with no argument each
   time the link comes up (after the subscriptions are restored: resync here)
   and each time it goes down.
@@ -233,12 +234,18 @@ class RedisLink(Service):
             self.metrics.redis_published()
         return d
 
-    def subscribe(self, channel: str, callback) -> None:
+    def subscribe(self, channel: str, callback, on_ready=None) -> None:
+        """``on_ready()``: once Redis has confirmed this subscription (not called
+        if the link is down now: the link's ``on_up`` comes after every
+        subscription is restored)."""
         full = self.key(channel).encode("utf-8")
         fresh = full not in self._channels
         self._channels[full] = callback
         if fresh and self.up:
-            self._timed(self._sub, ("SUBSCRIBE", full)).addErrback(self._ignore)
+            d = self._timed(self._sub, ("SUBSCRIBE", full))
+            if on_ready is not None:
+                d.addCallback(lambda _: on_ready())
+            d.addErrback(self._ignore)
 
     def unsubscribe(self, channel: str) -> None:
         full = self.key(channel).encode("utf-8")
