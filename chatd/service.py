@@ -502,7 +502,7 @@ class ChatService(Service):
         room = session.rooms.get(key)
         if room is not None and since is None:
             self.rooms.switch(session, room)
-            return succeed(self._join_ack(room, False))
+            return self._join_ack(room, False)
         if room is None and key in session.joining:
             raise ChatError("already_joining", f"already joining {name}")
         if room is None and (len(session.rooms) + len(session.joining)
@@ -550,11 +550,24 @@ class ChatService(Service):
         self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
         return self._join_ack(room, more)
 
-    def _join_ack(self, room, more: bool) -> acks.JoinAck:
+    def _join_ack(self, room, more: bool):
+        """Fires the JoinAck: the members here, then those on the other nodes
+        (chatd.presence; this node's alone while the cluster cannot be reached)."""
         state = self.room_states.get(room.key)
-        return acks.JoinAck(room.name, room.nicks(),
-                            state.topic if state is not None and state.topic else None,
-                            True if more else None)
+        topic = state.topic if state is not None and state.topic else None
+        here = room.nicks()
+
+        def ack(there):
+            seen = {n.lower() for n in here}
+            return acks.JoinAck(room.name, here + [n for n in there if n.lower() not in seen],
+                                topic, True if more else None)
+
+        def here_only(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            return []
+        return self.presence.who(room.key).addErrback(here_only).addCallback(ack)
 
     @staticmethod
     def _send_history(session: Session, rows) -> None:

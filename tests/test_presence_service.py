@@ -125,6 +125,12 @@ class ClusterServiceTests(TestCase):
         bob = yield self.person(b, "bob", "#lobby")
         yield self.person(a, "al", "#elsewhere")
         yield a.settle()
+        # Joining, the member list counts every node.
+        carl = yield self.person(b, "carl")
+        events = yield self.ask(b, carl, "join", room="#lobby")
+        assert events[-1]["type"] == "ack" and events[-1]["nicks"] == [
+            "bob", "carl", "alice", "ann"], events
+        yield self.ask(b, carl, "part", room="#lobby")
         [ack] = yield self.ask(b, bob, "who")
         assert ack["nicks"] == ["bob", "alice", "ann"]
         [ack] = yield self.ask(b, bob, "who", room="#elsewhere")  # nobody here is in it
