@@ -27,6 +27,8 @@ from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.redislink import DEFAULT_PREFIX, default_node_id
+from chatd.redislink import parse_url as parse_redis_url
 from chatd.reload import Reloader
 from chatd.rlimit import raise_nofile
 from chatd.sdnotify import SystemdNotifier
@@ -129,6 +131,13 @@ class Options(usage.Options):
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
+        ["redis", None, None,
+         "redis://HOST:PORT/DB: join the other nodes sharing this Redis (and --db) as one "
+         "chat (default: this node alone)"],
+        ["redis-prefix", None, DEFAULT_PREFIX,
+         "with --redis: prefix of every Redis key and channel; one per cluster sharing a Redis"],
+        ["node-id", None, None,
+         "with --redis: this node's name in the cluster, unique (default: hostname-pid)"],
         ["node-timeout", None, 10.0,
          "with --redis: seconds within which a node that stops answering (kill -9, cut "
          "off) loses its nicks and its users are shown quitting on the others; heartbeats "
@@ -244,6 +253,17 @@ class Options(usage.Options):
             self["data-dir"] = DEFAULT_DATA_DIR
         if not self["store-timeout"] > 0:
             raise usage.UsageError("--store-timeout must be positive")
+        if self["redis"] is not None:
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}")
+        if not self["redis-prefix"]:
+            raise usage.UsageError("--redis-prefix may not be empty")
+        if self["node-id"] is None:
+            self["node-id"] = default_node_id()
+        elif not self["node-id"] or any(c.isspace() for c in self["node-id"]):
+            raise usage.UsageError("--node-id is a name without spaces")
         if not self["node-timeout"] >= 1.0:
             raise usage.UsageError("--node-timeout is at least 1 second")
         if not 0 <= self["history"] <= MAX_PAGE:
