@@ -15,6 +15,7 @@ from chatd import config as config_file
 from chatd.admin import make_admin_site
 from chatd.adminapi import make_api
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
+from chatd.cluster import ClusterParts
 from chatd.dispatch import Dispatcher
 from chatd.drain import Drain
 from chatd.errors import ChatError
@@ -336,15 +337,25 @@ def makeService(config, reactor=None) -> service.MultiService:
     store.metrics = metrics
     passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
                           max_waiting=limits.hash_queue)
+    clustered = {}
+    link = None
+    if config["redis"] is not None:
+        # Several nodes as one chat (chatd.cluster): the Redis link goes in
+        # before the chat service, so it stops after it (the last quits go out).
+        cluster = ClusterParts(reactor, config["redis"], config["redis-prefix"],
+                               config["node-id"], config["node-timeout"], metrics)
+        cluster.link.setServiceParent(top)
+        link = cluster.link
+        clustered = {"presence": cluster.presence, "make_bus": cluster.make_bus}
     chat = ChatService(limits, clock=reactor, server_name=config["name"],
                        store=store, history=config["history"], passwords=passwords,
                        motd=config["motd-lines"], operators=config["operators"],
-                       metrics=metrics)
+                       metrics=metrics, **clustered)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
     chat.setServiceParent(top)
     listeners = AfterStore(chat, reactor)
-    readiness = Readiness(store, listeners)
+    readiness = Readiness(store, listeners, link)
     LagProbe(metrics, reactor).setServiceParent(top)
     dispatcher = Dispatcher(chat)
     tls = None
