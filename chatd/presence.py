@@ -97,6 +97,19 @@ redis.call('SADD', p .. 'nodenicks:' .. me, k)
 return 1
 """
 
+# ARGV: prefix, node, nick key, nick.  The claim is this node's, whoever had it
+# (an account's owner logging in here takes its own nick).
+FORCE = """
+local p, me, k = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('GET', p .. 'nick:' .. k)
+if cur then
+  redis.call('SREM', p .. 'nodenicks:' .. string.match(cur, '^([^\\t]*)'), k)
+end
+redis.call('SET', p .. 'nick:' .. k, me .. '\\t' .. ARGV[4])
+redis.call('SADD', p .. 'nodenicks:' .. me, k)
+return 1
+"""
+
 # ARGV: prefix, node, nick key.  Frees the claim if it is this node's.
 RELEASE = """
 local p, me, k = ARGV[1], ARGV[2], ARGV[3]
@@ -252,7 +265,7 @@ class LocalPresence:
     def claim(self, key: str, nick: str):
         return succeed(True)
 
-    def assert_claim(self, key: str, nick: str) -> None:
+    def assert_claim(self, key: str, nick: str, force: bool = False) -> None:
         pass
 
     def release(self, key: str) -> None:
@@ -376,13 +389,14 @@ class ClusterPresence:
             return f
         return d.addCallbacks(answered, failed)
 
-    def assert_claim(self, key: str, nick: str) -> None:
-        """A nick this node gave out without asking (a guest name, a login's own
-        nick): claimed now; if a live node holds it, the ``conflict`` callback
-        renames the local holder.  While unsynced, the resync claims it."""
+    def assert_claim(self, key: str, nick: str, force: bool = False) -> None:
+        """A nick this node gave out without asking (a guest name): claimed now;
+        if a live node holds it, the ``conflict`` callback renames the local
+        holder.  ``force`` (an account's owner logged in here): taken whoever
+        holds it.  While unsynced, the resync claims it."""
         if not self._synced:
             return
-        d = self._eval(CLAIM, self.node, key, nick)
+        d = self._eval(FORCE if force else CLAIM, self.node, key, nick)
 
         def answered(reply):
             if not int(reply):

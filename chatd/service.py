@@ -459,7 +459,9 @@ class ChatService(Service):
             self._evict_guest(holder, "its owner has logged in")
         self.accounts.log_in(session, key)
         if session.key != key:
-            self._rename(session, acct.nick, key)
+            # The owner's nick is the owner's on every node.
+            self.presence.assert_claim(key, acct.nick, force=True)
+            self._rename(session, acct.nick, key, claimed=True)
 
     def _deliver_offline(self, session: Session, key: str):
         def deliver(rows):

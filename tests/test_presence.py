@@ -104,6 +104,16 @@ class PresenceTests(TestCase):
         assert (yield a.take("alice")) is False
 
     @inlineCallbacks
+    def test_an_accounts_owner_logging_in_takes_its_nick_whoever_holds_it(self):
+        a, b = yield self.nodes("a", "b")
+        assert (yield a.take("alice")) is True
+        b.presence.assert_claim("alice", "Alice", force=True)
+        yield self.settle(b)
+        assert (yield a.presence.claim("alice", "alice")) is False
+        assert (yield b.presence.claim("alice", "Alice")) is True
+        assert b.conflicts == []
+
+    @inlineCallbacks
     def test_racing_nodes_exactly_one_wins_every_time(self):
         a, b, c = yield self.nodes("a", "b", "c")
         for i in range(100):
