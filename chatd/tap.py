@@ -28,7 +28,7 @@ from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
-from chatd.redislink import DEFAULT_PREFIX, default_node_id
+from chatd.redislink import DEFAULT_PREFIX
 from chatd.redislink import parse_url as parse_redis_url
 from chatd.reload import Reloader
 from chatd.rlimit import raise_nofile
@@ -261,9 +261,8 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--redis: {e}")
         if not self["redis-prefix"]:
             raise usage.UsageError("--redis-prefix may not be empty")
-        if self["node-id"] is None:
-            self["node-id"] = default_node_id()
-        elif not self["node-id"] or any(c.isspace() for c in self["node-id"]):
+        if self["node-id"] is not None and (
+                not self["node-id"] or any(c.isspace() for c in self["node-id"])):
             raise usage.UsageError("--node-id is a name without spaces")
         if not self["node-timeout"] >= 1.0:
             raise usage.UsageError("--node-timeout is at least 1 second")
