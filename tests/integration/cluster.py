@@ -84,6 +84,12 @@ class NetDaemon(Daemon):
         return c
 
 
+def json_client(client):
+    """A line client past the greeting, switched to JSON lines."""
+    client.expect("Welcome")
+    return client.json_mode()
+
+
 def messages(events, room: str) -> list:
     """The message events of ``room`` among ``events`` (JSON dicts)."""
     return [e for e in events if isinstance(e, dict) and e.get("type") == "message"

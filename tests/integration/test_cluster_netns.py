@@ -14,7 +14,7 @@ from proxies import Proxy
 
 from tests.redishelp import _command
 
-from .cluster import NetDaemon, cluster_storage, node_options
+from .cluster import NetDaemon, cluster_storage, json_client, node_options
 from .netns import Network, available
 
 ROOM = "#lan"
@@ -70,6 +70,8 @@ def lan(tmp_path):
             for host, node in nodes.items():
                 if node.stop() != 0 or not node.exited_cleanly():
                     problems.append(f"{host} exited with {node.returncode}\n{node.output()}")
+                elif "Traceback" in node.log():
+                    problems.append(f"{host} logged a traceback\n{node.output()}")
             assert not problems, "\n".join(problems)
         stack.callback(stop_nodes)
         for host in ("node-a", "node-b"):
@@ -89,8 +91,8 @@ def test_two_hosts_chat_through_redis_on_a_third(lan):
     net, nodes = lan
     a, b = nodes["node-a"], nodes["node-b"]
     assert (a.host, a.line_port) != (b.host, b.line_port) and a.line_port == b.line_port
-    alice = a.line().json_mode()
-    bob = b.line().json_mode()
+    alice = json_client(a.line())
+    bob = json_client(b.line())
     for client, nick in ((alice, "alice"), (bob, "bob")):
         assert client.request({"type": "nick", "nick": nick, "id": 1})["type"] == "ack"
         assert client.request({"type": "join", "room": ROOM, "id": 2})["type"] == "ack"
@@ -98,7 +100,7 @@ def test_two_hosts_chat_through_redis_on_a_third(lan):
     # A room message from one host reaches the other ...
     alice.request({"type": "message", "room": ROOM, "text": "hello over the wire", "id": 3})
     got = bob.expect({"type": "message", "room": ROOM, "text": "hello over the wire"})
-    assert got["nick"] == "alice"
+    assert got["from"] == "alice"
     # ... so does a private message, and each host's /who shows both.
     bob.request({"type": "private", "to": "alice", "text": "psst", "id": 4})
     assert alice.expect({"type": "private", "text": "psst"})["from"] == "bob"
@@ -106,7 +108,7 @@ def test_two_hosts_chat_through_redis_on_a_third(lan):
         who = client.request({"type": "who", "room": ROOM, "id": 5})
         assert sorted(who["nicks"]) == ["alice", "bob"], who
     # The nick is taken cluster-wide: bob's host refuses a second alice.
-    late = b.line().json_mode()
+    late = json_client(b.line())
     refused = late.request({"type": "nick", "nick": "ALICE", "id": 6})
     assert refused["type"] == "error" and refused["code"] == "nick_taken", refused
     # Both nodes really are on their own addresses, talking to Redis on another.

@@ -11,7 +11,7 @@ import pytest
 from tests.nginxconf import Nginx, cluster_config, free_port
 
 from .clients import LineClient, WSClient
-from .cluster import Cluster, cluster_storage
+from .cluster import Cluster, cluster_storage, json_client
 
 TOKEN = "nginx-cluster-token-0123456789"
 ROOM = "#edge"
@@ -74,8 +74,8 @@ def test_websocket_and_tcp_clients_spread_over_both_nodes_and_chat(behind_nginx)
     nodes, http_port, line_port = behind_nginx
     alice = ws_from(http_port, "127.0.0.2").login("alice", ROOM)
     bob = ws_from(http_port, "127.0.0.3").login("bob", ROOM)
-    carol = LineClient(line_port).json_mode()
-    dave = LineClient(line_port).json_mode()
+    carol = json_client(LineClient(line_port))
+    dave = json_client(LineClient(line_port))
     for i, client in enumerate((carol, dave)):
         nick = ("carol", "dave")[i]
         assert client.request({"type": "nick", "nick": nick, "id": 1})["type"] == "ack"
@@ -92,7 +92,7 @@ def test_websocket_and_tcp_clients_spread_over_both_nodes_and_chat(behind_nginx)
     alice.request({"type": "message", "room": ROOM, "text": "through nginx"})
     for client in (bob, carol, dave):
         got = client.expect({"type": "message", "room": ROOM, "text": "through nginx"})
-        assert got["nick"] == "alice"
+        assert got["from"] == "alice"
     dave.request({"type": "message", "room": ROOM, "text": "raw tcp too", "id": 3})
     for client in (alice, bob, carol):
         client.expect({"type": "message", "room": ROOM, "text": "raw tcp too"})
