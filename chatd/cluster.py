@@ -2,14 +2,17 @@
 built around the local one, and cluster presence.  Without ``--redis`` none
 of it exists and the daemon is the single node it always was."""
 
+from twisted.application.service import MultiService
+
 from chatd.presence import ClusterPresence
 from chatd.redisbus import RedisBus
 from chatd.redislink import RedisLink
 
 
 class ClusterParts:
-    """``link`` (a Service: started before the chat service, stopped after it),
-    ``presence`` and ``make_bus`` for ``ChatService(presence=..., make_bus=...)``."""
+    """``link``, ``presence`` and ``make_bus`` for ``ChatService(presence=...,
+    make_bus=...)``; ``holder(parent)``: the service to put the chat service in,
+    so the link starts before it and closes only once it has stopped."""
 
     def __init__(self, reactor, url: str, prefix: str, node_id: str, node_timeout: float,
                  metrics):
@@ -27,3 +30,27 @@ class ClusterParts:
                                                                      limit=500),
                             last_mid=lambda: service.last_mid, note_mid=service.saw_mid)
         return self.bus
+
+    def holder(self, parent) -> "LinkedServices":
+        holder = LinkedServices(self.link)
+        holder.setServiceParent(parent)
+        return holder
+
+
+class LinkedServices(MultiService):
+    """Its children (the chat service) run inside the Redis link's lifetime:
+    the link opens first, and closes after they have stopped (their last quits,
+    releases and messages go out through it)."""
+
+    def __init__(self, link):
+        super().__init__()
+        self.link = link
+
+    def startService(self):
+        self.link.startService()
+        super().startService()
+
+    def stopService(self):
+        d = super().stopService()
+        d.addBoth(lambda _: self.link.stopService())
+        return d

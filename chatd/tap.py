@@ -337,13 +337,12 @@ def makeService(config, reactor=None) -> service.MultiService:
     passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
                           max_waiting=limits.hash_queue)
     clustered = {}
-    link = None
+    link = cluster = None
     if config["redis"] is not None:
-        # Several nodes as one chat (chatd.cluster): the Redis link goes in
-        # before the chat service, so it stops after it (the last quits go out).
+        # Several nodes as one chat (chatd.cluster): the chat service runs
+        # inside the Redis link's lifetime (the last quits go out through it).
         cluster = ClusterParts(reactor, config["redis"], config["redis-prefix"],
                                config["node-id"], config["node-timeout"], metrics)
-        cluster.link.setServiceParent(top)
         link = cluster.link
         clustered = {"presence": cluster.presence, "make_bus": cluster.make_bus}
     chat = ChatService(limits, clock=reactor, server_name=config["name"],
@@ -352,7 +351,7 @@ def makeService(config, reactor=None) -> service.MultiService:
                        metrics=metrics, **clustered)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
-    chat.setServiceParent(top)
+    chat.setServiceParent(top if cluster is None else cluster.holder(top))
     listeners = AfterStore(chat, reactor)
     readiness = Readiness(store, listeners, link)
     LagProbe(metrics, reactor).setServiceParent(top)
