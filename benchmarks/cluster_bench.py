@@ -258,7 +258,7 @@ def summary(results) -> dict:
     for node in ("a", "b"):
         mine = med(r["nodes"][node]["us_per_delivery"] for r in cluster)
         out[f"cpu_per_delivery_{node}_over_single"] = (
-            round(mine / base, 3) if mine and base else None)
+            round(mine / base, 3) if mine is not None and base else None)
     for q in ("p50", "p99"):
         one = med(r["nodes"]["single"]["latency_ms"].get(q) for r in single)
         for node in ("a", "b"):
