@@ -8,15 +8,30 @@ one node list the other's users; ``kill -9`` of a node and the survivor's users
 see its users quit, and ``/who`` drops them, within ``--node-timeout``.
 """
 
-import pytest
+import json
+import urllib.error
+import urllib.request
 
-from tests.redishelp import REDIS_URL, delete_prefix, unique_prefix
+import pytest
+from proxies import Proxy
+
+from tests.redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
 
 NODE_TIMEOUT = 3.0
 # The bound the test holds a dead node's quits to: --node-timeout, plus the
 # time for a survivor's reap to reach its clients (a Redis round trip and a
 # write), generously.
 QUIT_BOUND = NODE_TIMEOUT + 2.0
+
+
+def redis_state(daemon) -> str:
+    """The node's view of its Redis link, from /healthz (503 while it is down)."""
+    url = f"http://127.0.0.1:{daemon.ws_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())["redis"]
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())["redis"]
 
 
 @pytest.fixture
@@ -114,3 +129,51 @@ def test_kill_9_of_a_node_and_its_users_quit_within_the_bound(node, start_daemon
     # Shown once: no second quit for alice arrives on the next heartbeats.
     bob.poll(NODE_TIMEOUT / 3 * 2)
     assert not [e for e in bob.drain() if e.get("type") == "quit"]
+
+
+def test_redis_cut_from_a_node_refuses_nick_changes_there_then_presence_comes_back(
+        node, start_daemon, prefix):
+    redis = Proxy(REDIS_HOST, REDIS_PORT)
+    try:
+        a = start_daemon("--redis", f"redis://127.0.0.1:{redis.port}/0", "--redis-prefix",
+                         prefix, "--node-id", "a", "--node-timeout", str(NODE_TIMEOUT),
+                         "--nick-interval", "0.0001")
+        b = node("b")
+        alice = a.ws().login("alice", "#lobby")
+        ann = a.ws().login("ann", "#lobby")
+        bob = b.ws().login("bob", "#lobby")
+        redis.cut()
+        a.wait_for(lambda: redis_state(a) == "unavailable", "a sees Redis go")
+        # What needs the cluster is refused with a clear code; a new user too.
+        err = alice.request({"type": "nick", "nick": "alicia"})
+        assert (err["type"], err["code"]) == ("error", "cluster_unavailable"), err
+        newcomer = a.ws()
+        newcomer.expect({"type": "hello"})
+        err = newcomer.request({"type": "nick", "nick": "newbie"})
+        assert err["code"] == "cluster_unavailable", err
+        # The people of this node keep chatting.
+        assert alice.request({"type": "message", "room": "#lobby", "text": "still here"})[
+            "type"] == "ack"
+        ann.expect({"type": "message", "from": "alice", "text": "still here"})
+        ack = ann.request({"type": "who", "room": "#lobby"})
+        assert ack["nicks"] == ["alice", "ann"]
+        # b gives a up within the bound: its users quit there, their nicks are free.
+        bob.expect({"type": "quit", "nick": "alice"}, timeout=QUIT_BOUND)
+        bob.expect({"type": "quit", "nick": "ann"}, timeout=QUIT_BOUND)
+        b.ws().login("Ann")  # taken on b while a is away
+        redis.restore()
+        a.wait_for(lambda: redis_state(a) == "ok", "a reconnects", timeout=15)
+        # a put its state back: alice is a's again, ann (taken on b meanwhile) is renamed.
+        notice = ann.expect(lambda e: e.get("type") == "notice"
+                            and "held on another node" in e.get("text", ""), timeout=5)
+        renamed = ann.expect({"type": "nick", "old": "ann"}, timeout=5)
+        assert renamed["new"].startswith("Guest"), (notice, renamed)
+        carol = b.ws().login("carol")
+        err = carol.request({"type": "nick", "nick": "ALICE"})
+        assert err["code"] == "nick_taken", err
+        b.wait_for(lambda: "alice" in bob.request({"type": "who", "room": "#lobby"})["nicks"],
+                   "b lists alice again", timeout=5)
+        # And the nick changes a refused are possible again.
+        assert alice.request({"type": "nick", "nick": "alicia"})["type"] == "ack"
+    finally:
+        redis.close()
