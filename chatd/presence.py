@@ -253,7 +253,7 @@ class LocalPresence:
 
     clustered = False
 
-    def bind(self, local, lost, conflict) -> None:
+    def bind(self, local, lost, conflict, back=None) -> None:
         pass
 
     def start(self) -> None:
@@ -309,8 +309,10 @@ class ClusterPresence:
         self._local = lambda: ({}, {})
         self._lost = lambda nick, keys: None
         self._conflict = lambda key: None
+        self._back = None
         self._synced = False  # this node's state is in Redis (false until up, and after down)
         self._was_synced = False
+        self._was_synced_before = False
         self._resyncing = False
         self._beat = LoopingCall(self.beat)
         self._beat.clock = clock
@@ -328,8 +330,11 @@ class ClusterPresence:
         return max(1, int(self.interval * 2 * 1000))
 
     # -- lifecycle ---------------------------------------------------------------
-    def bind(self, local, lost, conflict) -> None:
+    def bind(self, local, lost, conflict, back=None) -> None:
+        """``back()``, if given: this node had been given up as dead (its users
+        shown quitting elsewhere) and is in the cluster again, state rewritten."""
         self._local, self._lost, self._conflict = local, lost, conflict
+        self._back = back
 
     def start(self) -> None:
         d = self._beat.start(self.interval, now=False)
@@ -522,7 +527,7 @@ class ClusterPresence:
                           "{rooms} rooms{reaped}", node=self.node, nicks=len(nicks),
                           rooms=len(rooms), reaped=" (the others had given it up as dead)"
                           if int(reaped) and self._was_synced else "")
-            self._was_synced = True
+            self._was_synced_before, self._was_synced = self._was_synced, True
             for key in lost:
                 key = _s(key)
                 self.log.warn("presence: nick {key} was claimed by another node while "
@@ -537,6 +542,8 @@ class ClusterPresence:
                 self.assert_claim(key, now_nicks[key])
             for rk, (name, members) in now_rooms.items():
                 self.members_changed(rk, name, len(members), members.items())
+            if int(reaped) and self._was_synced_before and self._back is not None:
+                self._back()
             return self.beat()
 
         def over(result):

@@ -105,7 +105,6 @@ class ChatService(Service):
         # Who holds which nick and who is where on every node (chatd.presence):
         # asked before a nick is taken here; told each membership change.
         self.presence = presence if presence is not None else LocalPresence()
-        self.presence.bind(self._presence_local, self._presence_lost, self._presence_conflict)
         if self.presence.clustered:
             self.rooms.on_members = self.presence.room_changed
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
@@ -118,6 +117,11 @@ class ChatService(Service):
             self.bus = make_bus(self, self.bus)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
+        self.presence.bind(self._presence_local, self._presence_lost, self._presence_conflict,
+                           self._presence_back)
+        on_state = getattr(self.bus, "on_state", None)  # a cluster's bus (chatd.redisbus)
+        if on_state is not None:
+            on_state("presence_back", self._others_back)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._claiming = {}  # nick key -> the session waiting for its cluster-wide claim
@@ -783,6 +787,31 @@ class ChatService(Service):
         """A dead node's user: everyone sharing a room with it sees it quit."""
         self.bus.publish_rooms(room_keys, Quit(nick, "node stopped answering",
                                                self.clock.seconds()))
+
+    def _presence_back(self) -> None:
+        """This node was given up as dead (its users shown quitting on the others)
+        and is back: the others show its users joining their rooms again."""
+        publish = getattr(self.bus, "publish_state", None)
+        if publish is None:
+            return
+        _nicks, rooms = self._presence_local()
+        publish("presence_back", {"rooms": {key: [name, list(members.values())]
+                                            for key, (name, members) in rooms.items()}})
+
+    def _others_back(self, data) -> None:
+        """Another node is back after being given up: its users join again here."""
+        now = self.clock.seconds()
+        try:
+            rooms = [(str(k), str(v[0]), [str(n) for n in v[1]])
+                     for k, v in dict(data["rooms"]).items()]
+        except (KeyError, TypeError, ValueError, IndexError):
+            self.log.warn("presence: a malformed presence_back from another node")
+            return
+        for key, name, nicks in rooms:
+            if self.rooms.get(key) is None:
+                continue  # nobody here to tell
+            for nick in nicks:
+                self.rooms.deliver(key, Join(name, nick, now))
 
     def _presence_conflict(self, key: str) -> None:
         """Another node holds a nick a session here has: the session here is renamed."""

@@ -163,6 +163,8 @@ def test_redis_cut_from_a_node_refuses_nick_changes_there_then_presence_comes_ba
         b.ws().login("Ann")  # taken on b while a is away
         redis.restore()
         a.wait_for(lambda: redis_state(a) == "ok", "a reconnects", timeout=15)
+        # b's users saw alice quit; now they see her join again.
+        bob.expect({"type": "join", "room": "#lobby", "nick": "alice"}, timeout=5)
         # a put its state back: alice is a's again, ann (taken on b meanwhile) is renamed.
         notice = ann.expect(lambda e: e.get("type") == "notice"
                             and "held on another node" in e.get("text", ""), timeout=5)
