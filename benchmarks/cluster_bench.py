@@ -245,8 +245,9 @@ def run_cluster(args, run_no: int, logdir: str) -> dict:
 
 
 def summary(results) -> dict:
-    """Medians over the rounds: each node's CPU per delivery over the single node's,
-    and the p50/p99 the Redis hop adds (node B's members against the single node's)."""
+    """Medians over the rounds: each node's CPU per delivery over the single node's
+    (and both nodes' CPU over all deliveries), and the p50/p99 each node's members
+    see above the single node's (on B: the Redis hop)."""
     def med(values):
         values = sorted(v for v in values if v is not None)
         return values[len(values) // 2] if values else None
@@ -259,6 +260,9 @@ def summary(results) -> dict:
         mine = med(r["nodes"][node]["us_per_delivery"] for r in cluster)
         out[f"cpu_per_delivery_{node}_over_single"] = (
             round(mine / base, 3) if mine is not None and base else None)
+    total = med(1e6 * sum(n["cpu_s"] for n in r["nodes"].values())
+                / max(1, sum(n["deliveries"] for n in r["nodes"].values())) for r in cluster)
+    out["cpu_per_delivery_both_over_single"] = round(total / base, 3) if base else None
     for q in ("p50", "p99"):
         one = med(r["nodes"]["single"]["latency_ms"].get(q) for r in single)
         for node in ("a", "b"):
