@@ -628,11 +628,13 @@ class ChatService(Service):
         if not self.presence.clustered:
             raise ChatError("no_such_room", f"{name} does not exist")
 
-        def elsewhere(ack):  # a room only other nodes have people in
-            if not ack.nicks:
+        def elsewhere(there):  # a room only other nodes have people in
+            if not there:
                 raise ChatError("no_such_room", f"{name} does not exist")
-            return ack
-        return self._everyone(session, key, name, []).addCallback(elsewhere)
+            return acks.WhoAck(name, there)
+        # While the cluster cannot be reached, whether it exists cannot be said:
+        # cluster_unavailable, not a guess.
+        return self.presence.who(key).addCallback(elsewhere)
 
     def _everyone(self, session: Session, key: str, name: str, here: list):
         """A WhoAck with this node's members and the other nodes'; while the cluster

@@ -187,6 +187,11 @@ class ClusterServiceTests(TestCase):
         notice, ack = ann.events()
         assert notice["type"] == "notice" and "only the members" in notice["text"]
         assert ack["nicks"] == ["alice", "ann"]
+        # A room nobody here is in may exist elsewhere: that cannot be said now.
+        a.dispatcher.handle(ann.session, {"type": "who", "room": "#elsewhere"})
+        assert ann.events()[-1]["code"] == "cluster_unavailable"
+        a.dispatcher.handle(ann.session, {"type": "rooms"})
+        assert ann.events()[-1]["rooms"] == [{"room": "#lobby", "members": 2}]
         # Meanwhile a is given up as dead by b, and someone on b takes "ann".
         yield b.link.command("DEL", b.link.key("node:a"))
         b.beat()
