@@ -352,15 +352,6 @@ class ClusterPresence:
         d.addErrback(lambda f: self.log.failure("presence: leaving the cluster failed", f))
         return d
 
-    def reconfigure(self, node_timeout: float) -> None:
-        if node_timeout == self.node_timeout:
-            return
-        self.node_timeout = node_timeout
-        if self._beat.running:
-            self._beat.stop()
-            d = self._beat.start(self.interval, now=False)
-            d.addErrback(lambda f: self.log.failure("presence heartbeat loop stopped", f))
-
     def _link_up(self) -> None:
         self.resync()
 

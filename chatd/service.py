@@ -5,6 +5,8 @@ close) and composes the owners of the rest of the chat state, each the only
 writer of its piece:
 
 * ``Nicks`` (chatd.nicks): which session holds which nick;
+* presence (chatd.presence): with ``--redis``, the cluster-wide claim asked for
+  before a nick is taken here, and who is in which room on the other nodes;
 * ``Rooms`` (chatd.rooms): live rooms and who is in them;
 * ``Accounts`` (chatd.accounts): registered names and who is logged in as what;
 * ``RoomStates`` (chatd.roomstate): topics, operators, bans, modes, invites;
