@@ -179,3 +179,21 @@ def test_redis_cut_from_a_node_refuses_nick_changes_there_then_presence_comes_ba
         assert alice.request({"type": "nick", "nick": "alicia"})["type"] == "ack"
     finally:
         redis.close()
+
+
+def test_three_nodes_one_dies_each_survivors_user_sees_its_quit_once(node, start_daemon):
+    a, b, c = node("a"), node("b"), node("c")
+    a.ws().login("alice", "#lobby")
+    bob = b.ws().login("bob", "#lobby")
+    carol = c.ws().login("carol", "#lobby")
+    assert sorted(carol.request({"type": "who", "room": "#lobby"})["nicks"]) == [
+        "alice", "bob", "carol"]
+    a.kill()
+    start_daemon.started.remove(a)
+    # One survivor removes a's users and publishes their quits; both show them.
+    for user in (bob, carol):
+        user.expect({"type": "quit", "nick": "alice"}, timeout=QUIT_BOUND)
+    for user in (bob, carol):
+        user.poll(NODE_TIMEOUT / 3 * 2)  # two more heartbeats of every survivor
+        assert not [e for e in user.drain() if e.get("type") == "quit"]
+    assert sorted(bob.request({"type": "who", "room": "#lobby"})["nicks"]) == ["bob", "carol"]
