@@ -117,7 +117,7 @@ class Moderation:
         name = self.nicks.check(nick)
         if banned and name in (session.key, session.account):
             raise ChatError("bad_request", "you cannot ban yourself")
-        d = self.states.set_entry(room.key, room.name, "bans", name, banned)
+        d = self.states.set_entry(room.key, room.name, "bans", name, banned, session.nick)
         what = "ban" if banned else "unban"
 
         def announce(state):
@@ -129,6 +129,16 @@ class Moderation:
                         self._kick(room, member, session.nick, "banned")
             return acks.BanAck(room.name, nick, sorted(state.bans))
         return d.addCallback(announce)
+
+    def banned_elsewhere(self, key: str, name: str, by: str) -> None:
+        """A ban made on another node (chatd.roomstate ``apply_remote``): this node's
+        members of the room that it matches are kicked, as the banning node kicked its own."""
+        room = self.rooms.get(key)
+        if room is None:
+            return
+        for member in list(room.members.values()):
+            if matches(member, {name}):
+                self._kick(room, member, by, "banned")
 
     def op(self, session, room, nick, grant=True):
         self._require_op(session, room)

@@ -124,6 +124,10 @@ class ChatService(Service):
         on_state = getattr(self.bus, "on_state", None)  # a cluster's bus (chatd.redisbus)
         if on_state is not None:
             on_state("presence_back", self._others_back)
+            # Room state (chatd.roomstate): each node's changes applied on the others.
+            on_state("room_state", self._room_state_elsewhere)
+            self.room_states.changed = lambda change: self.bus.publish_state("room_state",
+                                                                             change)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._claiming = {}  # nick key -> the session waiting for its cluster-wide claim
@@ -801,6 +805,20 @@ class ChatService(Service):
         _nicks, rooms = self._presence_local()
         publish("presence_back", {"rooms": {key: [name, list(members.values())]
                                             for key, (name, members) in rooms.items()}})
+
+    def _room_state_elsewhere(self, change) -> None:
+        """Another node changed a room's state: the same here (and a ban kicks the
+        members it matches on this node)."""
+        try:
+            self.room_states.apply_remote(change)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            self.log.warn("ignored a malformed room change from another node: {error}",
+                          error=repr(e))
+            return
+        if change.get("change") == "entry" and change.get("list") == "bans" and change.get(
+                "present"):
+            self.mod.banned_elsewhere(str(change["key"]), str(change["entry"]),
+                                      str(change.get("by") or "an operator"))
 
     def _others_back(self, data) -> None:
         """Another node is back after being given up: its users join again here."""
