@@ -162,6 +162,21 @@ class PresenceTests(TestCase):
         assert 1000 < ttl <= 2000
 
     @inlineCallbacks
+    def test_a_heartbeat_is_one_redis_call_whatever_the_number_of_users(self):
+        a, = yield self.nodes("a")
+        for i in range(200):
+            yield a.take(f"user{i}")
+            a.join(f"#room{i % 20}", f"user{i}")
+        yield self.settle(a)
+        calls = []
+        command = a.link.command
+        a.link.command = lambda *args: calls.append(args[0]) or command(*args)
+        for _ in range(3):
+            a.clock.advance(a.presence.interval)
+            yield self.settle(a)
+        assert calls == ["EVAL", "PING"] * 3  # each beat one script (then our PING)
+
+    @inlineCallbacks
     def test_a_dead_nodes_users_are_shown_quitting_once_and_their_nicks_freed(self):
         a, b, c = yield self.nodes("a", "b", "c")
         yield a.take("alice")
