@@ -32,6 +32,11 @@ class IBus(Interface):
         True if someone did, False if nobody; ``cluster_unavailable`` if the other
         nodes cannot be asked now."""
 
+    def publish_user_state(nick_key, kind, data):
+        """Hand a change (``kind``, a dict) to the node that holds the nick, to
+        apply there (an operator's kill of someone on another node); fires as
+        ``publish_remote_user``."""
+
 
 @implementer(IBus)
 class LocalBus:
@@ -58,4 +63,7 @@ class LocalBus:
         self.rooms.deliver_to(self.sessions, event)
 
     def publish_remote_user(self, nick_key, event):
+        return succeed(False)  # there are no other nodes
+
+    def publish_user_state(self, nick_key, kind, data):
         return succeed(False)  # there are no other nodes

@@ -181,6 +181,17 @@ class RedisBus:
         """``handler(data)`` for each ``publish_state(kind, data)`` of another node."""
         self._state_handlers[kind] = handler
 
+    def publish_user_state(self, nick_key: str, kind: str, data: dict) -> Deferred:
+        """A change for whichever node holds the nick to apply (a kill, a kick of
+        someone on another node): fires True if a node holds it, False if none;
+        ``cluster_unavailable`` while the link is down."""
+        if not self.link.up:
+            return fail(_UNREACHABLE())
+        payload = json.dumps({"n": self.node, "s": kind, "d": data},
+                             separators=(",", ":")).encode("utf-8")
+        d = self.link.publish("user:" + nick_key, payload)
+        return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
+
     def publish_state(self, kind: str, data: dict) -> None:
         payload = json.dumps({"n": self.node, "s": kind, "d": data},
                              separators=(",", ":")).encode("utf-8")
