@@ -140,6 +140,14 @@ class Moderation:
             if matches(member, {name}):
                 self._kick(room, member, by, "banned")
 
+    def kicked_elsewhere(self, key: str, nick_key: str, by: str, reason: str) -> None:
+        """An operator on another node kicked a member of the room who is on this
+        node: removed here, the kick shown to everyone as a kick made here is."""
+        room = self.rooms.get(key)
+        target = room.members.get(nick_key) if room is not None else None
+        if target is not None:
+            self._kick(room, target, by, reason)
+
     def op(self, session, room, nick, grant=True):
         self._require_op(session, room)
         target = self._member(room, nick)

@@ -126,6 +126,7 @@ class ChatService(Service):
             on_state("presence_back", self._others_back)
             # Room state (chatd.roomstate): each node's changes applied on the others.
             on_state("room_state", self._room_state_elsewhere)
+            on_state("kick", self._kicked_here)  # a member here kicked on another node
             self.room_states.changed = lambda change: self.bus.publish_state("room_state",
                                                                              change)
         self.ops = Operators(self)
@@ -744,8 +745,41 @@ class ChatService(Service):
 
     def kick(self, session, room_name, nick, reason=""):
         room = self.member_room(session, room_name)
-        return self.mod.kick(session, room, nick, reason).addCallback(
-            self._moderated, session, "kick", room, reason)
+        try:
+            d = self.mod.kick(session, room, nick, reason)
+        except ChatError as e:
+            if e.code != "no_such_nick" or not self.presence.clustered:
+                raise
+            d = self._kick_elsewhere(session, room, nick, reason)
+        return d.addCallback(self._moderated, session, "kick", room, reason)
+
+    def _kick_elsewhere(self, session, room, nick, reason):
+        """The target is in the room on another node (chatd.presence): that node
+        removes it and shows the kick to everyone (Moderation.kicked_elsewhere)."""
+        key = self.nicks.check(nick)
+
+        def handed(delivered, name):
+            if not delivered:
+                raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+            return acks.KickAck(room.name, name)
+
+        def found(nicks):
+            for name in nicks:
+                if name.lower() == key:
+                    return self.bus.publish_user_state(
+                        key, "kick", {"room": room.key, "nick": key, "by": session.nick,
+                                      "reason": reason or ""}).addCallback(handed, name)
+            raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+        return self.presence.who(room.key).addCallback(found)
+
+    def _kicked_here(self, data) -> None:
+        """Another node's operator kicked a member who is on this node."""
+        try:
+            self.mod.kicked_elsewhere(str(data["room"]), str(data["nick"]),
+                                      str(data.get("by") or "an operator"),
+                                      str(data.get("reason") or ""))
+        except (KeyError, TypeError) as e:
+            self.log.warn("ignored a malformed kick from another node: {error}", error=repr(e))
 
     def ban(self, session, room_name, nick, banned=True):
         room = self.member_room(session, room_name)
