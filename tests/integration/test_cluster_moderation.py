@@ -1,6 +1,7 @@
 """Moderation of one kept room from two nodes at the same moment: a ban made on
 node A and an operator made on node B are both kept, both nodes enforce both,
-and a node started afterwards loads both from the shared database."""
+and a node started afterwards loads both from the shared database (and its
+operator kicks a member on another node)."""
 
 import pytest
 
@@ -77,3 +78,7 @@ def test_a_ban_on_a_and_an_op_on_b_at_once_are_both_kept(cluster):
     ok(carol_c, type="kick", room=ROOM, nick="dave")
     # Everyone in the room sees it, on every node.
     alice.expect({"type": "kick", "room": ROOM, "nick": "dave", "by": "carol"})
+    # And an operator on C kicks a member who is on A: A does it.
+    ok(carol_c, type="kick", room=ROOM, nick="alice")
+    alice.expect({"type": "kick", "room": ROOM, "nick": "alice", "by": "carol"})
+    carol_c.expect({"type": "kick", "room": ROOM, "nick": "alice", "by": "carol"})
