@@ -6,6 +6,8 @@ import socket
 import urllib.error
 import urllib.request
 
+import pytest
+
 from chatd.drain import REASON
 
 TOKEN = "drain-token-0123456789abcdef"
@@ -39,6 +41,11 @@ def test_drain_closes_the_doors_says_reconnect_and_exits_when_empty(tmp_path, st
     assert post(d.admin_port, "/api/drain", {"over": "soon"})[0] == 400
     status, ack = post(d.admin_port, "/api/drain", {"over": 1.0})
     assert (status, ack) == (200, {"draining": True, "sessions": 2, "over": 1.0})
+    # A balancer's readiness check says "not here" at once.
+    with pytest.raises(urllib.error.HTTPError) as not_ready:
+        urllib.request.urlopen(f"http://127.0.0.1:{d.admin_port}/readyz", timeout=5)
+    assert not_ready.value.code == 503
+    assert json.loads(not_ready.value.read())["listeners"] == "not open"
     # Told why and what to do, each on its own protocol; then closed.
     assert any(REASON in str(line) for line in alice.expect_closed())
     left = bob.expect_closed()
