@@ -16,20 +16,29 @@ def cluster(start_daemon):
         yield Cluster(start_daemon, db, prefix)
 
 
-def send_all(client, texts) -> list:
-    """Send every text without waiting, then collect the acks: their mids."""
+def send(client, texts) -> list:
+    """Send every text without waiting for its ack; the request ids."""
     ids = []
     for text in texts:
         client._ids += 1
         rid = f"s{client._ids}"
         client.send_json({"type": "message", "room": ROOM, "text": text, "id": rid})
         ids.append(rid)
+    return ids
+
+
+def acked(client, ids) -> list:
+    """The mids of the acks of ``ids``."""
     mids = []
     for rid in ids:
         ack = client.expect(lambda e, rid=rid: isinstance(e, dict) and e.get("id") == rid)
         assert ack["type"] == "ack", ack
         mids.append(ack["mid"])
     return mids
+
+
+def send_all(client, texts) -> list:
+    return acked(client, send(client, texts))
 
 
 def resume(node, nick, since):
@@ -56,8 +65,8 @@ def test_resume_on_other_nodes_gets_exactly_what_was_missed(cluster):
     bob_texts = [f"bob {i}" for i in range(15)]
     carol_texts = [f"carol {i}" for i in range(15)]
     for i in range(0, 15, 5):
-        bob_mids = send_all(bob, bob_texts[i:i + 5])
-        carol_mids = send_all(carol, carol_texts[i:i + 5])
+        on_b, on_c = send(bob, bob_texts[i:i + 5]), send(carol, carol_texts[i:i + 5])
+        bob_mids, carol_mids = acked(bob, on_b), acked(carol, on_c)
         assert bob_mids == sorted(bob_mids) and carol_mids == sorted(carol_mids)
     missed = bob_texts + carol_texts
 
