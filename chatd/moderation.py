@@ -227,8 +227,20 @@ class Moderation:
         self._require_op(session, room)
         key = self.nicks.check(nick)
         target = self.nicks.get(key)
-        if target is None:
+        if target is None and getattr(self.bus, "publish_state", None) is None:
             raise ChatError("no_such_nick", f"{nick} is not online")
+        if target is None:
+            # Perhaps on another node.  The invite is recorded first, on every
+            # node, so it is there before the invited person can act on it.
+            self.states.invite(room.key, key)
+
+            def delivered(found):
+                if not found:
+                    self.states.use_invite(room.key, key)
+                    raise ChatError("no_such_nick", f"{nick} is not online")
+                return acks.InviteAck(room.name, nick)
+            return self.bus.publish_remote_user(key, Invite(room.name, session.nick)).addCallback(
+                delivered)
         self.states.invite(room.key, key)
         self.bus.publish_user(key, Invite(room.name, session.nick))
         return succeed(acks.InviteAck(room.name, target.nick))

@@ -39,6 +39,20 @@ def test_operators_on_one_node_act_on_people_on_another(cluster):
     err = alice.request({"type": "kick", "room": "#m", "nick": "carol"})
     assert err["type"] == "error" and err["code"] == "no_such_nick", err
 
+    # An invite-only room: an invite to someone on node b lets them in there.
+    ack = alice.request({"type": "mode", "room": "#m", "invite_only": True})
+    assert ack["type"] == "ack", ack
+    dave = b.ws().login("dave")
+    err = dave.request({"type": "join", "room": "#m"})
+    assert err["type"] == "error" and err["code"] == "invite_only", err
+    ack = alice.request({"type": "invite", "room": "#m", "nick": "dave"})
+    assert ack["type"] == "ack", ack
+    assert dave.expect({"type": "invite", "room": "#m"})["by"] == "alice"
+    ack = dave.request({"type": "join", "room": "#m"})
+    assert ack["type"] == "ack", ack
+    err = alice.request({"type": "invite", "room": "#m", "nick": "nobody"})
+    assert err["type"] == "error" and err["code"] == "no_such_nick", err
+
     # A server operator on node a: a notice reaches node b, a kill and a
     # server ban are carried out there.
     root = a.line().login("root")
