@@ -15,9 +15,12 @@ never once per recipient:
   show): handed to whoever registered for its kind (``on_state``), which
   applies it through its own API.
 
-The envelope is compact JSON: ``{"n": node id, "t": event class, "v": [its
-fields in order], ...routing}``.  A node ignores its own messages (it has
-delivered them already).  On receipt the event is rebuilt (chatd.events) and
+The envelope is compact JSON: ``{"n": sender, "q": sequence number, "t": event
+class, "v": [its fields in order], ...routing}``; the sender is the node id and
+a token of this process.  A node ignores its own messages (it has delivered
+them already), and any whose sequence number is not above the last it had from
+that sender: a publish in flight when the link died may have reached Redis, and
+is sent again (at least once; shown once).  On receipt the event is rebuilt (chatd.events) and
 delivered through the same encode-once local path as a local event.
 
 Catching up: a room's subscription takes a round trip; messages other nodes
@@ -37,7 +40,9 @@ acknowledged is missed.  ``publish_remote_user`` fails with ``cluster_unavailabl
 meanwhile.
 """
 
+import itertools
 import json
+import secrets
 from collections import deque
 from dataclasses import fields, is_dataclass
 
@@ -96,8 +101,11 @@ class RedisBus:
         self.recover = recover
         self.last_mid = last_mid
         self.note_mid = note_mid
-        self.node = link.node_id
-        self._outbox = deque(maxlen=outbox)
+        # The node id and this process's start: a node started again is new.
+        self.node = f"{link.node_id}/{secrets.token_hex(4)}"
+        self._seq = itertools.count(1)  # every message this process publishes, in order
+        self._last = {}  # sender -> highest sequence number received from it
+        self._outbox = deque(maxlen=outbox)  # (seq, channel, payload)
         self._state_handlers = {}  # kind -> callable(data: dict)
         # room key -> highest message id delivered here (or known when it opened)
         self._seen = {}
@@ -164,7 +172,8 @@ class RedisBus:
         the person is online cannot be known: better said than guessed)."""
         if not self.link.up:
             return fail(_UNREACHABLE())
-        d = self.link.publish("user:" + nick_key, self._envelope(event, {"u": nick_key}))
+        d = self.link.publish("user:" + nick_key,
+                              self._envelope(event, {"u": nick_key}, next(self._seq)))
         return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
 
     @staticmethod
@@ -187,48 +196,59 @@ class RedisBus:
         ``cluster_unavailable`` while the link is down."""
         if not self.link.up:
             return fail(_UNREACHABLE())
-        payload = json.dumps({"n": self.node, "s": kind, "d": data},
+        seq = next(self._seq)
+        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
                              separators=(",", ":")).encode("utf-8")
         d = self.link.publish("user:" + nick_key, payload)
         return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
 
     def publish_state(self, kind: str, data: dict) -> None:
-        payload = json.dumps({"n": self.node, "s": kind, "d": data},
+        seq = next(self._seq)
+        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
                              separators=(",", ":")).encode("utf-8")
-        self._send("state", payload)
+        self._send(seq, "state", payload)
 
     # -- out ---------------------------------------------------------------------
-    def _envelope(self, event, routing: dict) -> bytes:
+    def _envelope(self, event, routing: dict, seq: int) -> bytes:
         name, values = encode_event(event)
         routing["n"] = self.node
+        routing["q"] = seq
         routing["t"] = name
         routing["v"] = values
         return json.dumps(routing, separators=(",", ":")).encode("utf-8")
 
     def _publish(self, channel: str, event, routing: dict) -> None:
-        self._send(channel, self._envelope(event, routing))
+        seq = next(self._seq)
+        self._send(seq, channel, self._envelope(event, routing, seq))
 
-    def _send(self, channel: str, payload: bytes) -> None:
+    def _send(self, seq: int, channel: str, payload: bytes) -> None:
         if not self.link.up or self._outbox:
-            self._hold(channel, payload)
+            self._hold(seq, channel, payload)
             return
-        self.link.publish(channel, payload).addErrback(self._unsent, channel, payload)
+        self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
 
-    def _hold(self, channel: str, payload: bytes) -> None:
+    def _hold(self, seq: int, channel: str, payload: bytes) -> None:
         if len(self._outbox) == self._outbox.maxlen:
             self.log.warn("Redis outbox full ({size}): the oldest event is dropped",
                           size=self._outbox.maxlen)
-        self._outbox.append((channel, payload))
+        self._outbox.append((seq, channel, payload))
 
-    def _unsent(self, failure, channel, payload) -> None:
+    def _unsent(self, failure, seq, channel, payload) -> None:
+        # Perhaps it reached Redis before the link died, perhaps not: it goes
+        # again, and a receiver that had it already drops it (its sequence number).
         failure.trap(RedisUnavailable)
-        self._hold(channel, payload)
+        self._hold(seq, channel, payload)
 
     # -- in ----------------------------------------------------------------------
     def _received(self, data: bytes) -> None:
         msg = json.loads(data)
-        if msg.get("n") == self.node:
+        sender = msg.get("n")
+        if sender == self.node:
             return  # delivered here when it was published
+        seq = msg.get("q", 0)
+        if seq <= self._last.get(sender, 0):
+            return  # sent again after an outage, and had already come
+        self._last[sender] = seq
         self.metrics.redis_received()
         kind = msg.get("s")
         if kind is not None:
@@ -289,8 +309,10 @@ class RedisBus:
         outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
         if outbox:
             self.log.info("Redis link back: publishing {count} held events", count=len(outbox))
-        for channel, payload in outbox:
-            self.link.publish(channel, payload).addErrback(self._unsent, channel, payload)
+        # In the order first published (a failed publish may come back after
+        # later ones were held).
+        for seq, channel, payload in sorted(outbox, key=lambda held: held[0]):
+            self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
         for key in list(self._catching):
             self._catch_up(key)
 

@@ -229,10 +229,14 @@ class RedisLink(Service):
         return self._timed(self._cmd, (name,) + args)
 
     def publish(self, channel: str, data: bytes) -> Deferred:
-        d = self.command("PUBLISH", self.key(channel), data)
-        if self.up:
-            self.metrics.redis_published()
-        return d
+        """No deadline of its own (a timer per message would cost on the hot
+        path): replies come in order, so a publish that is never answered holds
+        up the next ping, whose deadline cuts the link; the publish then fails
+        with RedisUnavailable like every request in flight."""
+        if not self.up:
+            return fail(RedisUnavailable("Redis is unavailable"))
+        self.metrics.redis_published()
+        return self._cmd.request(("PUBLISH", self.key(channel), data))
 
     def subscribe(self, channel: str, callback, on_ready=None) -> None:
         """``on_ready()``: once Redis has confirmed this subscription (not called

@@ -251,3 +251,32 @@ class BusTests(TestCase):
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class SilentLinkTests(BusTests):
+    """A link that goes silent (a black hole, not a closed connection)."""
+
+    test_room_message_reaches_other_nodes_with_one_publish = None
+    test_a_node_subscribes_only_to_its_rooms_and_nicks = None
+    test_one_senders_messages_arrive_in_order_on_every_node = None
+    test_private_nick_change_and_quit_across_nodes = None
+    test_outage_local_chat_goes_on_and_nothing_acknowledged_is_lost = None
+
+    @inlineCallbacks
+    def test_messages_published_into_a_black_hole_are_sent_again(self):
+        proxy = Proxy(REDIS_HOST, REDIS_PORT)
+        self.addCleanup(proxy.close)
+        a, b = yield self.nodes("a", "b", urls={"a": f"redis://127.0.0.1:{proxy.port}/0"})
+        alice = a.client("alice", "#x")
+        bob = b.client("bob", "#x")
+        yield self.settled(a, b)
+        bob.take()
+        proxy.black_hole()
+        alice.send_json({"type": "message", "room": "#x", "text": "into the void"})
+        # No byte moves and nothing is closed: the ping's deadline finds it.
+        yield self.until(lambda: not a.link.up, "the silent link is found")
+        proxy.forward()
+        yield self.until(lambda: a.link.up, "the link is back")
+        yield self.until(lambda: bob.of("message"), "the message arrives after all")
+        yield self.settled(a, b)
+        assert [m["text"] for m in bob.of("message")] == ["into the void"]
