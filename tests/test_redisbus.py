@@ -94,7 +94,9 @@ class Client:
         return [e for e in self.poll() if e["type"] == kind]
 
 
-class BusTests(TestCase):
+class NodesTestCase(TestCase):
+    """Nodes on one fresh prefix and one shared store, and bounded waits."""
+
     timeout = 40
 
     def setUp(self):
@@ -127,6 +129,9 @@ class BusTests(TestCase):
             yield n.link.command("PING")
         yield deferLater(reactor, 0.05, lambda: None)
 
+
+
+class BusTests(NodesTestCase):
     @inlineCallbacks
     def test_room_message_reaches_other_nodes_with_one_publish(self):
         a, b = yield self.nodes("a", "b")
@@ -143,8 +148,8 @@ class BusTests(TestCase):
         assert a.publishes == ["room:#x"]
         yield self.settled(a, b)
         assert len(carol.of("message")) == 1 and len(bob.of("message")) == 1
-        assert [e["type"] for e in alice.take()] == ["message", "ack"] or \
-            [e["type"] for e in alice.take()] == []
+        # The sender's own node did not deliver it a second time from Redis.
+        assert len(alice.of("message")) == 1
 
     @inlineCallbacks
     def test_a_node_subscribes_only_to_its_rooms_and_nicks(self):
@@ -253,14 +258,8 @@ class BusTests(TestCase):
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class SilentLinkTests(BusTests):
+class SilentLinkTests(NodesTestCase):
     """A link that goes silent (a black hole, not a closed connection)."""
-
-    test_room_message_reaches_other_nodes_with_one_publish = None
-    test_a_node_subscribes_only_to_its_rooms_and_nicks = None
-    test_one_senders_messages_arrive_in_order_on_every_node = None
-    test_private_nick_change_and_quit_across_nodes = None
-    test_outage_local_chat_goes_on_and_nothing_acknowledged_is_lost = None
 
     @inlineCallbacks
     def test_messages_published_into_a_black_hole_are_sent_again(self):
