@@ -697,7 +697,9 @@ class ChatService(Service):
         d = self.store.append_message(key, name, nick, text, kind, ts)
 
         def stored(mid):
-            self.last_mid = mid
+            # Never lowered: with several nodes a higher id may have come from
+            # another one already (saw_mid).
+            self.saw_mid(mid)
             # The room as it is now: the sender may have left, others joined.
             self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind))
             return acks.MessageAck(name, mid, ts)
