@@ -151,3 +151,29 @@ class LinkTests(TestCase):
         proxy.forward()
         yield self.until(lambda: link.up, "link back after the black hole")
         assert (yield link.command("PING")) == b"PONG"
+
+
+def test_reconnect_backoff_doubles_with_jitter_up_to_its_cap():
+    """Each failed attempt waits longer (doubling up to BACKOFF_MAX), each wait
+    drawn between half and all of it, so nodes cut together do not return in step."""
+    from twisted.internet.task import Clock
+
+    from chatd.redislink import BACKOFF_FIRST, BACKOFF_MAX
+
+    clock = Clock()
+    link = RedisLink(clock, REDIS_URL, "unused:", "n1")
+    attempts = []
+    link._connect = lambda: attempts.append(clock.seconds())  # noqa: SLF001 (no sockets)
+    link.running = True
+    waits = []
+    for n in range(30):
+        link._down("connection refused")  # noqa: SLF001 (one failed attempt)
+        [retry] = clock.getDelayedCalls()
+        waits.append(retry.getTime() - clock.seconds())
+        full = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** n)
+        assert full / 2 <= waits[-1] <= full
+        clock.advance(waits[-1])
+    assert len(attempts) == 30 and link.failures == 30 and not link.up
+    capped = waits[10:]
+    assert len(set(capped)) > 1, "jitter: the capped waits are not all equal"
+    assert max(capped) <= BACKOFF_MAX
