@@ -55,6 +55,7 @@ from chatd.bus import IBus
 from chatd.errors import ChatError
 from chatd.metrics import NO_METRICS
 from chatd.redislink import RedisUnavailable
+from chatd.store import StoreUnavailable
 
 
 def _UNREACHABLE():
@@ -342,7 +343,13 @@ class RedisBus:
                               "was not subscribed", count=got, room=key)
             if self._catching.get(key) is catching and self.link.up:
                 del self._catching[key]
+        def failed(failure):
+            if failure.check(StoreUnavailable):
+                # Still catching up: the next time the link comes back it tries again.
+                self.log.warn("cannot read back {room} from the store now: {error}",
+                              room=key, error=failure.getErrorMessage())
+            else:
+                self.log.failure("reading back {room} from the store failed", failure, room=key)
         d = self.recover(key, since)
         d.addCallback(deliver)
-        d.addErrback(lambda f: self.log.failure("reading back {room} from the store failed",
-                                                f, room=key))
+        d.addErrback(failed)
