@@ -56,6 +56,11 @@ def test_a_ban_on_a_and_an_op_on_b_at_once_are_both_kept(cluster):
     opped = bob.expect(lambda e: e.get("id") == "op")
     assert banned["type"] == "ack" and banned["bans"] == ["mallory"], banned
     assert opped["type"] == "ack", opped
+    # Each node has applied the other's change once its members have seen it
+    # announced: a node publishes the change before the announcement, on one
+    # Redis connection, so the other receives them in that order.
+    bob.expect({"type": "ban", "room": ROOM, "nick": "mallory", "by": "alice"})
+    alice.expect({"type": "op", "room": ROOM, "nick": "carol", "by": "bob"})
     # Each node enforces the other's change: mallory is refused on B ...
     mallory = logged_in(b, "mallory")
     refused = ask(mallory, type="join", room=ROOM)
