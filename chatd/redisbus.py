@@ -321,7 +321,10 @@ class RedisBus:
         """Deliver the room's stored messages after the catching-up id that were
         not delivered here (sent while unsubscribed); then stop catching up."""
         catching = self._catching.get(key)
-        if catching is None or self.recover is None or not self.link.up:
+        if catching is None or not self.link.up:
+            return  # (down: tried again when the link is back)
+        if self.recover is None:
+            del self._catching[key]
             return
         since, delivered = catching
 
@@ -344,10 +347,14 @@ class RedisBus:
             if self._catching.get(key) is catching and self.link.up:
                 del self._catching[key]
         def failed(failure):
+            # Given up (the ids noted meanwhile would grow without end): a message
+            # in the gap is still in the store, for a client's ``since``.
+            if self._catching.get(key) is catching:
+                del self._catching[key]
             if failure.check(StoreUnavailable):
-                # Still catching up: the next time the link comes back it tries again.
-                self.log.warn("cannot read back {room} from the store now: {error}",
-                              room=key, error=failure.getErrorMessage())
+                self.log.warn("cannot read back {room} from the store now ({error}): "
+                              "messages sent elsewhere while this node was not subscribed "
+                              "may be missing here", room=key, error=failure.getErrorMessage())
             else:
                 self.log.failure("reading back {room} from the store failed", failure, room=key)
         d = self.recover(key, since)
