@@ -255,7 +255,17 @@ class BusTests(NodesTestCase):
         assert [m["text"] for m in amy.of("message")].count("after") == 1
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+    @inlineCallbacks
+    def test_a_message_committed_before_a_new_rooms_subscription_took_is_read_back(self):
+        (b,) = yield self.nodes("b")
+        bob = b.client("bob", "#new")  # the room opens here: SUBSCRIBE is on its way
+        # Committed by another node in that window, and published to nobody here.
+        self.store.append_message("#new", "#new", "alice", "in the gap", "message", START)
+        yield self.until(lambda: bob.of("message"), "the message is read back")
+        yield self.settled(b)
+        got = bob.of("message")
+        assert [(m["from"], m["text"]) for m in got] == [("alice", "in the gap")]
+        assert not got[0].get("history")
 
 
 class SilentLinkTests(NodesTestCase):
@@ -279,3 +289,6 @@ class SilentLinkTests(NodesTestCase):
         yield self.until(lambda: bob.of("message"), "the message arrives after all")
         yield self.settled(a, b)
         assert [m["text"] for m in bob.of("message")] == ["into the void"]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
