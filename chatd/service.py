@@ -557,8 +557,12 @@ class ChatService(Service):
         if kept is None:
             raise ChatError("not_in_room", f"you left {room.name} while joining")
         self._send_history(session, rows)
+        # With several nodes a message can be committed below the fence and still
+        # be on its way here when the history is read: shown once, as history.
+        shown = {m.mid for m in rows}
         for event in kept:
-            session.send(event)
+            if not (shown and type(event) is Message and event.mid in shown):
+                session.send(event)
         self.rooms.enter(session, room)
         self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
         return self._join_ack(room, more)

@@ -10,7 +10,7 @@ from fakes import InlinePasswords
 from proxies import Proxy
 from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
@@ -289,6 +289,55 @@ class SilentLinkTests(NodesTestCase):
         yield self.until(lambda: bob.of("message"), "the message arrives after all")
         yield self.settled(a, b)
         assert [m["text"] for m in bob.of("message")] == ["into the void"]
+
+
+class HeldHistory:
+    """A store whose history reads wait until the test releases them."""
+
+    def __init__(self, store):
+        self.store = store
+        self.held = []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def history(self, *args, **kw):
+        d = Deferred()
+        self.held.append((d, self.store.history(*args, **kw)))
+        return d
+
+    def release(self):
+        for d, rows in self.held:
+            rows.addCallback(d.callback)
+        self.held = []
+
+
+def test_a_message_both_in_a_joiners_history_and_arriving_live_is_shown_once():
+    """With several nodes, a message committed below the join fence may still be
+    on its way from another node when the joiner's history is read."""
+    store = MemoryStore()
+    store.open()
+    held = HeldHistory(store)
+    clock = Clock()
+    clock.advance(START)
+    service = ChatService(clock=clock, store=held, passwords=InlinePasswords())
+    node = type("N", (), {"service": service, "dispatcher": Dispatcher(service)})
+    alice = Client(LineClient(node, "10.0.0.1", 40001))
+    bob = Client(LineClient(node, "10.0.0.2", 40002))
+    for c, nick in ((alice, "alice"), (bob, "bob")):
+        c.send("/json")
+        c.line.raw()
+        c.send_json({"type": "nick", "nick": nick})
+    alice.send_json({"type": "join", "room": "#x"})
+    held.release()
+    # Another node committed id 1 and this node has seen a higher id already.
+    store.append_message("#x", "#x", "carol", "from elsewhere", "message", START)
+    service.saw_mid(2)
+    bob.send_json({"type": "join", "room": "#x"})  # history read: it has id 1
+    service.bus.publish_room("#x", Message("#x", "carol", "from elsewhere", 1, START))
+    held.release()
+    got = [e for e in bob.poll() if e["type"] == "message"]
+    assert [(m["text"], m.get("history")) for m in got] == [("from elsewhere", True)]
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
