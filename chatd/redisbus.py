@@ -107,6 +107,7 @@ class RedisBus:
         self._seq = itertools.count(1)  # every message this process publishes, in order
         self._last = {}  # sender -> highest sequence number received from it
         self._outbox = deque(maxlen=outbox)  # (seq, channel, payload)
+        self._dropped = 0  # held events dropped, the outbox being full, this outage
         self._state_handlers = {}  # kind -> callable(data: dict)
         # room key -> highest message id delivered here (or known when it opened)
         self._seen = {}
@@ -230,8 +231,10 @@ class RedisBus:
 
     def _hold(self, seq: int, channel: str, payload: bytes) -> None:
         if len(self._outbox) == self._outbox.maxlen:
-            self.log.warn("Redis outbox full ({size}): the oldest event is dropped",
-                          size=self._outbox.maxlen)
+            self._dropped += 1
+            if self._dropped == 1:  # once per outage, not once per event
+                self.log.warn("Redis outbox full ({size}): the oldest events are dropped "
+                              "until the link is back", size=self._outbox.maxlen)
         self._outbox.append((seq, channel, payload))
 
     def _unsent(self, failure, seq, channel, payload) -> None:
@@ -309,7 +312,9 @@ class RedisBus:
     def _link_up(self) -> None:
         outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
         if outbox:
-            self.log.info("Redis link back: publishing {count} held events", count=len(outbox))
+            self.log.info("Redis link back: publishing {count} held events ({dropped} "
+                          "dropped)", count=len(outbox), dropped=self._dropped)
+        self._dropped = 0
         # In the order first published (a failed publish may come back after
         # later ones were held).
         for seq, channel, payload in sorted(outbox, key=lambda held: held[0]):

@@ -340,4 +340,33 @@ def test_a_message_both_in_a_joiners_history_and_arriving_live_is_shown_once():
     assert [(m["text"], m.get("history")) for m in got] == [("from elsewhere", True)]
 
 
+class FakeLink:
+    """Only what the bus needs of a link, always down: nothing leaves."""
+
+    node_id = "n"
+    up = False
+
+    def subscribe(self, *args, **kw):
+        pass
+
+    def unsubscribe(self, *args):
+        pass
+
+    def add_listener(self, **kw):
+        pass
+
+
+def test_the_outbox_is_bounded_and_keeps_the_newest():
+    from chatd.bus import LocalBus
+    from chatd.nicks import Nicks
+    from chatd.rooms import Rooms
+
+    rooms, nicks = Rooms(), Nicks(24)
+    bus = RedisBus(FakeLink(), LocalBus(rooms, nicks), rooms, nicks, set(), outbox=3)
+    for i in range(5):
+        bus.publish_all(Notice(f"n{i}"))
+    held = [json.loads(payload)["v"] for _seq, _channel, payload in bus._outbox]  # noqa: SLF001
+    assert held == [["n2"], ["n3"], ["n4"]]
+
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
