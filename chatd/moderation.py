@@ -151,6 +151,9 @@ class Moderation:
     def op(self, session, room, nick, grant=True):
         self._require_op(session, room)
         target = self._member(room, nick)
+        return self._op(room, target, session.nick, grant)
+
+    def _op(self, room, target, by: str, grant: bool):
         what = "op" if grant else "deop"
         if target.account is not None:
             d = self.states.set_entry(room.key, room.name, "ops", target.account, grant)
@@ -160,10 +163,19 @@ class Moderation:
         def announce(_):
             # Covers a guest, until it leaves the room.
             self.rooms.set_guest_op(room, target, grant)
-            self.bus.publish_room(room.key, RoomChange(room.name, what, session.nick,
+            self.bus.publish_room(room.key, RoomChange(room.name, what, by,
                                                        target.nick, ts=self.clock.seconds()))
             return acks.OpAck(room.name, target.nick)
         return d.addCallback(announce)
+
+    def opped_elsewhere(self, key: str, nick_key: str, by: str, grant: bool) -> None:
+        """An operator on another node made (or unmade) an operator of a member who
+        is on this node: done here, as it would be for an operator here."""
+        room = self.rooms.get(key)
+        target = room.members.get(nick_key) if room is not None else None
+        if target is not None:
+            self._op(room, target, by, grant).addErrback(
+                lambda f: self.log.failure("an op from another node failed", f))
 
     def mode(self, session, room, invite_only=None, password=None):
         self._require_op(session, room)

@@ -127,6 +127,7 @@ class ChatService(Service):
             # Room state (chatd.roomstate): each node's changes applied on the others.
             on_state("room_state", self._room_state_elsewhere)
             on_state("kick", self._kicked_here)  # a member here kicked on another node
+            on_state("op", self._opped_here)  # ... or opped
             self.room_states.changed = lambda change: self.bus.publish_state("room_state",
                                                                              change)
         self.ops = Operators(self)
@@ -762,21 +763,35 @@ class ChatService(Service):
     def _kick_elsewhere(self, session, room, nick, reason):
         """The target is in the room on another node (chatd.presence): that node
         removes it and shows the kick to everyone (Moderation.kicked_elsewhere)."""
+        return self._to_member_elsewhere(session, room, nick, "kick",
+                                         {"reason": reason or ""}, acks.KickAck)
+
+    def _to_member_elsewhere(self, session, room, nick, kind, data, ack):
+        """Hand a room operator's ``kind`` (kick, op) on a member who is on another
+        node (chatd.presence lists the room's members there) to that node."""
         key = self.nicks.check(nick)
 
         def handed(delivered, name):
             if not delivered:
                 raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
-            return acks.KickAck(room.name, name)
+            return ack(room.name, name)
 
         def found(nicks):
             for name in nicks:
                 if name.lower() == key:
-                    return self.bus.publish_user_state(
-                        key, "kick", {"room": room.key, "nick": key, "by": session.nick,
-                                      "reason": reason or ""}).addCallback(handed, name)
+                    change = {"room": room.key, "nick": key, "by": session.nick, **data}
+                    return self.bus.publish_user_state(key, kind, change).addCallback(
+                        handed, name)
             raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
         return self.presence.who(room.key).addCallback(found)
+
+    def _opped_here(self, data) -> None:
+        """Another node's room operator opped (or deopped) a member who is here."""
+        try:
+            self.mod.opped_elsewhere(str(data["room"]), str(data["nick"]),
+                                     str(data.get("by") or "an operator"), bool(data["grant"]))
+        except (KeyError, TypeError) as e:
+            self.log.warn("ignored a malformed op from another node: {error}", error=repr(e))
 
     def _kicked_here(self, data) -> None:
         """Another node's operator kicked a member who is on this node."""
@@ -799,7 +814,14 @@ class ChatService(Service):
         return ack
 
     def op(self, session, room_name, nick, grant=True):
-        return self.mod.op(session, self.member_room(session, room_name), nick, grant)
+        room = self.member_room(session, room_name)
+        try:
+            return self.mod.op(session, room, nick, grant)
+        except ChatError as e:
+            if e.code != "no_such_nick" or not self.presence.clustered:
+                raise
+            return self._to_member_elsewhere(session, room, nick, "op", {"grant": bool(grant)},
+                                             acks.OpAck)
 
     def mode(self, session, room_name, invite_only=None, password=None):
         return self.mod.mode(session, self.member_room(session, room_name), invite_only,

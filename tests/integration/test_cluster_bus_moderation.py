@@ -50,6 +50,15 @@ def test_operators_on_one_node_act_on_people_on_another(cluster):
     assert dave.expect({"type": "invite", "room": "#m"})["by"] == "alice"
     ack = dave.request({"type": "join", "room": "#m"})
     assert ack["type"] == "ack", ack
+    # ... and made an operator there from node a: an operator's powers on node b.
+    err = dave.request({"type": "topic", "room": "#m", "topic": "dave's"})
+    assert err["type"] == "error" and err["code"] == "not_operator", err
+    ack = alice.request({"type": "op", "room": "#m", "nick": "dave"})
+    assert ack["type"] == "ack" and ack["nick"] == "dave", ack
+    assert dave.expect({"type": "op", "room": "#m", "nick": "dave"})["by"] == "alice"
+    ack = dave.request({"type": "topic", "room": "#m", "topic": "dave's"})
+    assert ack["type"] == "ack", ack
+    assert alice.expect({"type": "topic", "room": "#m"})["topic"] == "dave's"
     err = alice.request({"type": "invite", "room": "#m", "nick": "nobody"})
     assert err["type"] == "error" and err["code"] == "no_such_nick", err
 
