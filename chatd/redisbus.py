@@ -54,7 +54,7 @@ from chatd import events
 from chatd.bus import IBus
 from chatd.errors import ChatError
 from chatd.metrics import NO_METRICS
-from chatd.redislink import RedisUnavailable
+from chatd.redislink import RedisError, RedisUnavailable
 from chatd.store import StoreUnavailable
 
 
@@ -240,7 +240,12 @@ class RedisBus:
     def _unsent(self, failure, seq, channel, payload) -> None:
         # Perhaps it reached Redis before the link died, perhaps not: it goes
         # again, and a receiver that had it already drops it (its sequence number).
-        failure.trap(RedisUnavailable)
+        if failure.trap(RedisUnavailable, RedisError) is RedisError:
+            # Redis is up and refused it (out of memory, say): sending it again
+            # would be refused again.
+            self.log.warn("Redis refused a publish on {channel}: {error}", channel=channel,
+                          error=failure.getErrorMessage())
+            return
         self._hold(seq, channel, payload)
 
     # -- in ----------------------------------------------------------------------
