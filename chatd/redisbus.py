@@ -180,7 +180,7 @@ class RedisBus:
 
     @staticmethod
     def _unreachable(failure):
-        failure.trap(RedisUnavailable)
+        failure.trap(RedisUnavailable, RedisError)
         raise _UNREACHABLE()
 
     def publish_all(self, event) -> None:
