@@ -118,6 +118,9 @@ class RedisBus:
         self._catching = {}
         # room key -> ids read back that may still arrive live (shown once)
         self._recovered = {}
+        # room key -> live events received while its read-back is in flight: shown
+        # after it, so that each sender's messages stay in order
+        self._reading = {}
         rooms.observe(on_open=self._room_opened, on_close=self._room_closed)
         nicks.observe(on_take=self._nick_taken, on_release=self._nick_released)
         link.subscribe("rooms", self._received)
@@ -140,6 +143,7 @@ class RedisBus:
         self._seen.pop(key, None)
         self._catching.pop(key, None)
         self._recovered.pop(key, None)
+        self._reading.pop(key, None)
 
     def _nick_taken(self, key: str) -> None:
         self.link.subscribe("user:" + key, self._received)
@@ -274,15 +278,23 @@ class RedisBus:
             self._deliver_many(msg["r"], event, msg.get("x"))
         else:
             key = msg["r"]
-            if type(event) is events.Message:
-                recovered = self._recovered.get(key)
-                if recovered and event.mid in recovered:
-                    recovered.discard(event.mid)
-                    return  # read back from the store after an outage already
-                self._saw(key, event.mid)
-                if self.note_mid is not None:
-                    self.note_mid(event.mid)
-            self.rooms.deliver(key, event)
+            held = self._reading.get(key)
+            if held is not None:
+                held.append(event)  # after what is being read back, which is older
+            else:
+                self._deliver_room(key, event)
+
+    def _deliver_room(self, key: str, event) -> None:
+        """Another node's room event, here."""
+        if type(event) is events.Message:
+            recovered = self._recovered.get(key)
+            if recovered and event.mid in recovered:
+                recovered.discard(event.mid)
+                return  # read back from the store after an outage already
+            self._saw(key, event.mid)
+            if self.note_mid is not None:
+                self.note_mid(event.mid)
+        self.rooms.deliver(key, event)
 
     def _deliver_many(self, keys, event, excluded_key) -> None:
         """Once to each local session sharing any of the rooms; the session the
@@ -313,6 +325,10 @@ class RedisBus:
         for key, _ in self.rooms.items():
             self._catching.setdefault(key, [self._seen.get(key, 0), set()])
         self._recovered = {}
+        # Read-backs in flight are moot: they run again when the link is back.
+        for key in list(self._reading):
+            for event in self._reading.pop(key):
+                self._deliver_room(key, event)
 
     def _link_up(self) -> None:
         outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
@@ -337,6 +353,11 @@ class RedisBus:
             del self._catching[key]
             return
         since, delivered = catching
+        self._reading.setdefault(key, [])
+
+        def release() -> None:
+            for event in self._reading.pop(key, ()):
+                self._deliver_room(key, event)
 
         def deliver(rows):
             got = 0
@@ -356,11 +377,14 @@ class RedisBus:
                               "was not subscribed", count=got, room=key)
             if self._catching.get(key) is catching and self.link.up:
                 del self._catching[key]
+            release()
+
         def failed(failure):
             # Given up (the ids noted meanwhile would grow without end): a message
             # in the gap is still in the store, for a client's ``since``.
             if self._catching.get(key) is catching:
                 del self._catching[key]
+            release()
             if failure.check(StoreUnavailable):
                 self.log.warn("cannot read back {room} from the store now ({error}): "
                               "messages sent elsewhere while this node was not subscribed "

@@ -267,6 +267,26 @@ class BusTests(NodesTestCase):
         assert [(m["from"], m["text"]) for m in got] == [("alice", "in the gap")]
         assert not got[0].get("history")
 
+    @inlineCallbacks
+    def test_live_messages_wait_for_the_older_ones_being_read_back(self):
+        store = self.store
+        held = HeldHistory(store)
+        b = Node(self, "b", store)
+        a = Node(self, "a", held)
+        yield self.until(lambda: a.link.up and b.link.up, "links up")
+        bob = b.client("bob", "#x")
+        yield self.settled(a, b)
+        alice = a.client("alice", "#x")  # the room opens on a: its subscription is on its way
+        store.append_message("#x", "#x", "carl", "older", "message", START)  # never published
+        held.release()  # alice's join history
+        yield self.until(lambda: held.held, "node a reads the room back")
+        bob.send_json({"type": "message", "room": "#x", "text": "newer"})
+        yield self.settled(a, b)
+        assert alice.of("message") == []  # held behind the read-back
+        held.release()
+        yield self.until(lambda: len(alice.of("message")) >= 2, "both messages")
+        assert [m["text"] for m in alice.of("message")] == ["older", "newer"]
+
 
 class SilentLinkTests(NodesTestCase):
     """A link that goes silent (a black hole, not a closed connection)."""
