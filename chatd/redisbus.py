@@ -58,7 +58,7 @@ from chatd.redislink import RedisError, RedisUnavailable
 from chatd.store import StoreUnavailable
 
 
-def _UNREACHABLE():
+def cluster_unavailable():
     return ChatError("cluster_unavailable", "the other servers of this chat cannot be "
                      "reached right now; try again in a moment")
 
@@ -177,7 +177,7 @@ class RedisBus:
         none; fails with ``cluster_unavailable`` while the link is down (whether
         the person is online cannot be known: better said than guessed)."""
         if not self.link.up:
-            return fail(_UNREACHABLE())
+            return fail(cluster_unavailable())
         d = self.link.publish("user:" + nick_key,
                               self._envelope(event, {"u": nick_key}, next(self._seq)))
         return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
@@ -185,7 +185,7 @@ class RedisBus:
     @staticmethod
     def _unreachable(failure):
         failure.trap(RedisUnavailable, RedisError)
-        raise _UNREACHABLE()
+        raise cluster_unavailable()
 
     def publish_all(self, event) -> None:
         self.local.publish_all(event)
@@ -201,7 +201,7 @@ class RedisBus:
         someone on another node): fires True if a node holds it, False if none;
         ``cluster_unavailable`` while the link is down."""
         if not self.link.up:
-            return fail(_UNREACHABLE())
+            return fail(cluster_unavailable())
         seq = next(self._seq)
         payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
                              separators=(",", ":")).encode("utf-8")
