@@ -128,6 +128,7 @@ class ChatService(Service):
             on_state("room_state", self._room_state_elsewhere)
             on_state("kick", self._kicked_here)  # a member here kicked on another node
             on_state("op", self._opped_here)  # ... or opped
+            on_state("claimed", self._claimed_elsewhere)  # a login elsewhere takes its nick
             self.room_states.changed = lambda change: self.bus.publish_state("room_state",
                                                                              change)
         self.ops = Operators(self)
@@ -474,6 +475,25 @@ class ChatService(Service):
             # The owner's nick is the owner's on every node.
             self.presence.assert_claim(key, acct.nick, force=True)
             self._rename(session, acct.nick, key, claimed=True)
+        # Whoever holds it on another node (an older login, a guest) gives it up there.
+        self.bus.publish_user_state(key, "claimed", {"nick": key}).addErrback(
+            self._claim_untold, key)
+
+    def _claim_untold(self, failure, key: str) -> None:
+        failure.trap(ChatError)  # cluster_unavailable: the resync settles it later
+        self.log.warn("could not tell the other nodes that {key} logged in here: {error}",
+                      key=key, error=failure.value.message)
+
+    def _claimed_elsewhere(self, data) -> None:
+        """An account's owner logged in on another node: its older login here is
+        closed, a guest holding its nick here renamed (as ``_claim`` does here)."""
+        holder = self.nicks.get(str(data.get("nick", "")))
+        if holder is None:
+            return
+        if holder.account is not None and holder.account == holder.key:
+            self.drop(holder, "logged in from another connection")
+        else:
+            self._evict_guest(holder, "its owner has logged in")
 
     def _deliver_offline(self, session: Session, key: str):
         def deliver(rows):

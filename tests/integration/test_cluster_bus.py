@@ -196,3 +196,20 @@ def test_redis_cut_and_restored(cluster, start_daemon):
         bob.expect({"type": "private", "text": "back"})
     finally:
         link.close()
+
+
+FAST_HASH = ("--argon2-memory-cost", "8192", "--argon2-time-cost", "1")
+
+
+def test_a_login_on_another_node_closes_the_older_one(cluster):
+    a, b = (cluster.start(name, *FAST_HASH) for name in ("node-a", "node-b"))
+    first = a.ws().login("dave")
+    ack = first.request({"type": "register", "password": "dave-password-1"})
+    assert ack["type"] == "ack", ack
+    second = b.ws()
+    second.expect({"type": "hello"})
+    ack = second.request({"type": "login", "nick": "dave", "password": "dave-password-1"})
+    assert ack["type"] == "ack" and ack["nick"] == "dave", ack
+    closing = first.expect_closed()
+    assert {"type": "bye", "reason": "logged in from another connection"} in [
+        {k: e.get(k) for k in ("type", "reason")} for e in closing], closing
