@@ -1,6 +1,7 @@
 """The chatd benchmark: a load generator that measures chatd against bare Twisted/Autobahn relays.
 
-Run it from a checkout: ``python benchmarks/bench.py fanout|idle [options]``.
+Run it from a checkout: ``python benchmarks/bench.py fanout|idle|cluster [options]``
+(``cluster``: benchmarks/cluster_bench.py).
 It is not part of the installed package.
 
 It starts each server itself (pinned to one core with ``taskset``; the
@@ -838,7 +839,12 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cluster"]:  # two nodes joined by Redis against one: cluster_bench.py
+        sys.path.insert(0, str(HERE))
+        import cluster_bench
+        return cluster_bench.main(argv[1:])
+    args = parse_args(argv)
     if args.client_cpu:
         os.sched_setaffinity(0, {int(c) for c in args.client_cpu.split(",")})
     results = []

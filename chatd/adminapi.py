@@ -8,6 +8,7 @@ A ``twisted.web`` resource tree mounted at ``/api/`` on the admin site::
     GET    /api/bans                           the server bans in force
     POST   /api/bans     {"target", "duration", "reason"}
     DELETE /api/bans     {"target"} (or ?target=...)
+    POST   /api/drain    {"over"}              leave the cluster (chatd.drain)
 
 Every request carries ``Authorization: Bearer TOKEN`` (``--admin-token-file``);
 without it, or with a wrong one, the answer is 401 and the attempt is logged.
@@ -142,7 +143,7 @@ def _str(body: dict, name: str, required: bool = True) -> str | None:
 class AdminAPI(Resource):
     """``/api/``: its children are the endpoints; the token is checked on each."""
 
-    def __init__(self, service, token: str):
+    def __init__(self, service, token: str, drain=None):
         super().__init__()
         if not token:
             raise ValueError("the admin API needs a token")
@@ -160,6 +161,9 @@ class AdminAPI(Resource):
             "GET": lambda body, req: ops.list_bans(ACTOR),
             "POST": self._ban,
             "DELETE": self._unban}))
+        if drain is not None:
+            self.putChild(b"drain", _Endpoint(self, {
+                "POST": lambda body, req: drain.start(body.get("over", 0))}))
 
     def authorized(self, request) -> bool:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
@@ -190,7 +194,7 @@ class AdminAPI(Resource):
         return self.service.ops.ungban(ACTOR, _str({"target": target}, "target"))
 
 
-def make_api(service, token: str) -> AdminAPI:
+def make_api(service, token: str, drain=None) -> AdminAPI:
     """The resource to mount at ``/api/`` on the admin site:
     ``root.putChild(b"api", make_api(chat, config["admin-token"]))``."""
-    return AdminAPI(service, token)
+    return AdminAPI(service, token, drain)

@@ -7,6 +7,7 @@ private message or an invite) to the other nodes and delivers it locally the
 same way, so front ends, accounts and moderation never change.
 """
 
+from twisted.internet.defer import succeed
 from zope.interface import Interface, implementer
 
 from chatd.metrics import NO_METRICS
@@ -25,6 +26,16 @@ class IBus(Interface):
 
     def publish_all(event):
         """Deliver to every session (a server operator's notice)."""
+
+    def publish_remote_user(nick_key, event):
+        """Deliver to whoever holds the nick on another node: a Deferred firing
+        True if someone did, False if nobody; ``cluster_unavailable`` if the other
+        nodes cannot be asked now."""
+
+    def publish_user_state(nick_key, kind, data):
+        """Hand a change (``kind``, a dict) to the node that holds the nick, to
+        apply there (an operator's kill of someone on another node); fires as
+        ``publish_remote_user``."""
 
 
 @implementer(IBus)
@@ -50,3 +61,9 @@ class LocalBus:
 
     def publish_all(self, event) -> None:
         self.rooms.deliver_to(self.sessions, event)
+
+    def publish_remote_user(self, nick_key, event):
+        return succeed(False)  # there are no other nodes
+
+    def publish_user_state(self, nick_key, kind, data):
+        return succeed(False)  # there are no other nodes

@@ -48,7 +48,8 @@ _FRONT_END_OF = {wire.TEXT: "line", wire.JSONL: "line", wire.WEBSOCKET: "websock
 # checks that chatd/ raises no other.  Anything else counts as "other".
 ERROR_CODES = frozenset("""
 already_joining already_kept already_logged_in already_registered bad_password
-bad_request bad_room_password banned banned_from_server binary_frame busy no_such_ban
+bad_request bad_room_password banned banned_from_server binary_frame busy cluster_unavailable
+no_such_ban
 not_server_operator empty_message flood internal
 invalid_json invalid_nick invalid_room invalid_text invite_only line_too_long
 login_failed login_throttled message_too_long missing_argument nick_lookalike
@@ -89,6 +90,9 @@ class NoMetrics:
     def flood_refused(self): pass
     def error(self, code): pass
     def reactor_lag(self, seconds): pass
+    def redis_published(self): pass
+    def redis_state(self, up): pass
+    def redis_received(self): pass
 
     def login_result(self, result):
         return result
@@ -143,6 +147,15 @@ class Metrics(NoMetrics):
         self.lag_seconds = Histogram("chatd_reactor_lag_seconds", "How late a timer ran: "
                                      "the event loop's responsiveness",
                                      buckets=LAG_BUCKETS, registry=r)
+        # The cluster (chatd.redislink, chatd.redisbus): one publish per room event.
+        self.redis_publishes = Counter("chatd_redis_publishes", "Messages published to "
+                                       "the other nodes through Redis", registry=r)
+        self.redis_messages = Counter("chatd_redis_messages", "Messages received from "
+                                      "other nodes through Redis", registry=r)
+        self.redis_up = Gauge("chatd_redis_up", "1 while the Redis link is up (0: down, not "
+                              "yet connected, or no --redis)", registry=r)
+        self.redis_changes = Counter("chatd_redis_link_changes", "Times the Redis link went "
+                                     "up or down", ["state"], registry=r)
         # Label children resolved once: the hot path does no label lookups.
         self._received = {fe: self.received.labels(fe) for fe in FRONT_ENDS}
         self._delivered = {fe: self.delivered.labels(fe) for fe in FRONT_ENDS}
@@ -156,6 +169,16 @@ class Metrics(NoMetrics):
         self._errors = {code: self.errors.labels(code) for code in ERROR_CODES | {"other"}}
         self._fanout = self.fanout_seconds.observe
         self.last_lag = 0.0
+
+    def redis_published(self) -> None:
+        self.redis_publishes.inc()
+
+    def redis_received(self) -> None:
+        self.redis_messages.inc()
+
+    def redis_state(self, up: bool) -> None:
+        self.redis_up.set(1 if up else 0)
+        self.redis_changes.labels("up" if up else "down").inc()
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

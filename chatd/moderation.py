@@ -117,7 +117,7 @@ class Moderation:
         name = self.nicks.check(nick)
         if banned and name in (session.key, session.account):
             raise ChatError("bad_request", "you cannot ban yourself")
-        d = self.states.set_entry(room.key, room.name, "bans", name, banned)
+        d = self.states.set_entry(room.key, room.name, "bans", name, banned, session.nick)
         what = "ban" if banned else "unban"
 
         def announce(state):
@@ -130,9 +130,30 @@ class Moderation:
             return acks.BanAck(room.name, nick, sorted(state.bans))
         return d.addCallback(announce)
 
+    def banned_elsewhere(self, key: str, name: str, by: str) -> None:
+        """A ban made on another node (chatd.roomstate ``apply_remote``): this node's
+        members of the room that it matches are kicked, as the banning node kicked its own."""
+        room = self.rooms.get(key)
+        if room is None:
+            return
+        for member in list(room.members.values()):
+            if matches(member, {name}):
+                self._kick(room, member, by, "banned")
+
+    def kicked_elsewhere(self, key: str, nick_key: str, by: str, reason: str) -> None:
+        """An operator on another node kicked a member of the room who is on this
+        node: removed here, the kick shown to everyone as a kick made here is."""
+        room = self.rooms.get(key)
+        target = room.members.get(nick_key) if room is not None else None
+        if target is not None:
+            self._kick(room, target, by, reason)
+
     def op(self, session, room, nick, grant=True):
         self._require_op(session, room)
         target = self._member(room, nick)
+        return self._op(room, target, session.nick, grant)
+
+    def _op(self, room, target, by: str, grant: bool):
         what = "op" if grant else "deop"
         if target.account is not None:
             d = self.states.set_entry(room.key, room.name, "ops", target.account, grant)
@@ -142,10 +163,19 @@ class Moderation:
         def announce(_):
             # Covers a guest, until it leaves the room.
             self.rooms.set_guest_op(room, target, grant)
-            self.bus.publish_room(room.key, RoomChange(room.name, what, session.nick,
+            self.bus.publish_room(room.key, RoomChange(room.name, what, by,
                                                        target.nick, ts=self.clock.seconds()))
             return acks.OpAck(room.name, target.nick)
         return d.addCallback(announce)
+
+    def opped_elsewhere(self, key: str, nick_key: str, by: str, grant: bool) -> None:
+        """An operator on another node made (or unmade) an operator of a member who
+        is on this node: done here, as it would be for an operator here."""
+        room = self.rooms.get(key)
+        target = room.members.get(nick_key) if room is not None else None
+        if target is not None:
+            self._op(room, target, by, grant).addErrback(
+                lambda f: self.log.failure("an op from another node failed", f))
 
     def mode(self, session, room, invite_only=None, password=None):
         self._require_op(session, room)
@@ -209,8 +239,20 @@ class Moderation:
         self._require_op(session, room)
         key = self.nicks.check(nick)
         target = self.nicks.get(key)
-        if target is None:
+        if target is None and getattr(self.bus, "publish_state", None) is None:
             raise ChatError("no_such_nick", f"{nick} is not online")
+        if target is None:
+            # Perhaps on another node.  The invite is recorded first, on every
+            # node, so it is there before the invited person can act on it.
+            self.states.invite(room.key, key)
+
+            def delivered(found):
+                if not found:
+                    self.states.use_invite(room.key, key)
+                    raise ChatError("no_such_nick", f"{nick} is not online")
+                return acks.InviteAck(room.name, nick)
+            return self.bus.publish_remote_user(key, Invite(room.name, session.nick)).addCallback(
+                delivered)
         self.states.invite(room.key, key)
         self.bus.publish_user(key, Invite(room.name, session.nick))
         return succeed(acks.InviteAck(room.name, target.nick))

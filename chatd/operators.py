@@ -12,6 +12,11 @@ applied in memory once stored, so an operator is never told a ban worked that
 a restart would forget.  An expired ban is ignored wherever it is met and
 forgotten (the store prunes its own at load).
 
+Several nodes (``--redis``): a ban added or lifted here is told to the other
+nodes (the bus's ``server_ban`` state), which apply it in memory and drop the
+sessions it matches there; a kill of a nick held on another node is handed to
+that node (``kill``), which drops it as a kill made there would.
+
 Every operator action is logged with who, what and the target; the text of a
 notice is not (it is a message like any other).
 """
@@ -76,6 +81,10 @@ class Operators:
         self.service = service
         self.bans = {}  # (kind, target) -> ServerBan; the only writer is this class
         self._networks = {}  # target -> ip_network, for the "addr" bans
+        on_state = getattr(service.bus, "on_state", None)  # a cluster's bus
+        if on_state is not None:
+            on_state("server_ban", self._ban_elsewhere)
+            on_state("kill", self._kill_here)
 
     # -- who may ---------------------------------------------------------------------
     def is_operator(self, session) -> bool:
@@ -168,8 +177,28 @@ class Operators:
     def kill(self, by: str, nick, reason: str = ""):
         key = self.service.nicks.check(nick) if isinstance(nick, str) else None
         target = self.service.nicks.get(key) if key else None
+        if target is None and key:
+            # Perhaps on another node: that node drops it (none: not online).
+            def handed(delivered):
+                if not delivered:
+                    raise ChatError("no_such_nick", f"{nick} is not online")
+                self._logged(by, "kill", nick, node="another")
+                return acks.KillAck(nick)
+            return self.service.bus.publish_user_state(
+                key, "kill", {"nick": key, "by": by, "reason": reason or ""}).addCallback(handed)
         if target is None:
             raise ChatError("no_such_nick", f"{nick} is not online")
+        return self._kill(by, target, reason)
+
+    def _kill_here(self, data) -> None:
+        """Another node's operator killed a nick held here."""
+        target = self.service.nicks.get(str(data.get("nick", "")))
+        if target is not None:
+            self._kill(str(data.get("by") or "an operator"), target,
+                       str(data.get("reason") or "")).addErrback(
+                lambda f: self.log.failure("a kill from another node failed", f))
+
+    def _kill(self, by: str, target, reason: str):
         reason = clean_reason(reason or "")
         self._logged(by, "kill", target.nick, peer=target.host, reason=loggable(reason))
         account = target.account
@@ -207,6 +236,9 @@ class Operators:
 
         def stored(_):
             self._set(ban)
+            self._tell({"op": "add", "kind": ban.kind, "target": ban.target,
+                        "until": ban.until, "by": ban.by, "reason": ban.reason,
+                        "created": ban.created})
             dropped = self._drop_matching(ban)
             self._logged(by, "gban", f"{kind}:{name}", until=ban.until, dropped=dropped,
                          reason=loggable(ban.reason))
@@ -217,6 +249,30 @@ class Operators:
             return self.service.accounts.revoke_tokens(name, "banned").addCallback(
                 lambda _: ack)
         return self.service.store.add_server_ban(ban).addCallback(stored)
+
+    def _tell(self, change: dict) -> None:
+        publish = getattr(self.service.bus, "publish_state", None)  # a cluster's bus
+        if publish is not None:
+            publish("server_ban", change)
+
+    def _ban_elsewhere(self, change) -> None:
+        """Another node added or lifted a server ban (it is stored already): the
+        same here, in memory, and the sessions a new ban matches are dropped."""
+        try:
+            kind, target = str(change["kind"]), str(change["target"])
+            if kind not in BAN_KINDS:
+                raise ValueError(kind)
+            if change["op"] == "remove":
+                self._forget(kind, target)
+                return
+            ban = ServerBan(kind, target, float(change["until"]), str(change["by"]),
+                            str(change["reason"]), float(change["created"]))
+            self._set(ban)
+        except (KeyError, TypeError, ValueError) as e:
+            self.log.warn("ignored a malformed server ban from another node: {error}",
+                          error=repr(e))
+            return
+        self._drop_matching(ban)
 
     def _drop_matching(self, ban: ServerBan) -> int:
         dropped = 0
@@ -245,6 +301,7 @@ class Operators:
 
         def removed(_):
             self._forget(kind, name)
+            self._tell({"op": "remove", "kind": kind, "target": name})
             self._logged(by, "ungban", f"{kind}:{name}")
             return acks.UngbanAck(kind, name)
         return self.service.store.remove_server_ban(kind, name).addCallback(removed)

@@ -69,6 +69,21 @@ class Rooms:
         # Told the key of each room that empties (the lasting state of a room
         # nobody keeps goes with it).
         self.on_empty = on_empty
+        self._observers = []  # (on_open, on_close): a cluster's bus follows the live rooms
+        # Told each change of a room's members, ``on_members(room, added, removed)``
+        # with (nick key, nick) pairs added and nick keys removed: cluster presence
+        # (chatd.presence) follows who is where.  Never on the message path.
+        self.on_members = None
+
+    def observe(self, on_open=None, on_close=None) -> None:
+        """Be told the key of each room that comes to life here and of each that
+        empties (a clustered bus subscribes to exactly the rooms with local people)."""
+        self._observers.append((on_open, on_close))
+
+    def _tell(self, which: int, key: str) -> None:
+        for observer in self._observers:
+            if observer[which] is not None:
+                observer[which](key)
 
     def get(self, key: str) -> Room | None:
         return self._rooms.get(key)
@@ -88,6 +103,7 @@ class Rooms:
         room = self._rooms.get(key)
         if room is None:
             room = self._rooms[key] = Room(name)
+            self._tell(0, key)
         return room
 
     def member_room(self, session, key: str | None) -> Room:
@@ -114,13 +130,16 @@ class Rooms:
             self._forget_if_empty(room)
             return None
         if self._rooms.get(room.key) is not room:  # emptied and dropped while we waited
-            self._rooms.setdefault(room.key, room)
+            if self._rooms.setdefault(room.key, room) is room:
+                self._tell(0, room.key)
         return kept
 
     def enter(self, session, room: Room) -> None:
         room.add_member(session)
         session.rooms[room.key] = room
         session.current = room
+        if self.on_members is not None:
+            self.on_members(room, ((session.key, session.nick),), ())
 
     def switch(self, session, room: Room) -> None:
         session.current = room
@@ -131,6 +150,8 @@ class Rooms:
         session.rooms.pop(room.key, None)
         if session.current is room:
             session.current = next(reversed(session.rooms.values()), None)
+        if self.on_members is not None:
+            self.on_members(room, (), (session.key,))
         self._forget_if_empty(room)
 
     def leave_all(self, session) -> list:
@@ -150,6 +171,7 @@ class Rooms:
             del self._rooms[room.key]
             if self.on_empty is not None:
                 self.on_empty(room.key)
+            self._tell(1, room.key)
 
     # -- changes to how a member is reached ---------------------------------------
     def renamed(self, session, old_key: str | None) -> None:
@@ -158,6 +180,8 @@ class Rooms:
             if room.members.get(old_key) is session:
                 del room.members[old_key]
             room.members[session.key] = session
+            if self.on_members is not None:
+                self.on_members(room, ((session.key, session.nick),), (old_key,))
 
     def set_format(self, session, fmt) -> None:
         """Switch a session's wire format (the line protocol's JSON mode)."""

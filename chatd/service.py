@@ -5,6 +5,8 @@ close) and composes the owners of the rest of the chat state, each the only
 writer of its piece:
 
 * ``Nicks`` (chatd.nicks): which session holds which nick;
+* presence (chatd.presence): with ``--redis``, the cluster-wide claim asked for
+  before a nick is taken here, and who is in which room on the other nodes;
 * ``Rooms`` (chatd.rooms): live rooms and who is in them;
 * ``Accounts`` (chatd.accounts): registered names and who is logged in as what;
 * ``RoomStates`` (chatd.roomstate): topics, operators, bans, modes, invites;
@@ -23,6 +25,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd import __version__, acks
 from chatd.accounts import Accounts
@@ -34,6 +37,7 @@ from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
 from chatd.operators import Operators
+from chatd.presence import LocalPresence
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -80,8 +84,8 @@ class ChatService(Service):
     log = Logger()
 
     def __init__(self, limits: Limits | None = None, clock=None, server_name: str = "chatd",
-                 store=None, history: int = 50, passwords=None, bus=None,
-                 motd=(), operators=(), metrics=None):
+                 store=None, history: int = 50, passwords=None, bus=None, make_bus=None,
+                 motd=(), operators=(), metrics=None, presence=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.limits = limits or Limits()
@@ -100,15 +104,36 @@ class ChatService(Service):
         self.metrics.watch_service(self)
         self.nicks = Nicks(self.limits.max_nick)
         self.rooms = Rooms(on_empty=self._room_emptied, metrics=self.metrics)
+        # Who holds which nick and who is where on every node (chatd.presence):
+        # asked before a nick is taken here; told each membership change.
+        self.presence = presence if presence is not None else LocalPresence()
+        if self.presence.clustered:
+            self.rooms.on_members = self.presence.room_changed
         self.accounts = Accounts(self.store, clock, self.limits, passwords)
         self.room_states = RoomStates(self.store)
         self.sessions = set()
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
+        if make_bus is not None:
+            # A cluster's bus (chatd.redisbus), built around the local one.
+            self.bus = make_bus(self, self.bus)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits)
+        self.presence.bind(self._presence_local, self._presence_lost, self._presence_conflict,
+                           self._presence_back)
+        on_state = getattr(self.bus, "on_state", None)  # a cluster's bus (chatd.redisbus)
+        if on_state is not None:
+            on_state("presence_back", self._others_back)
+            # Room state (chatd.roomstate): each node's changes applied on the others.
+            on_state("room_state", self._room_state_elsewhere)
+            on_state("kick", self._kicked_here)  # a member here kicked on another node
+            on_state("op", self._opped_here)  # ... or opped
+            on_state("claimed", self._claimed_elsewhere)  # a login elsewhere takes its nick
+            self.room_states.changed = lambda change: self.bus.publish_state("room_state",
+                                                                             change)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
+        self._claiming = {}  # nick key -> the session waiting for its cluster-wide claim
         self._creations = RoomCreations(clock, self.limits)
         self._closing = {}  # session -> None, dropped but not yet disconnected
         self._drained = None
@@ -154,6 +179,7 @@ class ChatService(Service):
     def startService(self):
         super().startService()
         self.accounts.start()
+        self.presence.start()
         d = self._heartbeat.start(self.heartbeat_tick, now=False)
         d.addErrback(lambda f: self.log.failure("heartbeat loop stopped", f))
         d = self._deadlines.start(min(1.0, self.limits.register_timeout), now=False)
@@ -175,6 +201,8 @@ class ChatService(Service):
             d = self._drained = Deferred()
             grace = self.clock.callLater(3.0, self._abort_closing)
             self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
+        # Everyone is gone: this node's claims and memberships go now, not at expiry.
+        d.addBoth(lambda _: self.presence.stop())
         d.addBoth(lambda _: self.accounts.stop())
         # Writes in flight finish (and their data is on disk) before we exit.
         d.addBoth(lambda _: self.store.close())
@@ -263,6 +291,7 @@ class ChatService(Service):
         keys = self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)
+            self.presence.release(session.key)
             self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
                                               self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
@@ -337,21 +366,50 @@ class ChatService(Service):
         if session.nick_at is not None and now - session.nick_at < self.limits.nick_interval:
             raise ChatError("nick_too_fast",
                             f"wait {self.limits.nick_interval:g} seconds between nick changes")
-        self._rename(session, nick, key, now)
+        if self._claiming.get(key, session) is not session:
+            raise ChatError("nick_taken", f"{nick} is already taken")
+        # The cluster-wide claim (chatd.presence; granted at once on one node).
+        self._claiming[key] = session
+        d = self.presence.claim(key, nick)
+        d.addBoth(self._claimed, session, nick, key)
+        return d
+
+    def _claimed(self, result, session: Session, nick: str, key: str):
+        if self._claiming.get(key) is session:
+            del self._claiming[key]
+        if isinstance(result, Failure):
+            return result  # cluster_unavailable: nothing changed
+        holder = self.nicks.get(key)
+        if not result or (holder is not None and holder is not session):
+            raise ChatError("nick_taken", f"{nick} is already taken")
+        if not session.attached:
+            if self.presence.clustered:
+                self.presence.release(key)
+            raise ChatError("not_connected", "the connection closed")
+        self._rename(session, nick, key, self.clock.seconds(), claimed=True)
         if not self.accounts.is_registered(key):
             self.accounts.recheck(key).addCallbacks(
                 self._registered_elsewhere, lambda f: f.trap(StoreUnavailable),
                 callbackArgs=(session, key))
-        return succeed(acks.NickAck(nick))
+        return acks.NickAck(nick)
 
     def _registered_elsewhere(self, registered, session, key) -> None:
         if registered and session.attached and session.key == key and session.account != key:
             self._evict_guest(session)
 
-    def _rename(self, session: Session, nick: str, key: str, now: float | None = None) -> None:
-        """Give a session a nick nobody else holds, telling its rooms (no checks)."""
+    def _rename(self, session: Session, nick: str, key: str, now: float | None = None,
+                claimed: bool = False) -> None:
+        """Give a session a nick nobody else holds, telling its rooms (no checks).
+
+        ``claimed``: the cluster-wide claim is already this node's (set_nick);
+        otherwise (a guest name, a login's own nick) it is claimed now, and a
+        conflict renames the holder again (``_presence_conflict``)."""
         old_key = session.key
         old = self.nicks.take(session, nick, key, now)
+        if old_key is not None and old_key != key:
+            self.presence.release(old_key)
+        if not claimed:
+            self.presence.assert_claim(key, nick)
         if old is None:
             self._unnamed.pop(session, None)
             return
@@ -414,7 +472,28 @@ class ChatService(Service):
             self._evict_guest(holder, "its owner has logged in")
         self.accounts.log_in(session, key)
         if session.key != key:
-            self._rename(session, acct.nick, key)
+            # The owner's nick is the owner's on every node.
+            self.presence.assert_claim(key, acct.nick, force=True)
+            self._rename(session, acct.nick, key, claimed=True)
+        # Whoever holds it on another node (an older login, a guest) gives it up there.
+        self.bus.publish_user_state(key, "claimed", {"nick": key}).addErrback(
+            self._claim_untold, key)
+
+    def _claim_untold(self, failure, key: str) -> None:
+        failure.trap(ChatError)  # cluster_unavailable: the resync settles it later
+        self.log.warn("could not tell the other nodes that {key} logged in here: {error}",
+                      key=key, error=failure.value.message)
+
+    def _claimed_elsewhere(self, data) -> None:
+        """An account's owner logged in on another node: its older login here is
+        closed, a guest holding its nick here renamed (as ``_claim`` does here)."""
+        holder = self.nicks.get(str(data.get("nick", "")))
+        if holder is None:
+            return
+        if holder.account is not None and holder.account == holder.key:
+            self.drop(holder, "logged in from another connection")
+        else:
+            self._evict_guest(holder, "its owner has logged in")
 
     def _deliver_offline(self, session: Session, key: str):
         def deliver(rows):
@@ -457,7 +536,7 @@ class ChatService(Service):
         room = session.rooms.get(key)
         if room is not None and since is None:
             self.rooms.switch(session, room)
-            return succeed(self._join_ack(room, False))
+            return self._join_ack(room, False)
         if room is None and key in session.joining:
             raise ChatError("already_joining", f"already joining {name}")
         if room is None and (len(session.rooms) + len(session.joining)
@@ -499,17 +578,34 @@ class ChatService(Service):
         if kept is None:
             raise ChatError("not_in_room", f"you left {room.name} while joining")
         self._send_history(session, rows)
+        # With several nodes a message can be committed below the fence and still
+        # be on its way here when the history is read: shown once, as history.
+        shown = {m.mid for m in rows}
         for event in kept:
-            session.send(event)
+            if not (shown and type(event) is Message and event.mid in shown):
+                session.send(event)
         self.rooms.enter(session, room)
         self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
         return self._join_ack(room, more)
 
-    def _join_ack(self, room, more: bool) -> acks.JoinAck:
+    def _join_ack(self, room, more: bool):
+        """Fires the JoinAck: the members here, then those on the other nodes
+        (chatd.presence; this node's alone while the cluster cannot be reached)."""
         state = self.room_states.get(room.key)
-        return acks.JoinAck(room.name, room.nicks(),
-                            state.topic if state is not None and state.topic else None,
-                            True if more else None)
+        topic = state.topic if state is not None and state.topic else None
+        here = room.nicks()
+
+        def ack(there):
+            seen = {n.lower() for n in here}
+            return acks.JoinAck(room.name, here + [n for n in there if n.lower() not in seen],
+                                topic, True if more else None)
+
+        def here_only(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            return []
+        return self.presence.who(room.key).addErrback(here_only).addCallback(ack)
 
     @staticmethod
     def _send_history(session: Session, rows) -> None:
@@ -545,34 +641,73 @@ class ChatService(Service):
         return succeed(acks.RoomAck(room.name))
 
     def who(self, session: Session, name: str | None):
+        """Who is in a room: this node's members, then the other nodes' (chatd.presence)."""
         if name is None:
             room = self.member_room(session, None)
-            return succeed(acks.WhoAck(room.name, room.nicks()))
+            return self._everyone(session, room.key, room.name, room.nicks())
         key = self.check_room(name)
         room = self.rooms.get(key)
         state = self.room_states.get(key)
-        if room is None and state is None:
-            raise ChatError("no_such_room", f"{name} does not exist")
         if key not in session.rooms and state is not None and (
                 state.invite_only or state.password):
             # Who is in a closed room is its members' business.
             raise ChatError("not_in_room", f"{state.name} is closed; only its members "
                             "see who is there")
         if room is not None:
-            return succeed(acks.WhoAck(room.name, room.nicks()))
-        return succeed(acks.WhoAck(state.name, []))  # a stored room nobody is in now
+            return self._everyone(session, key, room.name, room.nicks())
+        if state is not None:  # a stored room nobody is in here
+            return self._everyone(session, key, state.name, [])
+        if not self.presence.clustered:
+            raise ChatError("no_such_room", f"{name} does not exist")
+
+        def elsewhere(there):  # a room only other nodes have people in
+            if not there:
+                raise ChatError("no_such_room", f"{name} does not exist")
+            return acks.WhoAck(name, there)
+        # While the cluster cannot be reached, whether it exists cannot be said:
+        # cluster_unavailable, not a guess.
+        return self.presence.who(key).addCallback(elsewhere)
+
+    def _everyone(self, session: Session, key: str, name: str, here: list):
+        """A WhoAck with this node's members and the other nodes'; while the cluster
+        cannot be reached, this node's alone and a notice saying so."""
+        def merged(there):
+            seen = {n.lower() for n in here}
+            return acks.WhoAck(name, here + [n for n in there if n.lower() not in seen])
+
+        def partial(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            session.send(Notice("the cluster cannot be reached right now: only the members "
+                                "on this server are listed"))
+            return acks.WhoAck(name, here)
+        return self.presence.who(key).addCallbacks(merged, partial)
 
     def room_list(self, after: str | None = None):
         """The rooms that exist (those with people in them and the stored ones), by
         name, a page of at most ROOMS_PAGE after the room ``after``."""
         listing = {key: (name, 0) for key, name in self.room_states.names().items()}
         listing.update(self.rooms.names())
-        keys = listing if after is None else [k for k in listing if k > after.lower()]
-        # One page's worth picked without sorting every room.
-        page = heapq.nsmallest(ROOMS_PAGE + 1, keys)
-        return succeed(acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
-                                      for key in page[:ROOMS_PAGE]],
-                                     True if len(page) > ROOMS_PAGE else None))
+
+        def with_others(there):
+            # The other nodes' rooms and members (chatd.presence), added to ours.
+            for key, (name, count) in there.items():
+                mine = listing.get(key)
+                listing[key] = (name, count) if mine is None else (mine[0], mine[1] + count)
+            keys = listing if after is None else [k for k in listing if k > after.lower()]
+            # One page's worth picked without sorting every room.
+            page = heapq.nsmallest(ROOMS_PAGE + 1, keys)
+            return acks.RoomsAck([{"room": listing[key][0], "members": listing[key][1]}
+                                  for key in page[:ROOMS_PAGE]],
+                                 True if len(page) > ROOMS_PAGE else None)
+
+        def here_only(failure):
+            failure.trap(ChatError)
+            if failure.value.code != "cluster_unavailable":
+                return failure
+            return {}  # the cluster is away: this node's rooms alone
+        return self.presence.rooms().addErrback(here_only).addCallback(with_others)
 
     # -- messages --------------------------------------------------------------
     def say(self, session: Session, room_name: str | None, text, kind: str = "message"):
@@ -587,7 +722,9 @@ class ChatService(Service):
         d = self.store.append_message(key, name, nick, text, kind, ts)
 
         def stored(mid):
-            self.last_mid = mid
+            # Never lowered: with several nodes a higher id may have come from
+            # another one already (saw_mid).
+            self.saw_mid(mid)
             # The room as it is now: the sender may have left, others joined.
             self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind))
             return acks.MessageAck(name, mid, ts)
@@ -604,10 +741,7 @@ class ChatService(Service):
         text = check_text(text, self.limits.max_message)
         ts = self.clock.seconds()
         if target is None:
-            if not self.accounts.is_registered(key):
-                raise ChatError("no_such_nick", f"{to} is not online")
-            d = self.accounts.queue_private(session.nick, key, to, text, ts)
-            return d.addCallback(lambda pid: acks.PrivateAck(to, pid, ts, True))
+            return self._private_elsewhere(session, key, to, text, ts)
         mid = next(self._private_ids)
         event = Private(session.nick, target.nick, text, mid, ts)
         self.bus.publish_user(target.key, event)
@@ -615,14 +749,78 @@ class ChatService(Service):
             session.send(event)
         return succeed(acks.PrivateAck(target.nick, mid, ts))
 
+    def _private_elsewhere(self, session: Session, key: str, to: str, text: str, ts: float):
+        """Nobody here holds the nick: another node may (the bus asks; a single
+        node's bus says no at once, a cluster's fails with cluster_unavailable when
+        it cannot ask); nobody does: a registered nick's message waits in the store."""
+        mid = next(self._private_ids)
+        event = Private(session.nick, to, text, mid, ts)
+
+        def sent(delivered):
+            if delivered:
+                session.send(event)
+                return acks.PrivateAck(to, mid, ts)
+            if not self.accounts.is_registered(key):
+                raise ChatError("no_such_nick", f"{to} is not online")
+            d = self.accounts.queue_private(session.nick, key, to, text, ts)
+            return d.addCallback(lambda pid: acks.PrivateAck(to, pid, ts, True))
+        return self.bus.publish_remote_user(key, event).addCallback(sent)
+
     # -- moderation: the caller must be in the room -------------------------------
     def topic(self, session, room_name, text=None):
         return self.mod.topic(session, self.member_room(session, room_name), text)
 
     def kick(self, session, room_name, nick, reason=""):
         room = self.member_room(session, room_name)
-        return self.mod.kick(session, room, nick, reason).addCallback(
-            self._moderated, session, "kick", room, reason)
+        try:
+            d = self.mod.kick(session, room, nick, reason)
+        except ChatError as e:
+            if e.code != "no_such_nick" or not self.presence.clustered:
+                raise
+            d = self._kick_elsewhere(session, room, nick, reason)
+        return d.addCallback(self._moderated, session, "kick", room, reason)
+
+    def _kick_elsewhere(self, session, room, nick, reason):
+        """The target is in the room on another node (chatd.presence): that node
+        removes it and shows the kick to everyone (Moderation.kicked_elsewhere)."""
+        return self._to_member_elsewhere(session, room, nick, "kick",
+                                         {"reason": reason or ""}, acks.KickAck)
+
+    def _to_member_elsewhere(self, session, room, nick, kind, data, ack):
+        """Hand a room operator's ``kind`` (kick, op) on a member who is on another
+        node (chatd.presence lists the room's members there) to that node."""
+        key = self.nicks.check(nick)
+
+        def handed(delivered, name):
+            if not delivered:
+                raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+            return ack(room.name, name)
+
+        def found(nicks):
+            for name in nicks:
+                if name.lower() == key:
+                    change = {"room": room.key, "nick": key, "by": session.nick, **data}
+                    return self.bus.publish_user_state(key, kind, change).addCallback(
+                        handed, name)
+            raise ChatError("no_such_nick", f"{nick} is not in {room.name}")
+        return self.presence.who(room.key).addCallback(found)
+
+    def _opped_here(self, data) -> None:
+        """Another node's room operator opped (or deopped) a member who is here."""
+        try:
+            self.mod.opped_elsewhere(str(data["room"]), str(data["nick"]),
+                                     str(data.get("by") or "an operator"), bool(data["grant"]))
+        except (KeyError, TypeError) as e:
+            self.log.warn("ignored a malformed op from another node: {error}", error=repr(e))
+
+    def _kicked_here(self, data) -> None:
+        """Another node's operator kicked a member who is on this node."""
+        try:
+            self.mod.kicked_elsewhere(str(data["room"]), str(data["nick"]),
+                                      str(data.get("by") or "an operator"),
+                                      str(data.get("reason") or ""))
+        except (KeyError, TypeError) as e:
+            self.log.warn("ignored a malformed kick from another node: {error}", error=repr(e))
 
     def ban(self, session, room_name, nick, banned=True):
         room = self.member_room(session, room_name)
@@ -636,7 +834,14 @@ class ChatService(Service):
         return ack
 
     def op(self, session, room_name, nick, grant=True):
-        return self.mod.op(session, self.member_room(session, room_name), nick, grant)
+        room = self.member_room(session, room_name)
+        try:
+            return self.mod.op(session, room, nick, grant)
+        except ChatError as e:
+            if e.code != "no_such_nick" or not self.presence.clustered:
+                raise
+            return self._to_member_elsewhere(session, room, nick, "op", {"grant": bool(grant)},
+                                             acks.OpAck)
 
     def mode(self, session, room_name, invite_only=None, password=None):
         return self.mod.mode(session, self.member_room(session, room_name), invite_only,
@@ -659,6 +864,75 @@ class ChatService(Service):
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
+
+    # -- the cluster (chatd.presence calls these) ----------------------------------
+    def _presence_local(self):
+        """This node's nicks and memberships, for a resync."""
+        nicks = {key: s.nick for key, s in self.nicks.items()}
+        rooms = {key: (room.name, {k: s.nick for k, s in room.members.items()})
+                 for key, room in self.rooms.items() if room.members}
+        return nicks, rooms
+
+    def _presence_lost(self, nick: str, room_keys) -> None:
+        """A dead node's user: everyone sharing a room with it sees it quit."""
+        self.bus.publish_rooms(room_keys, Quit(nick, "node stopped answering",
+                                               self.clock.seconds()))
+
+    def _presence_back(self) -> None:
+        """This node was given up as dead (its users shown quitting on the others)
+        and is back: the others show its users joining their rooms again."""
+        publish = getattr(self.bus, "publish_state", None)
+        if publish is None:
+            return
+        _nicks, rooms = self._presence_local()
+        publish("presence_back", {"rooms": {key: [name, list(members.values())]
+                                            for key, (name, members) in rooms.items()}})
+
+    def _room_state_elsewhere(self, change) -> None:
+        """Another node changed a room's state: the same here (and a ban kicks the
+        members it matches on this node)."""
+        try:
+            self.room_states.apply_remote(change)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            self.log.warn("ignored a malformed room change from another node: {error}",
+                          error=repr(e))
+            return
+        if change.get("change") == "entry" and change.get("list") == "bans" and change.get(
+                "present"):
+            self.mod.banned_elsewhere(str(change["key"]), str(change["entry"]),
+                                      str(change.get("by") or "an operator"))
+
+    def _others_back(self, data) -> None:
+        """Another node is back after being given up: its users join again here."""
+        now = self.clock.seconds()
+        try:
+            rooms = [(str(k), str(v[0]), [str(n) for n in v[1]])
+                     for k, v in dict(data["rooms"]).items()]
+        except (KeyError, TypeError, ValueError, IndexError):
+            self.log.warn("presence: a malformed presence_back from another node")
+            return
+        for key, name, nicks in rooms:
+            if self.rooms.get(key) is None:
+                continue  # nobody here to tell
+            for nick in nicks:
+                self.rooms.deliver(key, Join(name, nick, now))
+
+    def _presence_conflict(self, key: str) -> None:
+        """Another node holds a nick a session here has: the session here is renamed."""
+        holder = self.nicks.get(key)
+        if holder is None:
+            return
+        guest = self.accounts.guest_nick(self.nicks.__contains__)
+        self.bus.publish_user(holder.key, Notice(
+            f"{holder.nick} is held on another node (taken while this one could not "
+            f"reach the cluster); you are now {guest}"))
+        self._rename(holder, guest, guest.lower())
+
+    def saw_mid(self, mid: int) -> None:
+        """A room message id delivered here from another node (chatd.redisbus): a
+        join's history then reaches up to it, and nothing falls between."""
+        if mid > self.last_mid:
+            self.last_mid = mid
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:

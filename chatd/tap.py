@@ -15,7 +15,9 @@ from chatd import config as config_file
 from chatd.admin import make_admin_site
 from chatd.adminapi import make_api
 from chatd.admission import Admission, AdmissionFactory, http_refusal, line_refusal
+from chatd.cluster import ClusterParts
 from chatd.dispatch import Dispatcher
+from chatd.drain import Drain
 from chatd.errors import ChatError
 from chatd.fastsend import TurnFlusher
 from chatd.limits import Limits
@@ -26,6 +28,8 @@ from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.redislink import DEFAULT_PREFIX
+from chatd.redislink import parse_url as parse_redis_url
 from chatd.reload import Reloader
 from chatd.rlimit import raise_nofile
 from chatd.sdnotify import SystemdNotifier
@@ -128,6 +132,17 @@ class Options(usage.Options):
         ["db", None, None,
          "postgresql://USER@HOST/DBNAME: keep everything in PostgreSQL instead of SQLite"],
         ["history", None, 50, "messages of scrollback sent to whoever joins a room", int],
+        ["redis", None, None,
+         "redis://HOST:PORT/DB: join the other nodes sharing this Redis (and --db) as one "
+         "chat (default: this node alone)"],
+        ["redis-prefix", None, DEFAULT_PREFIX,
+         "with --redis: prefix of every Redis key and channel; one per cluster sharing a Redis"],
+        ["node-id", None, None,
+         "with --redis: this node's name in the cluster, unique (default: hostname-pid)"],
+        ["node-timeout", None, 10.0,
+         "with --redis: seconds within which a node that stops answering (kill -9, cut "
+         "off) loses its nicks and its users are shown quitting on the others; heartbeats "
+         "come every third of it", float],
         ["store-timeout", None, 10.0,
          "seconds any database operation may take; past it: store_unavailable, /healthz "
          "degraded, and recovery without a restart", float],
@@ -239,6 +254,18 @@ class Options(usage.Options):
             self["data-dir"] = DEFAULT_DATA_DIR
         if not self["store-timeout"] > 0:
             raise usage.UsageError("--store-timeout must be positive")
+        if self["redis"] is not None:
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}")
+        if not self["redis-prefix"]:
+            raise usage.UsageError("--redis-prefix may not be empty")
+        if self["node-id"] is not None and (
+                not self["node-id"] or any(c.isspace() for c in self["node-id"])):
+            raise usage.UsageError("--node-id is a name without spaces")
+        if not self["node-timeout"] >= 1.0:
+            raise usage.UsageError("--node-timeout is at least 1 second")
         if not 0 <= self["history"] <= MAX_PAGE:
             raise usage.UsageError(f"--history is 0-{MAX_PAGE}")
         if self["sqlite-sync"] not in SYNC_MODES:
@@ -309,15 +336,24 @@ def makeService(config, reactor=None) -> service.MultiService:
     store.metrics = metrics
     passwords = Passwords(reactor, config["argon2"], threads=limits.hash_threads,
                           max_waiting=limits.hash_queue)
+    clustered = {}
+    link = cluster = None
+    if config["redis"] is not None:
+        # Several nodes as one chat (chatd.cluster): the chat service runs
+        # inside the Redis link's lifetime (the last quits go out through it).
+        cluster = ClusterParts(reactor, config["redis"], config["redis-prefix"],
+                               config["node-id"], config["node-timeout"], metrics)
+        link = cluster.link
+        clustered = {"presence": cluster.presence, "make_bus": cluster.make_bus}
     chat = ChatService(limits, clock=reactor, server_name=config["name"],
                        store=store, history=config["history"], passwords=passwords,
                        motd=config["motd-lines"], operators=config["operators"],
-                       metrics=metrics)
+                       metrics=metrics, **clustered)
     # Added first so it stops last: listeners close, then clients are told,
     # then the store finishes its writes.
-    chat.setServiceParent(top)
+    chat.setServiceParent(top if cluster is None else cluster.holder(top))
     listeners = AfterStore(chat, reactor)
-    readiness = Readiness(store, listeners)
+    readiness = Readiness(store, listeners, link)
     LagProbe(metrics, reactor).setServiceParent(top)
     dispatcher = Dispatcher(chat)
     tls = None
@@ -359,7 +395,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     # The admin JSON API (chatd.adminapi) only with a token to check.
     extra = {}
     if config["admin-token"] is not None:
-        extra[b"api"] = make_api(chat, config["admin-token"])
+        extra[b"api"] = make_api(chat, config["admin-token"], Drain(chat, listeners, reactor))
     admin_site = make_admin_site(chat, metrics, readiness, admission, extra=extra,
                                  request_timeout=limits.request_timeout, reactor=reactor)
     # Counted on its own (a scrape never takes a user's place), but counted: an

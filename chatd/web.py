@@ -156,9 +156,10 @@ class Health(Resource):
 
     isLeaf = True
 
-    def __init__(self, service, admission=None, metrics=None, counts_self=True):
+    def __init__(self, service, admission=None, metrics=None, counts_self=True, link=None):
         super().__init__()
         self.service = service
+        self.link = link  # with --redis: the link to the other nodes
         self.admission = admission
         self.metrics = metrics
         # Whether the asking connection is itself counted (the chat port; not --admin).
@@ -178,6 +179,12 @@ class Health(Resource):
                 "store": "ok" if store_ok else "unavailable",
                 "connections": connections,
                 "sessions": len(self.service.sessions), "rooms": len(self.service.rooms)}
+        if self.link is not None:
+            # Local chat goes on without Redis; what needs the cluster is refused.
+            body["redis"] = "ok" if self.link.up else "unavailable"
+            body["node"] = self.link.node_id
+            if not self.link.up:
+                body["status"] = "degraded"
         if self.metrics is not None:
             body["reactor_lag"] = round(self.metrics.last_lag, 4)
         return json.dumps(body).encode()
@@ -224,9 +231,12 @@ class Readiness:
     and while it is marked down each check tries a read (``_probe``).
     """
 
-    def __init__(self, store, listeners=None):
+    def __init__(self, store, listeners=None, link=None):
         self.store = store
         self.listeners = listeners  # anything with ``opened``; None: always open
+        # With --redis, the link to the other nodes (chatd.redislink): a node
+        # that cannot reach them should get no new clients while others can.
+        self.link = link
         self._probing = False
 
     def check(self) -> dict:
@@ -234,9 +244,13 @@ class Readiness:
         store_ok = self.store is None or self.store.healthy
         if not store_ok:
             self._probe()
-        return {"ready": listening and store_ok,
+        body = {"ready": listening and store_ok,
                 "listeners": "open" if listening else "not open",
                 "store": "ok" if store_ok else "unavailable"}
+        if self.link is not None:
+            body["redis"] = "ok" if self.link.up else "unavailable"
+            body["ready"] = body["ready"] and self.link.up
+        return body
 
     def _probe(self) -> None:
         """A store marked down recovers only through an operation that works, and
@@ -257,7 +271,8 @@ class Readiness:
 def health_children(service, admission=None, metrics=None, readiness=None,
                     counts_self=True) -> dict:
     """``/healthz``, ``/readyz`` and (with metrics) ``/metrics``, by child name."""
-    children = {b"healthz": Health(service, admission, metrics, counts_self),
+    children = {b"healthz": Health(service, admission, metrics, counts_self,
+                                   getattr(readiness, "link", None)),
                 b"readyz": Ready(readiness or Readiness(service.store))}
     if metrics is not None and metrics.registry is not None:
         children[b"metrics"] = MetricsPage(metrics)

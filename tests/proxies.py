@@ -14,7 +14,7 @@ class Proxy:
     client); ``forward()`` ends that.
     """
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, listen: str = "127.0.0.1"):
         self.upstream = (host, port)
         self.flowing = threading.Event()
         self.flowing.set()
@@ -22,7 +22,7 @@ class Proxy:
         self.closing = False
         self.lock = threading.Lock()
         self.sockets = set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((listen, 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 

@@ -115,6 +115,7 @@ def test_unknown_keys_and_wrong_types(conf, text, message):
     ("ping-interval = 90.0\n", "ping-interval: ping_timeout must be longer than ping_interval"),
     ("history = 100000\n", "history: --history is 0-"),
     ("store-timeout = -1.0\n", "store-timeout: --store-timeout must be positive"),
+    ("node-timeout = 0.5\n", "node-timeout: --node-timeout is at least 1 second"),
     ("log-level = 'loud'\n", "log-level: --log-level is one of debug, info, warn, error"),
     ("sqlite-sync = 'maybe'\n", "sqlite-sync: --sqlite-sync is one of"),
     ("trusted-proxy = ['proxy.example']\n",

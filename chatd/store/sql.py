@@ -352,7 +352,16 @@ class SQLStore:
             d.addCallback(lambda _, item=item: self._write_batch([item]))
         return d
 
+    def lock_rooms(self, txn, room_keys) -> None:
+        """Make message commits to these rooms wait for each other, in ``txn``.
+
+        Nothing to do where one connection writes at a time (SQLite); a back
+        end that several nodes write to at once overrides it (PostgreSQL)."""
+
     def _insert_messages(self, txn, rows):
+        # Ids are taken under the rooms' locks, so in each room they increase
+        # in commit order even when several nodes write to it.
+        self.lock_rooms(txn, {row[0] for row in rows})
         # One statement per row keeps ids in arrival order on both back ends
         # (a multi-row RETURNING has no ordering guarantee).
         sql = self.q("INSERT INTO messages (room_key, room, nick, text, kind, ts) "

@@ -4,11 +4,13 @@ import socket
 
 import psycopg2
 import pytest
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from chatd.store import StoreUnavailable, open_store
-from chatd.store.postgres import PostgresStore, _redact
+from chatd.store.postgres import PostgresStore, _redact, room_lock_keys
 
 from .contract import SQLStoreContract
 
@@ -64,3 +66,74 @@ class PostgresSettings(TestCase):
             txn.execute("SHOW statement_timeout")
             return txn.fetchone()[0]
         self.assertEqual((yield store.pool.runInteraction(show)), "2500ms")
+
+
+@pytest.mark.usefixtures("pg_url")
+class PostgresClusterOrder(TestCase):
+    """Two stores on one database stand for two nodes writing to one room."""
+
+    pg_url = None  # set by the fixture
+
+    @inlineCallbacks
+    def opened(self):
+        store = PostgresStore(self.pg_url)
+        self.addCleanup(store.close)
+        yield store.open()
+        return store
+
+    def node_mid_commit(self, store, room, text):
+        """A node that has inserted a message and not yet committed it: the
+        store's own transaction body, run on a connection the test holds open."""
+        conn = psycopg2.connect(self.pg_url, connect_timeout=5)
+        self.addCleanup(conn.close)
+        mids = store._insert_messages(conn.cursor(), [(room, room, "alice", text, "message", 1.0)])
+        return conn, mids[0]
+
+    @inlineCallbacks
+    def settled(self, d):
+        """Wait (bounded) until ``d`` has fired or its commit waits on a lock."""
+        watcher = psycopg2.connect(self.pg_url, connect_timeout=5)
+        watcher.autocommit = True
+        self.addCleanup(watcher.close)
+        for _ in range(500):
+            if d.called:
+                return
+            with watcher.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cur.fetchone()[0]:
+                    return
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.fail("the second commit neither finished nor waited")
+
+    @inlineCallbacks
+    def test_a_since_reader_misses_nothing_when_commits_race(self):
+        a, b, reader = (yield self.opened()), (yield self.opened()), (yield self.opened())
+        # Node A has taken its id and is slow to commit; node B sends next.
+        conn, first = self.node_mid_commit(a, "#r", "first")
+        second = b.append_message("#r", "#r", "bob", "second", "message", 2.0)
+        yield self.settled(second)
+        # A client polls "since" the way a reconnecting client resumes.
+        seen = list((yield reader.history("#r", since=0)))
+        conn.commit()
+        second = yield second
+        last = max((m.mid for m in seen), default=0)
+        seen += (yield reader.history("#r", since=last))
+        self.assertEqual([m.text for m in seen], ["first", "second"])
+        self.assertEqual([m.mid for m in seen], [first, second])
+        self.assertLess(first, second)
+
+    @inlineCallbacks
+    def test_other_rooms_do_not_wait_for_a_slow_commit(self):
+        a, b = (yield self.opened()), (yield self.opened())
+        conn, _ = self.node_mid_commit(a, "#slow", "held open")
+        self.addCleanup(conn.rollback)
+        mid = yield b.append_message("#other", "#other", "bob", "not held up", "message", 2.0)
+        rows = yield b.history("#other", since=0)
+        self.assertEqual([(m.mid, m.text) for m in rows], [(mid, "not held up")])
+
+    def test_room_lock_keys_are_stable_sorted_int4_without_repeats(self):
+        keys = room_lock_keys(["#b", "#a", "#b", "#é"])
+        self.assertEqual(keys, sorted(keys))
+        self.assertEqual(len(keys), 3)
+        self.assertTrue(all(-2**31 <= k < 2**31 for k in keys))
+        self.assertEqual(keys, room_lock_keys(["#é", "#a", "#b"]))  # no per-process salt

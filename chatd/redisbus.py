@@ -1,0 +1,396 @@
+"""The clustered bus: ``IBus`` (chatd.bus) in front of the local one, joined
+to the other nodes through Redis pub/sub (chatd.redislink).
+
+Each event is delivered locally at once and published ONCE on one channel,
+never once per recipient:
+
+* ``room:<room key>``: a room's events; a node subscribes while the room is
+  live here (someone in it or joining it: ``Rooms.observe``);
+* ``user:<nick key>``: a private message or an invite; a node subscribes
+  while it holds the nick (``Nicks.observe``);
+* ``rooms``: a nick change or a quit, with the list of rooms it concerns; each
+  node delivers it once to each local session sharing any of them;
+* ``all``: a server operator's notice, to every session;
+* ``state``: a change other nodes must apply to their own state (not only
+  show): handed to whoever registered for its kind (``on_state``), which
+  applies it through its own API.
+
+The envelope is compact JSON: ``{"n": sender, "q": sequence number, "t": event
+class, "v": [its fields in order], ...routing}``; the sender is the node id and
+a token of this process.  A node ignores its own messages (it has delivered
+them already), and any whose sequence number is not above the last it had from
+that sender: a publish in flight when the link died may have reached Redis, and
+is sent again (at least once; shown once).  On receipt the event is rebuilt (chatd.events) and
+delivered through the same encode-once local path as a local event.
+
+Catching up: a room's subscription takes a round trip; messages other nodes
+publish before it is confirmed, or while the link is down, are read back from
+the store (``recover``) after the last id this node had, and each is shown
+once whichever way it comes.
+
+Order: one node publishes on one connection and receives on one, and Redis
+keeps a connection's order, so every receiver sees one sender's events in the
+order they were published.
+
+While the link is down, local delivery goes on; what could not be published
+waits in a bounded outbox and goes out, in order, when the link is back.  Room
+messages other nodes committed meanwhile are read back from the store on
+reconnect (``recover``) for the rooms that were live here, so nothing
+acknowledged is missed.  ``publish_remote_user`` fails with ``cluster_unavailable``
+meanwhile.
+"""
+
+import itertools
+import json
+import secrets
+from collections import deque
+from dataclasses import fields, is_dataclass
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatd import events
+from chatd.bus import IBus
+from chatd.errors import ChatError
+from chatd.metrics import NO_METRICS
+from chatd.redislink import RedisError, RedisUnavailable
+from chatd.store import StoreUnavailable
+
+
+def cluster_unavailable():
+    return ChatError("cluster_unavailable", "the other servers of this chat cannot be "
+                     "reached right now; try again in a moment")
+
+
+# Events waiting for the link to come back; past it the oldest are dropped
+# (and logged): room messages among them are still recovered from the store.
+OUTBOX = 10_000
+
+_CLASSES = {cls.__name__: cls for cls in vars(events).values()
+            if isinstance(cls, type) and is_dataclass(cls)}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _CLASSES.values()}
+
+
+def encode_event(event) -> tuple:
+    cls = type(event)
+    return cls.__name__, [getattr(event, name) for name in _FIELDS[cls]]
+
+
+def decode_event(name: str, values):
+    cls = _CLASSES[name]
+    return cls(*values)
+
+
+@implementer(IBus)
+class RedisBus:
+    log = Logger()
+
+    def __init__(self, link, local, rooms, nicks, sessions, metrics=NO_METRICS,
+                 recover=None, last_mid=None, note_mid=None, outbox: int = OUTBOX):
+        """``local``: the LocalBus; ``recover(room_key, since_mid)`` -> Deferred of
+        the room's stored messages after ``since_mid`` (the service's store);
+        ``last_mid()``: the highest message id this node knows of; ``note_mid(mid)``
+        is told each message id delivered here from elsewhere, so that a join's
+        history reaches up to it."""
+        self.link = link
+        self.local = local
+        self.rooms = rooms
+        self.nicks = nicks
+        self.sessions = sessions
+        self.metrics = metrics
+        self.recover = recover
+        self.last_mid = last_mid
+        self.note_mid = note_mid
+        # The node id and this process's start: a node started again is new.
+        self.node = f"{link.node_id}/{secrets.token_hex(4)}"
+        self._seq = itertools.count(1)  # every message this process publishes, in order
+        self._last = {}  # sender -> highest sequence number received from it
+        self._outbox = deque(maxlen=outbox)  # (seq, channel, payload)
+        self._dropped = 0  # held events dropped, the outbox being full, this outage
+        self._state_handlers = {}  # kind -> callable(data: dict)
+        # room key -> highest message id delivered here (or known when it opened)
+        self._seen = {}
+        # room key -> [id to read back after, ids delivered meanwhile]: a room
+        # catching up (from its opening until its subscription is confirmed,
+        # and from an outage until the link is back), then read back from the
+        # store after that id (``_catch_up``), so nothing falls in between
+        self._catching = {}
+        # room key -> ids read back that may still arrive live (shown once)
+        self._recovered = {}
+        # room key -> live events received while its read-back is in flight: shown
+        # after it, so that each sender's messages stay in order
+        self._reading = {}
+        rooms.observe(on_open=self._room_opened, on_close=self._room_closed)
+        nicks.observe(on_take=self._nick_taken, on_release=self._nick_released)
+        link.subscribe("rooms", self._received)
+        link.subscribe("all", self._received)
+        link.subscribe("state", self._received)
+        link.add_listener(on_up=self._link_up, on_down=self._link_down)
+
+    # -- subscriptions follow what is here --------------------------------------
+    def _room_opened(self, key: str) -> None:
+        # Older messages reach the joiner as history (up to the node's last id);
+        # newer ones published before the subscription took are read back.
+        since = self.last_mid() if self.last_mid is not None else 0
+        self._seen[key] = since
+        self._catching[key] = [since, set()]
+        self.link.subscribe("room:" + key, self._received,
+                            on_ready=lambda: self._catch_up(key))
+
+    def _room_closed(self, key: str) -> None:
+        self.link.unsubscribe("room:" + key)
+        self._seen.pop(key, None)
+        self._catching.pop(key, None)
+        self._recovered.pop(key, None)
+        self._reading.pop(key, None)
+
+    def _nick_taken(self, key: str) -> None:
+        self.link.subscribe("user:" + key, self._received)
+
+    def _nick_released(self, key: str) -> None:
+        self.link.unsubscribe("user:" + key)
+
+    # -- IBus ------------------------------------------------------------------
+    def publish_room(self, room_key, event, exclude=None) -> None:
+        self.rooms.deliver(room_key, event, exclude)
+        if type(event) is events.Message:
+            self._saw(room_key, event.mid)
+        self._publish("room:" + room_key, event, {"r": room_key})
+
+    def publish_rooms(self, room_keys, event, also=None) -> None:
+        self.rooms.deliver_many(room_keys, event, also)
+        keys = list(room_keys)
+        if keys:
+            self._publish("rooms", event, {"r": keys,
+                                           "x": also.key if also is not None else None})
+
+    def publish_user(self, nick_key, event) -> None:
+        """To a local holder, else to whichever node holds it (nobody: dropped)."""
+        if self.nicks.get(nick_key) is not None:
+            self.local.publish_user(nick_key, event)
+        else:
+            self._publish("user:" + nick_key, event, {"u": nick_key})
+
+    def publish_remote_user(self, nick_key, event) -> Deferred:
+        """To whichever node holds the nick: fires True if one does, False if
+        none; fails with ``cluster_unavailable`` while the link is down (whether
+        the person is online cannot be known: better said than guessed)."""
+        if not self.link.up:
+            return fail(cluster_unavailable())
+        d = self.link.publish("user:" + nick_key,
+                              self._envelope(event, {"u": nick_key}, next(self._seq)))
+        return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
+
+    @staticmethod
+    def _unreachable(failure):
+        failure.trap(RedisUnavailable, RedisError)
+        raise cluster_unavailable()
+
+    def publish_all(self, event) -> None:
+        self.local.publish_all(event)
+        self._publish("all", event, {})
+
+    # -- state changes other nodes apply ------------------------------------------
+    def on_state(self, kind: str, handler) -> None:
+        """``handler(data)`` for each ``publish_state(kind, data)`` of another node."""
+        self._state_handlers[kind] = handler
+
+    def publish_user_state(self, nick_key: str, kind: str, data: dict) -> Deferred:
+        """A change for whichever node holds the nick to apply (a kill, a kick of
+        someone on another node): fires True if a node holds it, False if none;
+        ``cluster_unavailable`` while the link is down."""
+        if not self.link.up:
+            return fail(cluster_unavailable())
+        seq = next(self._seq)
+        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
+                             separators=(",", ":")).encode("utf-8")
+        d = self.link.publish("user:" + nick_key, payload)
+        return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
+
+    def publish_state(self, kind: str, data: dict) -> None:
+        seq = next(self._seq)
+        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
+                             separators=(",", ":")).encode("utf-8")
+        self._send(seq, "state", payload)
+
+    # -- out ---------------------------------------------------------------------
+    def _envelope(self, event, routing: dict, seq: int) -> bytes:
+        name, values = encode_event(event)
+        routing["n"] = self.node
+        routing["q"] = seq
+        routing["t"] = name
+        routing["v"] = values
+        return json.dumps(routing, separators=(",", ":")).encode("utf-8")
+
+    def _publish(self, channel: str, event, routing: dict) -> None:
+        seq = next(self._seq)
+        self._send(seq, channel, self._envelope(event, routing, seq))
+
+    def _send(self, seq: int, channel: str, payload: bytes) -> None:
+        if not self.link.up or self._outbox:
+            self._hold(seq, channel, payload)
+            return
+        self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
+
+    def _hold(self, seq: int, channel: str, payload: bytes) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            self._dropped += 1
+            if self._dropped == 1:  # once per outage, not once per event
+                self.log.warn("Redis outbox full ({size}): the oldest events are dropped "
+                              "until the link is back", size=self._outbox.maxlen)
+        self._outbox.append((seq, channel, payload))
+
+    def _unsent(self, failure, seq, channel, payload) -> None:
+        # Perhaps it reached Redis before the link died, perhaps not: it goes
+        # again, and a receiver that had it already drops it (its sequence number).
+        if failure.trap(RedisUnavailable, RedisError) is RedisError:
+            # Redis is up and refused it (out of memory, say): sending it again
+            # would be refused again.
+            self.log.warn("Redis refused a publish on {channel}: {error}", channel=channel,
+                          error=failure.getErrorMessage())
+            return
+        self._hold(seq, channel, payload)
+
+    # -- in ----------------------------------------------------------------------
+    def _received(self, data: bytes) -> None:
+        msg = json.loads(data)
+        sender = msg.get("n")
+        if sender == self.node:
+            return  # delivered here when it was published
+        seq = msg.get("q", 0)
+        if seq <= self._last.get(sender, 0):
+            return  # sent again after an outage, and had already come
+        self._last[sender] = seq
+        self.metrics.redis_received()
+        kind = msg.get("s")
+        if kind is not None:
+            handler = self._state_handlers.get(kind)
+            if handler is not None:
+                handler(msg["d"])
+            return
+        event = decode_event(msg["t"], msg["v"])
+        if "u" in msg:
+            self.local.publish_user(msg["u"], event)
+        elif "r" not in msg:
+            self.local.publish_all(event)
+        elif isinstance(msg["r"], list):
+            self._deliver_many(msg["r"], event, msg.get("x"))
+        else:
+            key = msg["r"]
+            held = self._reading.get(key)
+            if held is not None:
+                held.append(event)  # after what is being read back, which is older
+            else:
+                self._deliver_room(key, event)
+
+    def _deliver_room(self, key: str, event) -> None:
+        """Another node's room event, here."""
+        if type(event) is events.Message:
+            recovered = self._recovered.get(key)
+            if recovered and event.mid in recovered:
+                recovered.discard(event.mid)
+                return  # read back from the store after an outage already
+            self._saw(key, event.mid)
+            if self.note_mid is not None:
+                self.note_mid(event.mid)
+        self.rooms.deliver(key, event)
+
+    def _deliver_many(self, keys, event, excluded_key) -> None:
+        """Once to each local session sharing any of the rooms; the session the
+        event is about is on another node, so nobody here is left out but a
+        session that has since taken the same nick here."""
+        audience = {}
+        for key in keys:
+            room = self.rooms.get(key)
+            if room is not None:
+                audience.update(dict.fromkeys(room.members.values()))
+        if excluded_key is not None:
+            holder = self.nicks.get(excluded_key)
+            audience.pop(holder, None)
+        if audience:
+            self.rooms.deliver_to(audience, event)
+
+    # -- outages and catching up ------------------------------------------------------
+    def _saw(self, key: str, mid: int) -> None:
+        if mid > self._seen.get(key, 0):
+            self._seen[key] = mid
+        catching = self._catching.get(key)
+        if catching is not None:
+            catching[1].add(mid)
+
+    def _link_down(self) -> None:
+        # Room by room, the last message id seen before the outage: what other
+        # nodes commit after it is read back from the store when the link is back.
+        for key, _ in self.rooms.items():
+            self._catching.setdefault(key, [self._seen.get(key, 0), set()])
+        self._recovered = {}
+        # Read-backs in flight are moot: they run again when the link is back.
+        for key in list(self._reading):
+            for event in self._reading.pop(key):
+                self._deliver_room(key, event)
+
+    def _link_up(self) -> None:
+        outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
+        if outbox:
+            self.log.info("Redis link back: publishing {count} held events ({dropped} "
+                          "dropped)", count=len(outbox), dropped=self._dropped)
+        self._dropped = 0
+        # In the order first published (a failed publish may come back after
+        # later ones were held).
+        for seq, channel, payload in sorted(outbox, key=lambda held: held[0]):
+            self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
+        for key in list(self._catching):
+            self._catch_up(key)
+
+    def _catch_up(self, key: str) -> None:
+        """Deliver the room's stored messages after the catching-up id that were
+        not delivered here (sent while unsubscribed); then stop catching up."""
+        catching = self._catching.get(key)
+        if catching is None or not self.link.up:
+            return  # (down: tried again when the link is back)
+        if self.recover is None:
+            del self._catching[key]
+            return
+        since, delivered = catching
+        self._reading.setdefault(key, [])
+
+        def release() -> None:
+            for event in self._reading.pop(key, ()):
+                self._deliver_room(key, event)
+
+        def deliver(rows):
+            got = 0
+            for m in rows:
+                if m.mid in delivered or self.rooms.get(key) is None:
+                    continue
+                delivered.add(m.mid)
+                self._recovered.setdefault(key, set()).add(m.mid)
+                self._saw(key, m.mid)
+                if self.note_mid is not None:
+                    self.note_mid(m.mid)
+                self.rooms.deliver(key, events.Message(m.room, m.nick, m.text, m.mid, m.ts,
+                                                       m.kind))
+                got += 1
+            if got:
+                self.log.info("read back {count} messages of {room} sent while this node "
+                              "was not subscribed", count=got, room=key)
+            if self._catching.get(key) is catching and self.link.up:
+                del self._catching[key]
+            release()
+
+        def failed(failure):
+            # Given up (the ids noted meanwhile would grow without end): a message
+            # in the gap is still in the store, for a client's ``since``.
+            if self._catching.get(key) is catching:
+                del self._catching[key]
+            release()
+            if failure.check(StoreUnavailable):
+                self.log.warn("cannot read back {room} from the store now ({error}): "
+                              "messages sent elsewhere while this node was not subscribed "
+                              "may be missing here", room=key, error=failure.getErrorMessage())
+            else:
+                self.log.failure("reading back {room} from the store failed", failure, room=key)
+        d = self.recover(key, since)
+        d.addCallback(deliver)
+        d.addErrback(failed)

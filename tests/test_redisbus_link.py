@@ -1,0 +1,179 @@
+"""chatd.redislink against the real Redis server: commands, pub/sub, and an
+outage made with a TCP proxy (the shared server is never stopped)."""
+
+import socket
+
+import pytest
+from proxies import Proxy
+from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from chatd.redislink import (
+    RedisError,
+    RedisLink,
+    RedisUnavailable,
+    _Incomplete,
+    _parse,
+    encode_command,
+    parse_url,
+)
+
+
+def test_url_forms():
+    assert parse_url("redis://127.0.0.1:6379/0") == ("127.0.0.1", 6379, 0, None)
+    assert parse_url("redis://:s%40cret@cache/3") == ("cache", 6379, 3, "s@cret")
+    for bad in ("http://x/0", "redis:///0", "redis://h:6379/zero"):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+
+
+def test_resp_replies_whole_and_cut():
+    wire = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$-1\r\n:42\r\n+OK\r\n-ERR no\r\n"
+    value, pos = _parse(wire, 0)
+    assert value == [b"message", b"ch", None]
+    assert _parse(wire, pos)[0] == 42
+    # Every prefix that stops inside a reply says "more", never a wrong value.
+    for cut in range(1, pos):
+        with pytest.raises(_Incomplete):
+            _parse(wire[:cut], 0)
+    err, _ = _parse(b"-ERR no\r\n", 0)
+    assert isinstance(err, RedisError) and str(err) == "ERR no"
+    assert encode_command(("SET", "k", b"\x00v", 3)) == (
+        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\x00v\r\n$1\r\n3\r\n")
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class LinkTests(TestCase):
+    timeout = 30
+
+    def setUp(self):
+        self.prefix = unique_prefix()
+        self.addCleanup(delete_prefix, self.prefix)
+
+    def link(self, url=REDIS_URL, node="n1", timeout=2.0):
+        link = RedisLink(reactor, url, self.prefix, node, timeout=timeout)
+        link.startService()
+        self.addCleanup(link.stopService)
+        return link
+
+    @inlineCallbacks
+    def until(self, condition, what, seconds=10.0):
+        """Wait, bounded, for ``condition()``; fail saying ``what`` if it never holds."""
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.fail(f"never: {what}")
+
+    @inlineCallbacks
+    def test_commands_under_the_prefix(self):
+        link = self.link()
+        yield self.until(lambda: link.up, "the link is up")
+        assert link.key("nick", "alice") == self.prefix + "nick:alice"
+        assert (yield link.command("SET", link.key("k"), "v")) == b"OK"
+        assert (yield link.command("GET", link.key("k"))) == b"v"
+        assert (yield link.command("INCR", link.key("n"))) == 1
+        with pytest.raises(RedisError):
+            yield link.command("INCR", link.key("k"))  # not a number: Redis says so
+
+    @inlineCallbacks
+    def test_publish_reaches_subscribers_in_order(self):
+        a, b = self.link(node="a"), self.link(node="b")
+        got = []
+        b.subscribe("room:#x", got.append)
+        yield self.until(lambda: a.up and b.up, "both links up")
+        assert b.subscribed() == ["room:#x"]
+        for i in range(50):
+            a.publish("room:#x", b"m%d" % i)
+        yield self.until(lambda: len(got) == 50, "50 messages arrive")
+        assert got == [b"m%d" % i for i in range(50)]
+        b.unsubscribe("room:#x")
+        yield b.command("PING")  # the unsubscribe has been sent before this answer
+        receivers = yield a.publish("room:#x", b"late")
+        assert receivers == 0 and len(got) == 50
+
+    @inlineCallbacks
+    def test_unreachable_redis_fails_fast_and_keeps_trying(self):
+        link = self.link(url=f"redis://127.0.0.1:{_closed_port()}/0")
+        yield self.until(lambda: link.failures >= 2, "two attempts")
+        assert not link.up
+        with pytest.raises(RedisUnavailable):
+            yield link.command("PING")
+        with pytest.raises(RedisUnavailable):
+            yield link.publish("all", b"x")
+
+    @inlineCallbacks
+    def test_cut_and_restored_link_resubscribes_and_tells_listeners(self):
+        proxy = Proxy(REDIS_HOST, REDIS_PORT)
+        self.addCleanup(proxy.close)
+        link = self.link(url=f"redis://127.0.0.1:{proxy.port}/0")
+        other = self.link(node="other")
+        events = []
+        link.add_listener(on_up=lambda: events.append("up"), on_down=lambda: events.append("down"))
+        got = []
+        link.subscribe("user:bob", got.append)
+        yield self.until(lambda: link.up and other.up, "links up")
+        assert events == ["up"]
+        proxy.cut()
+        yield self.until(lambda: not link.up, "the cut is seen")
+        assert events == ["up", "down"]
+        with pytest.raises(RedisUnavailable):
+            yield link.command("GET", link.key("x"))
+        proxy.restore()
+        yield self.until(lambda: link.up, "the link comes back")
+        assert events == ["up", "down", "up"] and link.reconnects == 1
+        # Subscribed again before "up" was announced: a publish now arrives.
+        yield other.publish("user:bob", b"hello again")
+        yield self.until(lambda: got == [b"hello again"], "the message after the outage")
+
+    @inlineCallbacks
+    def test_black_holed_link_is_found_by_its_ping(self):
+        proxy = Proxy(REDIS_HOST, REDIS_PORT)
+        self.addCleanup(proxy.close)
+        link = self.link(url=f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+        yield self.until(lambda: link.up, "link up")
+        proxy.black_hole()
+        # No byte moves and no connection closes: only the missing PONG tells.
+        yield self.until(lambda: not link.up, "the silent link is declared down")
+        d = link.command("PING")
+        with pytest.raises(RedisUnavailable):
+            yield d
+        proxy.forward()
+        yield self.until(lambda: link.up, "link back after the black hole")
+        assert (yield link.command("PING")) == b"PONG"
+
+
+def test_reconnect_backoff_doubles_with_jitter_up_to_its_cap():
+    """Each failed attempt waits longer (doubling up to BACKOFF_MAX), each wait
+    drawn between half and all of it, so nodes cut together do not return in step."""
+    from twisted.internet.task import Clock
+
+    from chatd.redislink import BACKOFF_FIRST, BACKOFF_MAX
+
+    clock = Clock()
+    link = RedisLink(clock, REDIS_URL, "unused:", "n1")
+    attempts = []
+    link._connect = lambda: attempts.append(clock.seconds())  # noqa: SLF001 (no sockets)
+    link.running = True
+    waits = []
+    for n in range(30):
+        link._down("connection refused")  # noqa: SLF001 (one failed attempt)
+        [retry] = clock.getDelayedCalls()
+        waits.append(retry.getTime() - clock.seconds())
+        full = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** n)
+        assert full / 2 <= waits[-1] <= full
+        clock.advance(waits[-1])
+    assert len(attempts) == 30 and link.failures == 30 and not link.up
+    capped = waits[10:]
+    assert len(set(capped)) > 1, "jitter: the capped waits are not all equal"
+    assert max(capped) <= BACKOFF_MAX
