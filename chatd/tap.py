@@ -24,6 +24,7 @@ from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
+from chatd.protocols.ircws import IrcWebSocketFactory
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.reload import Reloader
@@ -344,13 +345,13 @@ def makeService(config, reactor=None) -> service.MultiService:
         listener(endpoint, line_factory, reactor, tls,
                  admit(line_refusal, "line")).setServiceParent(listeners)
     if config["ws"]:
-        ws_factory = ChatWebSocketFactory(chat, dispatcher,
-                                          trusted_proxies=config["trusted-proxy"],
-                                          admission=admission,
-                                          allowed_origins=config["allowed-origin"],
-                                          flusher=flusher)
+        ws_options = dict(trusted_proxies=config["trusted-proxy"], admission=admission,
+                          allowed_origins=config["allowed-origin"], flusher=flusher)
+        ws_factory = ChatWebSocketFactory(chat, dispatcher, **ws_options)
+        # IRC over WebSocket at /irc: the same port, limits and origin rules.
+        irc_ws_factory = IrcWebSocketFactory(chat, dispatcher, **ws_options)
         site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
-                         reactor, metrics, readiness)
+                         reactor, metrics, readiness, irc_ws_factory)
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls,
                      admit(http_refusal, "websocket")).setServiceParent(listeners)
