@@ -203,3 +203,15 @@ def test_a_refused_connection_gets_error_then_the_close(ircws):
     assert frames[0] == (TEXT, b"ERROR :Closing link: the server is shutting down")
     assert frames[-1][0] == CLOSE
     assert not chat.service.sessions
+
+
+def test_binary_subprotocol_takes_latin1_like_tcp(ircws):
+    chat, factory, connect = ircws()
+    client = connect(subprotocols=("binary.ircv3.net",))
+    client.register("alice")
+    client.say("JOIN #caf")
+    client.lines()
+    tty = chat.line("tty", "#caf")
+    client.send_frame(b"PRIVMSG #caf :caf\xe9", BINARY)
+    assert tty.lines() == ["[#caf] <alice> caf\u00e9"]
+    assert client.session in chat.service.sessions

@@ -21,6 +21,7 @@ from autobahn.websocket.types import ConnectionDeny
 from chatd.errors import ChatError
 from chatd.irc.conn import IrcConnection, IrcServer
 from chatd.irc.message import MAX_LINE, MAX_TAGS
+from chatd.protocols.irc import IrcSink
 from chatd.protocols.websocket import ChatWebSocketFactory, ChatWebSocketProtocol
 
 TEXT = "text.ircv3.net"
@@ -53,7 +54,9 @@ text_frames = _framer(0x1)
 binary_frames = _framer(0x2)
 
 
-class IrcWebSocketProtocol(ChatWebSocketProtocol):
+class IrcWebSocketProtocol(IrcSink, ChatWebSocketProtocol):
+    """IrcSink's ERROR on refusal; the WebSocket front end's everything else."""
+
     irc = None  # the IRC session (chatd.irc.conn.IrcConnection), from the handshake on
 
     def onConnect(self, request):
@@ -77,11 +80,9 @@ class IrcWebSocketProtocol(ChatWebSocketProtocol):
     def write_reply(self, payload: bytes) -> None:
         self.irc.write_reply(payload)
 
-    def refuse(self, error: ChatError) -> None:
-        """Not admitted (server full, too many from one address): ERROR, then close."""
-        self.out.write(self.irc.error_line(error.message))
-        self._why_gone = error.message
-        self._finish(error.message)
+    def send_ping(self) -> None:
+        # A WebSocket ping, not an IRC PING: a browser answers it by itself.
+        self.sendPing()
 
     def onMessage(self, payload, isBinary):
         session = self.session
@@ -90,6 +91,12 @@ class IrcWebSocketProtocol(ChatWebSocketProtocol):
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
+            if isBinary:  # binary.ircv3.net: bytes as on TCP (chatd.protocols.irc)
+                text = payload.decode("latin-1")
+            else:
+                text = None
+        if text is None:
+            # RFC 6455 fails a connection over a text frame that is not UTF-8.
             self.factory.dispatcher.refuse(
                 session, ChatError("invalid_utf8", "IRC lines must be UTF-8"))
             self.service.drop(session, "invalid UTF-8")
