@@ -1,0 +1,103 @@
+"""IRC numeric replies, and which numeric each chatd error code becomes.
+
+A chatd error is answered with the numeric a classic server would send for
+the same refusal; an error that has none becomes a server NOTICE with the
+error's code and message (``FAIL`` is not what clients show today).
+"""
+
+RPL_WELCOME = "001"
+RPL_YOURHOST = "002"
+RPL_CREATED = "003"
+RPL_MYINFO = "004"
+RPL_ISUPPORT = "005"
+RPL_UMODEIS = "221"
+RPL_LUSERCLIENT = "251"
+RPL_LUSEROP = "252"
+RPL_LUSERCHANNELS = "254"
+RPL_LUSERME = "255"
+RPL_AWAY = "301"
+RPL_USERHOST = "302"
+RPL_ISON = "303"
+RPL_UNAWAY = "305"
+RPL_NOWAWAY = "306"
+RPL_WHOISUSER = "311"
+RPL_WHOISSERVER = "312"
+RPL_ENDOFWHO = "315"
+RPL_WHOISIDLE = "317"
+RPL_ENDOFWHOIS = "318"
+RPL_WHOISCHANNELS = "319"
+RPL_WHOISACCOUNT = "330"
+RPL_LISTSTART = "321"
+RPL_LIST = "322"
+RPL_LISTEND = "323"
+RPL_CHANNELMODEIS = "324"
+RPL_NOTOPIC = "331"
+RPL_TOPIC = "332"
+RPL_TOPICWHOTIME = "333"
+RPL_INVITING = "341"
+RPL_WHOREPLY = "352"
+RPL_NAMREPLY = "353"
+RPL_ENDOFNAMES = "366"
+RPL_BANLIST = "367"
+RPL_ENDOFBANLIST = "368"
+RPL_MOTD = "372"
+RPL_MOTDSTART = "375"
+RPL_ENDOFMOTD = "376"
+RPL_LOGGEDIN = "900"
+RPL_LOGGEDOUT = "901"
+RPL_SASLSUCCESS = "903"
+
+ERR_NOSUCHNICK = "401"
+ERR_NOSUCHCHANNEL = "403"
+ERR_CANNOTSENDTOCHAN = "404"
+ERR_TOOMANYCHANNELS = "405"
+ERR_NORECIPIENT = "411"
+ERR_NOTEXTTOSEND = "412"
+ERR_INPUTTOOLONG = "417"
+ERR_UNKNOWNCOMMAND = "421"
+ERR_NOMOTD = "422"
+ERR_NONICKNAMEGIVEN = "431"
+ERR_ERRONEUSNICKNAME = "432"
+ERR_NICKNAMEINUSE = "433"
+ERR_USERNOTINCHANNEL = "441"
+ERR_NOTONCHANNEL = "442"
+ERR_USERONCHANNEL = "443"
+ERR_NOTREGISTERED = "451"
+ERR_NEEDMOREPARAMS = "461"
+ERR_ALREADYREGISTERED = "462"
+ERR_PASSWDMISMATCH = "464"
+ERR_CHANNELISFULL = "471"
+ERR_UNKNOWNMODE = "472"
+ERR_INVITEONLYCHAN = "473"
+ERR_BANNEDFROMCHAN = "474"
+ERR_BADCHANNELKEY = "475"
+ERR_NOPRIVILEGES = "481"
+ERR_CHANOPRIVSNEEDED = "482"
+ERR_UMODEUNKNOWNFLAG = "501"
+ERR_USERSDONTMATCH = "502"
+ERR_SASLFAIL = "904"
+ERR_SASLTOOLONG = "905"
+ERR_SASLABORTED = "906"
+ERR_SASLALREADY = "907"
+
+# chatd error code -> (numeric, whether the numeric names the request's target).
+# Codes not listed become a NOTICE (chatd.irc.conn).
+BY_CODE = {
+    "invalid_nick": (ERR_ERRONEUSNICKNAME, True),
+    "nick_taken": (ERR_NICKNAMEINUSE, True),
+    "nick_registered": (ERR_NICKNAMEINUSE, True),
+    "nick_lookalike": (ERR_NICKNAMEINUSE, True),
+    "no_nick": (ERR_NOTREGISTERED, False),
+    "no_such_nick": (ERR_NOSUCHNICK, True),
+    "no_such_room": (ERR_NOSUCHCHANNEL, True),
+    "invalid_room": (ERR_NOSUCHCHANNEL, True),
+    "not_in_room": (ERR_NOTONCHANNEL, True),
+    "too_many_rooms": (ERR_TOOMANYCHANNELS, True),
+    "invite_only": (ERR_INVITEONLYCHAN, True),
+    "banned": (ERR_BANNEDFROMCHAN, True),
+    "bad_room_password": (ERR_BADCHANNELKEY, True),
+    "not_operator": (ERR_CHANOPRIVSNEEDED, True),
+    "not_server_operator": (ERR_NOPRIVILEGES, False),
+    "empty_message": (ERR_NOTEXTTOSEND, False),
+    "login_failed": (ERR_PASSWDMISMATCH, False),
+}

@@ -1,0 +1,175 @@
+"""Answers to a client's own requests: chatd acks and errors as IRC replies.
+
+The request's id is the ``Ask`` that says which IRC command asked about what;
+a chatd error becomes the numeric a classic server sends for that refusal
+(chatd.irc.numerics.BY_CODE), or a NOTICE when there is none.  A NOTICE the
+client sent is never answered with an error.
+"""
+
+from dataclasses import dataclass
+
+from chatd.irc import numerics as rpl
+from chatd.irc.message import line
+from chatd.irc.render import mask
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A request's id: which IRC command asked, about what (its answer needs both)."""
+
+    command: str
+    target: str | None = None
+    arg: str | None = None
+
+
+def on_ack(conn, ack) -> None:
+    ask = ack.id
+    handler = _ACKS.get(ask.command if ask is not None else None)
+    if handler is not None:
+        handler(conn, ask, ack.data)
+
+
+def on_error(conn, err) -> None:
+    ask = err.id
+    command = ask.command if ask is not None else None
+    if command == "NOTICE":
+        return
+    target = ask.target if ask is not None else None
+    code = err.code
+    if command == "AUTHENTICATE":
+        conn.send_now(conn.numeric(rpl.ERR_SASLFAIL, "SASL authentication failed"))
+        return
+    if command == "PASS":
+        # A wrong PASS: say so, then try the nick as a guest would.
+        conn.send_now(conn.numeric(rpl.ERR_PASSWDMISMATCH, "Password incorrect"))
+        conn.ask(Ask("NICK", target), {"type": "nick", "nick": target})
+        return
+    if command == "PRIVMSG" and code == "not_in_room":
+        numeric, named = rpl.ERR_CANNOTSENDTOCHAN, True
+    elif command == "KICK" and code == "no_such_nick":
+        conn.reply(rpl.ERR_USERNOTINCHANNEL, ask.arg, target, err.message)
+        return
+    elif command == "CHATHISTORY":
+        conn.send(line("FAIL", "CHATHISTORY", "MESSAGE_ERROR", target or "*", err.message,
+                       source=conn.server.name))
+        return
+    else:
+        numeric, named = rpl.BY_CODE.get(code, (None, False))
+    if numeric is None:
+        conn.notice(f"error {code}: {err.message}")
+        return
+    params = (target,) if named and target else ()
+    out = conn.numeric(numeric, *params, err.message)
+    if conn.registered:
+        conn.send(out)
+    else:
+        conn.send_now(out)
+
+
+def _nick(conn, ask, data) -> None:
+    if not conn.registered:
+        conn.welcome()
+
+
+def _login(conn, ask, data) -> None:
+    me = conn.me
+    conn.send_now(conn.numeric(rpl.RPL_LOGGEDIN, mask(me), data.nick,
+                               f"You are now logged in as {data.nick}"))
+    if ask.command == "AUTHENTICATE":
+        conn.send_now(conn.numeric(rpl.RPL_SASLSUCCESS, "SASL authentication successful"))
+    else:
+        conn.try_register()
+
+
+def _join(conn, ask, data) -> None:
+    if data.topic:
+        conn.reply(rpl.RPL_TOPIC, data.room, data.topic)
+    names(conn, data.room)
+    conn.flush_history(data.room)
+
+
+def names(conn, room_name: str, nicks=None) -> None:
+    """353 and 366 for a room: operators marked @."""
+    service = conn.service
+    room = service.rooms.get(room_name.lower())
+    entries = []
+    if room is not None:
+        for member in room.members.values():
+            prefix = "@" if service.mod.is_op(member, room) else ""
+            entries.append(prefix + member.nick)
+    elif nicks:
+        entries = list(nicks)
+    # 353 lines fit in 512 bytes: a fixed number of the longest nicks per line.
+    per_line = max(1, 400 // (service.limits.max_nick + 2))
+    for i in range(0, len(entries), per_line):
+        conn.reply(rpl.RPL_NAMREPLY, "=", room_name, " ".join(entries[i:i + per_line]))
+    conn.reply(rpl.RPL_ENDOFNAMES, room_name, "End of /NAMES list.")
+
+
+def _who(conn, ask, data) -> None:
+    if ask.command == "NAMES":
+        names(conn, data.room, data.nicks)
+        return
+    service = conn.service
+    room = service.rooms.get(data.room.lower())
+    for nick in data.nicks:
+        member = room.members.get(nick.lower()) if room is not None else None
+        op = member is not None and service.mod.is_op(member, room)
+        conn.reply(rpl.RPL_WHOREPLY, data.room, nick, nick, "chatd", conn.server.name, nick,
+                   "H@" if op else "H", f"0 {nick}")
+    conn.reply(rpl.RPL_ENDOFWHO, ask.target, "End of /WHO list.")
+
+
+def _rooms(conn, ask, data) -> None:
+    states = conn.service.room_states
+    conn.reply(rpl.RPL_LISTSTART, "Channel", "Users  Name")
+    for entry in data.rooms:
+        state = states.get(entry["room"].lower())
+        topic = state.topic if state is not None and state.topic else ""
+        conn.reply(rpl.RPL_LIST, entry["room"], str(entry["members"]), topic)
+    conn.reply(rpl.RPL_LISTEND, "End of /LIST")
+
+
+def _topic(conn, ask, data) -> None:
+    if ask.arg is not None:
+        return  # a change: everyone in the room, the setter too, saw the TOPIC line
+    if not data.topic:
+        conn.reply(rpl.RPL_NOTOPIC, data.room, "No topic is set")
+        return
+    conn.reply(rpl.RPL_TOPIC, data.room, data.topic)
+    if data.by:
+        conn.reply(rpl.RPL_TOPICWHOTIME, data.room, data.by, str(int(data.ts or 0)))
+
+
+def _invite(conn, ask, data) -> None:
+    conn.reply(rpl.RPL_INVITING, data.nick, data.room)
+
+
+def _private(conn, ask, data) -> None:
+    if getattr(data, "queued", None):
+        conn.notice(f"{data.to} is offline; your message waits for their next login")
+
+
+def _ping(conn, ask, data) -> None:
+    conn.send_now(line("PONG", conn.server.name, ask.target or conn.server.name,
+                       source=conn.server.name))
+
+
+def _history(conn, ask, data) -> None:
+    conn.flush_history(data.room, always_batch=True)
+
+
+_ACKS = {
+    "NICK": _nick,
+    "PASS": _login,
+    "AUTHENTICATE": _login,
+    "JOIN": _join,
+    "NAMES": _who,
+    "WHO": _who,
+    "LIST": _rooms,
+    "TOPIC": _topic,
+    "INVITE": _invite,
+    "PRIVMSG": _private,
+    "PING": _ping,
+    "CHATHISTORY": _history,
+}
