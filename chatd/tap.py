@@ -24,6 +24,7 @@ from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
+from chatd.protocols.irc import IrcFactory, irc_refusal
 from chatd.protocols.ircws import IrcWebSocketFactory
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -153,6 +154,7 @@ class Options(usage.Options):
         super().__init__()
         self["line"] = []
         self["ws"] = []
+        self["irc"] = []
         self["trusted-proxy"] = []
         self["allowed-origin"] = []
         self["admin"] = []
@@ -186,6 +188,10 @@ class Options(usage.Options):
     def opt_ws(self, endpoint):
         """HTTP/WebSocket endpoint, repeatable (default tcp:8080; none: off; tls:PORT: wss)"""
         self["ws"].append(endpoint)
+
+    def opt_irc(self, endpoint):
+        """IRC endpoint (RFC 1459/2812, IRCv3), repeatable (default none; tcp:6667; tls:6697)"""
+        self["irc"].append(endpoint)
 
     def opt_admin(self, endpoint):
         """Operators' HTTP endpoint: /metrics, /healthz, /readyz; repeatable (default
@@ -234,6 +240,7 @@ class Options(usage.Options):
             self["ws"] = [DEFAULT_WS]
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
+        self["irc"] = [e for e in self["irc"] if e != "none"]
         self["admin"] = [e for e in self["admin"] if e != "none"]
         self._check_tls()
         if self["data-dir"] is None:
@@ -266,7 +273,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(e))
 
     def _check_tls(self):
-        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["admin"])
+        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["irc"]
+                       + self["admin"])
         have = [self["tls-cert"] is not None, self["tls-key"] is not None]
         if any(have) and not all(have):
             raise usage.UsageError("--tls-cert and --tls-key go together")
@@ -344,6 +352,11 @@ def makeService(config, reactor=None) -> service.MultiService:
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls,
                  admit(line_refusal, "line")).setServiceParent(listeners)
+    if config["irc"]:
+        irc_factory = IrcFactory(chat, dispatcher, flusher)
+        for endpoint in config["irc"]:
+            listener(endpoint, irc_factory, reactor, tls,
+                     admit(irc_refusal, "irc")).setServiceParent(listeners)
     if config["ws"]:
         ws_options = dict(trusted_proxies=config["trusted-proxy"], admission=admission,
                           allowed_origins=config["allowed-origin"], flusher=flusher)

@@ -116,3 +116,8 @@ class IrcFactory(Factory):
 
     def buildProtocol(self, addr):
         return IrcProtocol(self)
+
+
+def irc_refusal(error: ChatError) -> bytes:
+    """What a connection the admission refuses reads before the close (chatd.admission)."""
+    return f"ERROR :Closing link: {error.message}\r\n".encode()
