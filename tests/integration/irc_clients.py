@@ -125,9 +125,17 @@ class _IrcSession:
         self.expect(lambda m: m.command in ("376", "422"))  # end of MOTD: registered
         return welcome
 
-    def join(self, room: str) -> None:
+    def join(self, room: str) -> set:
+        """JOIN and wait for its NAMES; the nicks in the room.  Our JOIN line and
+        its NAMES are consumed; whatever else arrived meanwhile is kept."""
+        key = room.lower()
         self.send(f"JOIN {room}")
-        self.expect(lambda m: m.command == "366" and m.params[1].lower() == room.lower())
+        self.expect(lambda m: m.command == "JOIN" and m.nick == self.nick
+                    and m.params[0].lower() == key)
+        self.expect(lambda m: m.command == "366" and m.params[1].lower() == key)
+        names = [m for m in self.backlog if m.command == "353" and m.params[2].lower() == key]
+        self.backlog = [m for m in self.backlog if m not in names]
+        return {n.lstrip("~&@%+") for m in names for n in m.text.split()}
 
     def privmsg(self, target: str, text: str) -> None:
         self.send(f"PRIVMSG {target} :{text}")
