@@ -96,7 +96,7 @@ class IrcFormat:
                    action: bool = False) -> list:
         """``command`` lines carrying ``text``, split to fit the 512-byte limit."""
         source = mask(nick)
-        head = len(line(command, target, "x", source=source).encode("utf-8")) - 1
+        head = len(line(command, target, "x", source=source, trail=True).encode("utf-8")) - 1
         budget = MAX_LINE - 2 - head - (9 if action else 0)
         out = []
         for piece in split_text(text, budget):

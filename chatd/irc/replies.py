@@ -152,7 +152,7 @@ def _private(conn, ask, data) -> None:
 
 def _ping(conn, ask, data) -> None:
     conn.send_now(line("PONG", conn.server.name, ask.target or conn.server.name,
-                       source=conn.server.name))
+                       source=conn.server.name, trail=True))
 
 
 def _history(conn, ask, data) -> None:

@@ -1,0 +1,174 @@
+"""IRC registration, PING/PONG, QUIT, heartbeats, limits: IrcProtocol on a StringTransport."""
+
+import pytest
+from irchelp import IrcChat
+
+from chatd.protocols.irc import irc_refusal
+from chatd.errors import ChatError
+
+
+@pytest.fixture
+def irc(chat):
+    return IrcChat(chat)
+
+
+def codes(lines):
+    return [line.split()[1] for line in lines]
+
+
+def test_registration_welcome_burst(irc):
+    client = irc.client()
+    assert client.lines() == []  # nothing until the client says who it is
+    client.send("NICK alice")
+    assert client.lines() == []
+    lines = client.register("alice")
+    assert codes(lines) == ["001", "002", "003", "004", "005", "005",
+                            "251", "252", "254", "255", "422"]
+    assert lines[0] == ":chatd 001 alice :Welcome to the chatd IRC network alice!alice@chatd"
+    isupport = " ".join(lines[4:6])
+    assert "NICKLEN=24" in isupport and "CHANNELLEN=50" in isupport
+    assert client.session.nick == "alice"
+
+
+def test_server_name_is_name_option(make_chat):
+    chat = make_chat()
+    chat.service.server_name = "irc.example.org"
+    client = IrcChat(chat).client()
+    lines = client.register("alice")
+    assert all(line.startswith(":irc.example.org ") for line in lines)
+
+
+def test_motd_is_shown_as_375_372_376(chat, irc):
+    chat.service.motd = ("Be nice.", "No spam.")
+    lines = irc.client().register("alice")
+    assert lines[-4:] == [":chatd 375 alice :- chatd Message of the day - ",
+                          ":chatd 372 alice :- Be nice.", ":chatd 372 alice :- No spam.",
+                          ":chatd 376 alice :End of /MOTD command."]
+
+
+def test_lf_alone_is_accepted_and_output_is_crlf(irc):
+    client = irc.client()
+    client.send("NICK alice", "USER a 0 * :A", eol=b"\n")
+    assert client.raw().startswith(b":chatd 001 alice :Welcome")
+
+
+def test_commands_before_registration_get_451(irc):
+    client = irc.client()
+    client.send("JOIN #tea")
+    assert client.lines() == [":chatd 451 * :You have not registered"]
+
+
+def test_nick_errors_432_433_431(irc):
+    irc.client("alice")
+    client = irc.client()
+    client.send("NICK", "NICK 9lives", "USER x 0 * :X")
+    assert client.lines() == [":chatd 431 * :No nickname given",
+                              ":chatd 432 * 9lives :a nick is 1-24 letters, digits, '_' or '-', "
+                              "starting with a letter"]
+    client.send("NICK Alice")
+    assert client.lines() == [":chatd 433 * Alice :Alice is already taken"]
+    client.send("NICK bob")
+    assert codes(client.lines())[0] == "001"
+
+
+def test_user_errors_461_462(irc):
+    client = irc.client()
+    client.send("USER onlyone")
+    assert client.lines() == [":chatd 461 * USER :Not enough parameters"]
+    client.register("alice")
+    client.send("USER a 0 * :again", "PASS x")
+    assert client.lines() == [":chatd 462 alice :You may not reregister",
+                              ":chatd 462 alice :You may not reregister"]
+
+
+def test_unknown_command_421(irc):
+    client = irc.client("alice")
+    client.send("FROBNICATE now")
+    assert client.lines() == [":chatd 421 alice FROBNICATE :Unknown command"]
+
+
+def test_client_ping_gets_pong_even_before_registration(irc):
+    client = irc.client()
+    client.send("PING :token123")
+    assert client.lines() == [":chatd PONG chatd :token123"]
+    client.send("PING")
+    assert client.lines() == [":chatd 409 * :No origin specified"]
+
+
+def test_server_ping_and_pong_is_proof_of_life(make_chat):
+    chat = make_chat(ping_interval=30, ping_timeout=60)
+    chat.service.startService()
+    client = IrcChat(chat).client("alice")
+    chat.clock.advance(31)
+    assert client.lines() == ["PING chatd"]
+    client.send("PONG chatd")
+    chat.clock.advance(40)  # 71 s after the last line it sent without its PONG
+    assert client.transport.connected
+    chat.clock.advance(61)
+    assert client.lines()[-1] == "ERROR :Closing link: ping timeout"
+    chat.service.stopService()
+
+
+def test_quit_sends_error_before_close_and_others_see_quit(irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    alice.raw()
+    bob.send("QUIT :gone fishing")
+    assert bob.lines() == ["ERROR :Closing link: gone fishing"]
+    assert not bob.transport.connected
+    assert alice.lines() == [":bob!bob@chatd QUIT :gone fishing"]
+
+
+def test_line_longer_than_512_bytes_is_refused_with_417(irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    alice.raw()
+    bob.send("PRIVMSG #tea :" + "x" * 600)
+    assert bob.lines() == [":chatd 417 bob :Input line was too long (at most 512 bytes)"]
+    assert alice.lines() == []
+    bob.send("PRIVMSG #tea :" + "y" * 496)  # exactly 510 bytes: allowed
+    relayed = alice.lines()  # with bob's source in front it needs two lines: split, not cut
+    assert all(len(line.encode()) + 2 <= 512 for line in relayed)
+    assert "".join(line.split(" :", 1)[1] for line in relayed) == "y" * 496
+    # Past what the receiver buffers at all: refused too, and the next line works.
+    bob.send("PRIVMSG #tea :" + "z" * 20000 + "\r\nPRIVMSG #tea :after")
+    assert codes(bob.lines()) == ["417"]
+    assert alice.lines() == [":bob!bob@chatd PRIVMSG #tea :after"]
+
+
+def test_flood_is_the_services(make_chat):
+    chat = make_chat(rate=1, burst=3, flood_strikes=3)
+    alice = IrcChat(chat).client("alice", "#tea")
+    alice.raw()
+    for i in range(7):
+        alice.send(f"PRIVMSG #tea :spam {i}")
+    lines = alice.lines()
+    assert ":chatd NOTICE alice :error flood: too many requests; slow down" in lines
+    assert lines[-1] == "ERROR :Closing link: excess flood"
+    assert not alice.transport.connected
+
+
+def test_admission_refusal_reads_as_an_irc_error():
+    assert irc_refusal(ChatError("too_many_from_ip", "too many connections")) == \
+        b"ERROR :Closing link: too many connections\r\n"
+
+
+def test_registration_timeout_is_the_services(make_chat):
+    chat = make_chat(register_timeout=10)
+    chat.service.startService()
+    client = IrcChat(chat).client()
+    chat.clock.advance(11)
+    assert client.lines() == ["ERROR :Closing link: registration timeout"]
+    chat.service.stopService()
+
+
+def test_slow_reader_is_dropped_by_the_send_queue_cap(make_chat):
+    chat = make_chat(send_queue=2048)
+    alice = IrcChat(chat).client("alice", "#tea")
+    bob = IrcChat(chat).client("bob", "#tea")
+    alice.proto.out.pauseProducing()  # alice stops reading
+    for i in range(40):
+        bob.send(f"PRIVMSG #tea :{'x' * 100} {i}")
+        chat.clock.advance(1)
+    assert alice.session is None  # dropped: "send queue exceeded"
+    assert bob.transport.connected
