@@ -319,7 +319,7 @@ def _channel_modes(conn, target: str) -> None:
     if state is not None and state.password:
         modes += "k"
         params.append(state.password if key in conn.session.rooms else "*")
-    conn.reply(rpl.RPL_CHANNELMODEIS, target, modes, *params)
+    conn.reply(rpl.RPL_CHANNELMODEIS, target, modes, *params, trail=False)
 
 
 def _ban_list(conn, target: str) -> None:
@@ -327,7 +327,7 @@ def _ban_list(conn, target: str) -> None:
     if key is None:
         return
     for entry in sorted(state.bans if state is not None else ()):
-        conn.reply(rpl.RPL_BANLIST, target, f"{entry}!*@*")
+        conn.reply(rpl.RPL_BANLIST, target, f"{entry}!*@*", trail=False)
     conn.reply(rpl.RPL_ENDOFBANLIST, target, "End of channel ban list")
 
 

@@ -122,8 +122,8 @@ class IrcConnection:
     def numeric(self, code: str, *params, trail: bool = True) -> str:
         return line(code, self.me, *params, source=self.server.name, trail=trail)
 
-    def reply(self, code: str, *params) -> None:
-        self.send(self.numeric(code, *params))
+    def reply(self, code: str, *params, trail: bool = True) -> None:
+        self.send(self.numeric(code, *params, trail=trail))
 
     def notice(self, text: str) -> None:
         self.send(line("NOTICE", self.me, text, source=self.server.name, trail=True))

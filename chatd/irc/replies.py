@@ -138,11 +138,12 @@ def _topic(conn, ask, data) -> None:
         return
     conn.reply(rpl.RPL_TOPIC, data.room, data.topic)
     if data.by:
-        conn.reply(rpl.RPL_TOPICWHOTIME, data.room, data.by, str(int(data.ts or 0)))
+        conn.reply(rpl.RPL_TOPICWHOTIME, data.room, data.by, str(int(data.ts or 0)),
+                   trail=False)
 
 
 def _invite(conn, ask, data) -> None:
-    conn.reply(rpl.RPL_INVITING, data.nick, data.room)
+    conn.reply(rpl.RPL_INVITING, data.nick, data.room, trail=False)
 
 
 def _private(conn, ask, data) -> None:

@@ -1,0 +1,222 @@
+"""IRC channel and people commands, and how IRC users meet the other front ends."""
+
+import pytest
+from irchelp import IrcChat
+
+
+@pytest.fixture
+def irc(chat):
+    return IrcChat(chat)
+
+
+def test_join_part_and_names_with_operator_prefix(irc):
+    alice = irc.client("alice")
+    alice.send("JOIN #tea")
+    assert alice.lines() == [":alice!alice@chatd JOIN #tea", ":chatd 353 alice = #tea :@alice",
+                             ":chatd 366 alice #tea :End of /NAMES list."]
+    bob = irc.client("bob")
+    bob.send("JOIN #tea,#cake")
+    assert bob.lines() == [":bob!bob@chatd JOIN #tea", ":chatd 353 bob = #tea :@alice bob",
+                           ":chatd 366 bob #tea :End of /NAMES list.",
+                           ":bob!bob@chatd JOIN #cake", ":chatd 353 bob = #cake :@bob",
+                           ":chatd 366 bob #cake :End of /NAMES list."]
+    assert alice.lines() == [":bob!bob@chatd JOIN #tea"]
+    bob.send("PART #tea :see you")
+    assert bob.lines() == [":bob!bob@chatd PART #tea :see you"]
+    assert alice.lines() == [":bob!bob@chatd PART #tea :see you"]
+    bob.send("JOIN 0")
+    assert bob.lines() == [":bob!bob@chatd PART #cake"]
+    alice.send("NAMES #tea")
+    assert alice.lines() == [":chatd 353 alice = #tea :@alice",
+                             ":chatd 366 alice #tea :End of /NAMES list."]
+
+
+def test_join_errors_403_442_461_405(make_chat):
+    chat = make_chat(max_rooms_per_session=1)
+    alice = IrcChat(chat).client("alice", "#one")
+    alice.send("JOIN bad", "PART #nowhere", "JOIN", "JOIN #two")
+    lines = alice.lines()
+    assert lines[0].startswith(":chatd 403 alice bad :")
+    assert lines[1] == ":chatd 442 alice #nowhere :you are not in #nowhere"
+    assert lines[2] == ":chatd 461 alice JOIN :Not enough parameters"
+    assert lines[3] == ":chatd 405 alice #two :you may be in at most 1 rooms"
+
+
+def test_keys_invite_only_and_bans_473_474_475(irc):
+    alice = irc.client("alice", "#club")
+    bob = irc.client("bob")
+    alice.send("MODE #club +k sesame")
+    assert alice.lines() == [":alice!alice@chatd MODE #club -i+k *"]
+    bob.send("JOIN #club")
+    assert bob.lines() == [":chatd 475 bob #club :#club needs a password: /join #club PASSWORD"]
+    bob.send("JOIN #club sesame")
+    assert bob.lines()[0] == ":bob!bob@chatd JOIN #club"
+    alice.send("MODE #club -k", "MODE #club +i", "KICK #club bob :out")
+    assert alice.lines()[-1] == ":alice!alice@chatd KICK #club bob :out"
+    assert bob.lines()[-1] == ":alice!alice@chatd KICK #club bob :out"
+    bob.send("JOIN #club")
+    assert bob.lines() == [":chatd 473 bob #club :#club is invite-only; ask an operator to "
+                           "/invite you"]
+    alice.send("INVITE bob #club")
+    assert alice.lines() == [":chatd 341 alice bob #club"]
+    assert bob.lines() == [":alice!alice@chatd INVITE bob #club"]
+    alice.send("MODE #club -i", "MODE #club +b bob!*@*")
+    assert alice.lines()[-1] == ":alice!alice@chatd MODE #club +b bob!*@*"
+    bob.send("JOIN #club")
+    assert bob.lines() == [":chatd 474 bob #club :you are banned from #club"]
+    alice.send("MODE #club b")
+    assert alice.lines() == [":chatd 367 alice #club bob!*@*",
+                             ":chatd 368 alice #club :End of channel ban list"]
+
+
+def test_operator_commands_need_operator_482_and_kick_target_441(irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    alice.raw()
+    bob.send("KICK #tea alice", "TOPIC #tea :mine", "MODE #tea +o bob")
+    assert bob.lines() == [":chatd 482 bob #tea :only an operator of #tea can do that"] * 3
+    alice.send("KICK #tea nobody")
+    assert alice.lines() == [":chatd 441 alice nobody #tea :nobody is not in #tea"]
+    alice.send("MODE #tea +o bob")
+    assert bob.lines() == [":alice!alice@chatd MODE #tea +o bob"]
+    bob.send("NAMES #tea")
+    assert bob.lines()[0] == ":chatd 353 bob = #tea :@alice @bob"
+    alice.send("MODE #tea +x")
+    assert alice.lines()[-1] == ":chatd 472 alice x :is unknown mode char to me"
+
+
+def test_channel_mode_query_324(irc):
+    alice = irc.client("alice", "#tea")
+    alice.send("MODE #tea")
+    assert alice.lines() == [":chatd 324 alice #tea +"]
+    alice.send("MODE #tea +ik sesame")
+    alice.raw()
+    alice.send("MODE #tea", "MODE #nosuch")
+    assert alice.lines() == [":chatd 324 alice #tea +ik sesame",
+                             ":chatd 403 alice #nosuch :No such channel"]
+
+
+def test_user_modes_221_501_502(irc):
+    alice = irc.client("alice")
+    irc.client("bob")
+    alice.send("MODE alice", "MODE alice +i", "MODE alice +Z", "MODE bob")
+    assert alice.lines() == [":chatd 221 alice :+", ":chatd 501 alice :Unknown MODE flag",
+                             ":chatd 502 alice :Cant change mode for other users"]
+
+
+def test_topic_query_set_and_331_332_333(chat, irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    alice.raw()
+    bob.send("TOPIC #tea")
+    assert bob.lines() == [":chatd 331 bob #tea :No topic is set"]
+    alice.send("TOPIC #tea :Earl Grey only")
+    assert alice.lines() == [":alice!alice@chatd TOPIC #tea :Earl Grey only"]
+    assert bob.lines() == [":alice!alice@chatd TOPIC #tea :Earl Grey only"]
+    bob.send("TOPIC #tea")
+    assert bob.lines() == [":chatd 332 bob #tea :Earl Grey only",
+                           f":chatd 333 bob #tea alice {int(chat.clock.seconds())}"]
+    carol = irc.client("carol")
+    carol.send("JOIN #tea")
+    assert carol.lines()[1] == ":chatd 332 carol #tea :Earl Grey only"
+
+
+def test_privmsg_and_notice_across_front_ends(chat, irc):
+    alice = irc.client("alice", "#tea")
+    telnet = chat.line("bob", "#tea")
+    script = chat.line("carol", "#tea", json_mode=True)
+    alice.raw()
+    telnet.raw()
+    alice.send("PRIVMSG #tea :hello everyone")
+    assert telnet.lines() == ["[#tea] <alice> hello everyone"]
+    assert '"text":"hello everyone"' in script.lines()[0]
+    assert alice.lines() == []  # no echo-message: the sender does not get it back
+    telnet.send("hi alice", "/me waves", "/msg alice psst")
+    assert alice.lines() == [":bob!bob@chatd PRIVMSG #tea :hi alice",
+                             ":bob!bob@chatd PRIVMSG #tea :\x01ACTION waves\x01",
+                             ":bob!bob@chatd PRIVMSG alice :psst"]
+    telnet.raw()
+    alice.send("PRIVMSG bob :back at you", "NOTICE #tea :a notice", "PRIVMSG #tea :\x01ACTION nods\x01")
+    assert telnet.lines() == ["[pm alice -> bob] back at you", "[#tea] <alice> a notice",
+                              "[#tea] * alice nods"]
+
+
+def test_privmsg_errors_401_404_411_412_and_notice_never_answered(irc):
+    alice = irc.client("alice", "#tea")
+    alice.send("PRIVMSG nobody :hi", "PRIVMSG #other :hi", "PRIVMSG", "PRIVMSG #tea",
+               "NOTICE nobody :hi", "NOTICE #other :hi", "NOTICE #tea")
+    assert alice.lines() == [":chatd 401 alice nobody :nobody is not online",
+                             ":chatd 404 alice #other :you are not in #other",
+                             ":chatd 411 alice :No recipient given (PRIVMSG)",
+                             ":chatd 412 alice :No text to send"]
+
+
+def test_formatting_codes_are_taken_out(chat, irc):
+    alice = irc.client("alice", "#tea")
+    telnet = chat.line("bob", "#tea")
+    alice.send("PRIVMSG #tea :\x02bold\x02 and \x0304,01red\x03 text")
+    assert telnet.lines() == ["[#tea] <alice> bold and red text"]
+
+
+def test_long_message_from_another_front_end_is_split_on_characters(chat, irc):
+    alice = irc.client("alice", "#tea")
+    telnet = chat.line("bob", "#tea")
+    alice.raw()
+    text = "ünïcødé " * 150  # 1200 characters, about 1800 bytes
+    telnet.send(text)
+    lines = alice.lines()
+    assert len(lines) == 4
+    assert all(len(line.encode("utf-8")) + 2 <= 512 for line in lines)
+    assert "".join(line.split(" :", 1)[1] for line in lines) == text
+
+
+def test_nick_change_is_seen_by_everyone_sharing_a_room(chat, irc):
+    alice = irc.client("alice", "#tea")
+    telnet = chat.line("bob", "#tea")
+    alice.raw()
+    chat.clock.advance(10)
+    alice.send("NICK alicia")
+    assert alice.lines() == [":alice!alice@chatd NICK alicia"]
+    assert telnet.lines() == ["* alice is now known as alicia"]
+    chat.clock.advance(10)
+    telnet.send("/nick robert")
+    assert alice.lines() == [":bob!bob@chatd NICK robert"]
+
+
+def test_who_whois_list_ison_userhost(chat, irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    chat.line("carol", "#cake")
+    alice.raw()
+    alice.send("WHO #tea")
+    assert alice.lines() == [":chatd 352 alice #tea alice alice chatd chatd alice H@ :0 alice",
+                             ":chatd 352 alice #tea bob bob chatd chatd bob H :0 bob",
+                             ":chatd 315 alice #tea :End of /WHO list."]
+    alice.send("WHOIS bob")
+    assert alice.lines() == [":chatd 311 alice bob bob chatd * :Bob Example",
+                             ":chatd 319 alice bob :#tea", ":chatd 312 alice bob chatd :chatd",
+                             ":chatd 317 alice bob 0 1700000000 :seconds idle, signon time",
+                             ":chatd 318 alice bob :End of /WHOIS list."]
+    alice.send("WHOIS nobody")
+    assert alice.lines() == [":chatd 401 alice nobody :No such nick/channel",
+                             ":chatd 318 alice nobody :End of /WHOIS list."]
+    alice.send("LIST")
+    assert alice.lines() == [":chatd 321 alice Channel :Users  Name",
+                             ":chatd 322 alice #cake 1 :", ":chatd 322 alice #tea 2 :",
+                             ":chatd 323 alice :End of /LIST"]
+    alice.send("ISON bob carol dave", "USERHOST bob carol")
+    assert alice.lines() == [":chatd 303 alice :bob carol",
+                             ":chatd 302 alice :bob=+bob@chatd carol=+carol@chatd"]
+
+
+def test_away_305_306_and_301_in_whois(irc):
+    alice = irc.client("alice")
+    bob = irc.client("bob")
+    alice.send("AWAY :at lunch")
+    assert alice.lines() == [":chatd 306 alice :You have been marked as being away"]
+    bob.send("WHOIS alice", "USERHOST alice")
+    lines = bob.lines()
+    assert ":chatd 301 bob alice :at lunch" in lines
+    assert lines[-1] == ":chatd 302 bob :alice=-alice@chatd"
+    alice.send("AWAY")
+    assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
