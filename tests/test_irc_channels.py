@@ -136,7 +136,8 @@ def test_privmsg_and_notice_across_front_ends(chat, irc):
                              ":bob!bob@chatd PRIVMSG #tea :\x01ACTION waves\x01",
                              ":bob!bob@chatd PRIVMSG alice :psst"]
     telnet.raw()
-    alice.send("PRIVMSG bob :back at you", "NOTICE #tea :a notice", "PRIVMSG #tea :\x01ACTION nods\x01")
+    alice.send("PRIVMSG bob :back at you", "NOTICE #tea :a notice",
+               "PRIVMSG #tea :\x01ACTION nods\x01")
     assert telnet.lines() == ["[pm alice -> bob] back at you", "[#tea] <alice> a notice",
                               "[#tea] * alice nods"]
 
@@ -185,7 +186,7 @@ def test_nick_change_is_seen_by_everyone_sharing_a_room(chat, irc):
 
 def test_who_whois_list_ison_userhost(chat, irc):
     alice = irc.client("alice", "#tea")
-    bob = irc.client("bob", "#tea")
+    irc.client("bob", "#tea")
     chat.line("carol", "#cake")
     alice.raw()
     alice.send("WHO #tea")

@@ -3,8 +3,8 @@
 import pytest
 from irchelp import IrcChat
 
-from chatd.protocols.irc import irc_refusal
 from chatd.errors import ChatError
+from chatd.protocols.irc import irc_refusal
 
 
 @pytest.fixture
