@@ -26,9 +26,14 @@ class Irssi:
         self.nick = nick
         self.socket = f"chatd-test-{uuid.uuid4().hex[:12]}"
         os.makedirs(home, exist_ok=True)
-        # No theme or scripts from the machine; timestamps off so lines are predictable.
+        # No theme or scripts from the machine; timestamps off so lines are
+        # predictable; irssi's own flood queue (a command per 2.2 s past the
+        # first five) off, so a test's typing is sent as it is typed.
         with open(os.path.join(home, "config"), "w", encoding="utf-8") as f:
-            f.write('settings = { "fe-common/core" = { timestamps = "no"; }; };\n')
+            f.write('settings = {\n'
+                    '  "irc/core" = { cmd_queue_speed = "0msec"; cmds_max_at_once = "1000"; };\n'
+                    '  "fe-common/core" = { timestamps = "no"; };\n'
+                    '};\n')
         env = {"HOME": str(home), "TERM": "xterm-256color", "LANG": "C.UTF-8",
                "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         command = (f"irssi --home={home} -n {nick} -c {host} -p {port}")
