@@ -221,3 +221,29 @@ def test_away_305_306_and_301_in_whois(irc):
     assert lines[-1] == ":chatd 302 bob :alice=-alice@chatd"
     alice.send("AWAY")
     assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
+
+
+def test_what_the_room_says_during_a_join_comes_after_join_and_names(chat, irc, monkeypatch):
+    from twisted.internet.defer import Deferred
+    telnet = chat.line("bob", "#tea")
+    telnet.send("before")
+    alice = irc.client("alice")
+    store = chat.service.store
+    real = store.history
+    pending = []
+
+    def slow_history(*args, **kw):
+        d = Deferred()
+        pending.append((real(*args, **kw), d))
+        return d
+    monkeypatch.setattr(store, "history", slow_history)
+    alice.send("JOIN #tea")
+    telnet.send("during")
+    [(rows, d)] = pending
+    rows.addCallback(d.callback)
+    assert alice.lines() == [":alice!alice@chatd JOIN #tea", ":chatd 353 alice = #tea :@bob alice",
+                             ":chatd 366 alice #tea :End of /NAMES list.",
+                             ":bob!bob@chatd PRIVMSG #tea :before",
+                             ":bob!bob@chatd PRIVMSG #tea :during"]
+    alice.send("JOIN #tea")  # already there: nothing, as on IRC servers
+    assert alice.lines() == []

@@ -160,8 +160,8 @@ def join(conn, params) -> None:
         return
     keys = params[1].split(",") if len(params) > 1 else []
     for i, room in enumerate(params[0].split(",")):
-        if not room:
-            continue
+        if not room or room.lower() in conn.session.rooms:
+            continue  # joining a room you are in does nothing, as on IRC servers
         req = {"type": "join", "room": room}
         if i < len(keys) and keys[i]:
             req["password"] = keys[i]

@@ -59,6 +59,8 @@ class IrcConnection:
         self.held = []  # output before the welcome
         self.early_notices = []  # notices before the welcome: the MOTD
         self.history = {}  # room key -> history events waiting for their answer
+        self.joins = 0  # JOINs asked and not yet answered
+        self.after_join = []  # what the service sent this session meanwhile
         self.batches = 0
         sink.wire_format = server.formats.get(frozenset())
 
@@ -93,10 +95,15 @@ class IrcConnection:
             self.finish(payload.event)
 
     def write_reply(self, payload: bytes) -> None:
-        """The sink's ``write_reply``: for this session alone, counted at once."""
+        """The sink's ``write_reply``: for this session alone, counted at once.
+
+        While a JOIN is answered, what the room said meanwhile waits for the
+        JOIN line, the names and the scrollback, as an IRC client expects."""
         cls = type(payload)
         if cls is bytes:
-            if self.registered:
+            if self.joins:
+                self.after_join.append(payload)
+            elif self.registered:
                 self.sink.out.write_counted(payload)
             else:
                 self.held.append(payload)
@@ -174,7 +181,18 @@ class IrcConnection:
 
     def ask(self, ask: Ask, req: dict) -> None:
         req["id"] = ask
+        if ask.command == "JOIN":
+            self.joins += 1
         self.dispatcher.handle(self.session, req)
+
+    def answered(self, ask: Ask) -> None:
+        """A request's answer is out: after a JOIN's, what waited for it."""
+        if ask is not None and ask.command == "JOIN" and self.joins:
+            self.joins -= 1
+            if not self.joins:
+                waiting, self.after_join = self.after_join, []
+                for data in waiting:
+                    self.write_reply(data)
 
     def refuse(self, error: ChatError) -> None:
         self.dispatcher.refuse(self.session, error)

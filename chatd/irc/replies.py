@@ -27,9 +27,15 @@ def on_ack(conn, ack) -> None:
     handler = _ACKS.get(ask.command if ask is not None else None)
     if handler is not None:
         handler(conn, ask, ack.data)
+    conn.answered(ask)
 
 
 def on_error(conn, err) -> None:
+    _error(conn, err)
+    conn.answered(err.id)
+
+
+def _error(conn, err) -> None:
     ask = err.id
     command = ask.command if ask is not None else None
     if command == "NOTICE":
