@@ -199,3 +199,33 @@ def test_unknown_event_types_become_a_notice(chat, irc):
     chat.service.bus.publish_user("alice", Coalesced(None, "x"))
     [line] = alice.lines()
     assert line.startswith(":chatd NOTICE alice :")
+
+
+def test_irc_deliveries_and_messages_count_as_the_irc_front_end():
+    from conftest import Chat
+
+    from chatd.dispatch import Dispatcher
+    from chatd.limits import Limits
+    from chatd.metrics import Metrics
+    from chatd.service import ChatService
+    from tests.fakes import InlinePasswords
+
+    chat = Chat()
+    metrics = Metrics(chat.clock, process=False)
+    chat.service = ChatService(Limits(), clock=chat.clock, passwords=InlinePasswords(),
+                               metrics=metrics)
+    chat.dispatcher = Dispatcher(chat.service)
+    irc = IrcChat(chat)
+    alice = irc.client("alice", "#tea")
+    irc.client("bob", "#tea", caps=("server-time",))
+    telnet = chat.line("carol", "#tea")
+    alice.send("PRIVMSG #tea :hi")
+
+    def value(name, frontend):
+        return metrics.registry.get_sample_value(name, {"frontend": frontend}) or 0.0
+    assert value("chatd_messages_received_total", "irc") == 1
+    # alice's message: to bob (irc) and carol (line); alice, without echo-message,
+    # is handed it too and drops it herself.
+    delivered_irc = value("chatd_messages_delivered_total", "irc")
+    telnet.send("hello")
+    assert value("chatd_messages_delivered_total", "irc") == delivered_irc + 2

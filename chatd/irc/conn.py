@@ -31,7 +31,8 @@ class IrcServer:
         self.network = network or service.server_name
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                      time.gmtime(service.clock.seconds()))
-        self.formats = Formats(self.name, framer, self.account_of)
+        self.formats = Formats(self.name, framer, self.account_of,
+                               getattr(service, "metrics", None))
 
     def account_of(self, nick: str) -> str | None:
         holder = self.service.nicks.get(nick.lower())

@@ -214,14 +214,17 @@ RENDERERS = {
 class Formats:
     """The formats of one listener (one server name, one framing), one per variant."""
 
-    def __init__(self, server_name: str, framer=crlf, account_of=None):
+    def __init__(self, server_name: str, framer=crlf, account_of=None, metrics=None):
         self.server_name = server_name
         self.framer = framer
         self.account_of = account_of or (lambda nick: None)
+        self.metrics = metrics  # chatd.metrics: each variant counts as the irc front end
         self._cache = {}
 
     def get(self, caps: frozenset) -> IrcFormat:
         fmt = self._cache.get(caps)
         if fmt is None:
             fmt = self._cache[caps] = IrcFormat(self, caps)
+            if self.metrics is not None:
+                self.metrics.add_format(fmt, "irc")
         return fmt
