@@ -122,6 +122,7 @@ class Dispatcher:
             "deop": self.deop,
             "mode": self.mode,
             "invite": self.invite,
+            "away": self.away,
             "keep": self.keep,
             "unkeep": self.unkeep,
             "wall": self.wall,
@@ -322,6 +323,9 @@ class Dispatcher:
 
     def invite(self, session, req):
         return self.service.invite(session, _opt_str(req, "room"), _req_str(req, "nick"))
+
+    def away(self, session, req):
+        return self.service.set_away(session, _opt_str(req, "text"))
 
     def keep(self, session, req):
         return self.service.keep(session, _opt_str(req, "room"))

@@ -28,7 +28,7 @@ from chatd import __version__, acks
 from chatd.accounts import Accounts
 from chatd.bus import LocalBus
 from chatd.errors import ChatError
-from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
+from chatd.events import Away, Hello, Join, Message, NickChange, Notice, Part, Private, Quit
 from chatd.limits import Limits
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
@@ -614,6 +614,18 @@ class ChatService(Service):
         if target is not session:
             session.send(event)
         return succeed(acks.PrivateAck(target.nick, mid, ts))
+
+    def set_away(self, session: Session, text: str | None):
+        """Mark the session away (``text``) or back (empty or None); everyone sharing
+        a room with it is told (an IRC client with away-notify shows it)."""
+        self._require_nick(session)
+        text = clean_reason(text)
+        if (text or None) == session.away:
+            return succeed(acks.AwayAck(bool(text), text or None))
+        session.away = text or None
+        self.bus.publish_rooms(list(session.rooms), Away(session.nick, text,
+                                                         self.clock.seconds()))
+        return succeed(acks.AwayAck(bool(text), text or None))
 
     # -- moderation: the caller must be in the room -------------------------------
     def topic(self, session, room_name, text=None):

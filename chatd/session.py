@@ -17,8 +17,8 @@ class Session:
         "nick", "key", "nick_at",
         # chatd.accounts.Accounts: the account key this session is logged in as
         "account",
-        # ChatService: liveness, flood control, lifecycle
-        "bucket", "strikes", "last_seen", "pinged_at", "attached",
+        # ChatService: liveness, flood control, lifecycle, away message
+        "bucket", "strikes", "last_seen", "pinged_at", "attached", "away",
         "__weakref__")
 
     def __init__(self, sink, host: str, now: float, limits: Limits):
@@ -39,6 +39,7 @@ class Session:
         self.last_seen = now
         self.pinged_at = now
         self.attached = True
+        self.away = None  # the away message, while the user is away
 
     def send(self, event) -> None:
         """Encode for this session alone (replies, history); broadcasts encode once per room."""

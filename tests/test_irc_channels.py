@@ -215,12 +215,34 @@ def test_away_305_306_and_301_in_whois(irc):
     bob = irc.client("bob")
     alice.send("AWAY :at lunch")
     assert alice.lines() == [":chatd 306 alice :You have been marked as being away"]
-    bob.send("WHOIS alice", "USERHOST alice")
+    bob.send("WHOIS alice", "USERHOST alice", "WHO alice")
     lines = bob.lines()
     assert ":chatd 301 bob alice :at lunch" in lines
-    assert lines[-1] == ":chatd 302 bob :alice=-alice@chatd"
+    assert ":chatd 302 bob :alice=-alice@chatd" in lines
+    assert ":chatd 352 bob * alice alice chatd chatd alice G :0 alice" in lines
     alice.send("AWAY")
     assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
+
+
+def test_away_notify_tells_room_mates_on_every_front_end(chat, irc):
+    alice = irc.client("alice", "#tea", caps=("away-notify",))
+    bob = irc.client("bob", "#tea", caps=("away-notify",))
+    carol = irc.client("carol", "#tea")
+    script = chat.line("dave", "#tea", json_mode=True)
+    telnet = chat.line("erin", "#tea")
+    for c in (alice, bob, carol, script):
+        c.raw()
+    alice.send("AWAY :brb")
+    assert alice.lines() == [":chatd 306 alice :You have been marked as being away"]
+    assert bob.lines() == [":alice!alice@chatd AWAY :brb"]
+    assert carol.lines() == []  # no away-notify: nothing
+    assert '"type":"away","nick":"alice","text":"brb"' in script.raw().decode()
+    assert telnet.lines() == []  # text mode stays quiet
+    script.send('{"type": "away", "text": "gone"}')
+    assert alice.lines() == [":dave!dave@chatd AWAY :gone"]
+    assert bob.lines() == [":dave!dave@chatd AWAY :gone"]
+    alice.send("AWAY")
+    assert bob.lines() == [":alice!alice@chatd AWAY"]
 
 
 def test_what_the_room_says_during_a_join_comes_after_join_and_names(chat, irc, monkeypatch):

@@ -23,7 +23,8 @@ SUPPORTED = {
 
 # Capabilities that change how a broadcast is rendered (chatd.irc.render): the
 # sessions sharing a set of these share one encoding of each event.
-RENDERING = frozenset({"account-tag", "echo-message", "message-tags", "server-time"})
+RENDERING = frozenset({"account-tag", "away-notify", "echo-message", "message-tags",
+                       "server-time"})
 
 HISTORY = frozenset({"draft/chathistory", "chathistory"})
 

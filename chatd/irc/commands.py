@@ -352,9 +352,7 @@ def who(conn, params) -> None:
 
 
 def _away(session) -> str | None:
-    """The away message of an IRC user (other front ends have none)."""
-    irc = getattr(session.sink, "irc", None)
-    return getattr(irc, "away", None)
+    return session.away
 
 
 def whois(conn, params) -> None:
@@ -393,13 +391,7 @@ def whois(conn, params) -> None:
 
 
 def away(conn, params) -> None:
-    text = params[0] if params else ""
-    if text:
-        conn.away = text[:200]
-        conn.reply(rpl.RPL_NOWAWAY, "You have been marked as being away")
-    else:
-        conn.away = None
-        conn.reply(rpl.RPL_UNAWAY, "You are no longer marked as being away")
+    conn.ask(Ask("AWAY"), {"type": "away", "text": params[0] if params else ""})
 
 
 def ison(conn, params) -> None:
@@ -465,4 +457,5 @@ COMMANDS = {
 
 # Commands that become dispatcher requests: the dispatcher counts them.
 DISPATCHED = frozenset({"NICK", "PING", "PONG", "QUIT", "JOIN", "PART", "PRIVMSG", "NOTICE",
-                        "NAMES", "TOPIC", "LIST", "KICK", "INVITE", "MODE", "CHATHISTORY"})
+                        "NAMES", "TOPIC", "LIST", "KICK", "INVITE", "MODE", "AWAY",
+                        "CHATHISTORY"})

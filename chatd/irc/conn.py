@@ -55,7 +55,6 @@ class IrcConnection:
         self.user = None  # (username, realname) from USER
         self.password = None  # from PASS
         self.registered = False
-        self.away = None
         self.sasl = None  # None, or the PLAIN payload being received
         self.held = []  # output before the welcome
         self.early_notices = []  # notices before the welcome: the MOTD

@@ -1,7 +1,7 @@
 """chatd events as IRC lines: encoded once per variant, never once per member.
 
 A variant is the set of rendering capabilities a client enabled (server-time,
-message-tags, account-tag, echo-message) and the framing of its transport
+message-tags, account-tag, echo-message, away-notify) and the framing of its transport
 (CRLF lines on TCP; IRC-B's WebSocket frames).  ``Formats.get`` hands every
 session of one variant the same ``IrcFormat``, so a room's outlets (chatd.rooms)
 group them and a broadcast is rendered once per variant present.
@@ -70,6 +70,7 @@ class IrcFormat:
         self.time = "server-time" in caps
         self.msgid = "message-tags" in caps
         self.account = "account-tag" in caps
+        self.away = "away-notify" in caps
 
     def __call__(self, event) -> bytes:
         render = RENDERERS.get(type(event))
@@ -163,6 +164,15 @@ def _room_change(f, e: ev.RoomChange) -> bytes:
     return f.frame([line("MODE", e.room, *params, source=mask(e.by), tags=f.tags(e.ts))])
 
 
+def _away(f, e: ev.Away) -> bytes:
+    if not f.away:
+        return b""
+    params = (e.text,) if e.text else ()
+    data = f.frame([line("AWAY", *params, source=mask(e.nick), tags=f.tags(e.ts),
+                         trail=bool(e.text))])
+    return Authored(data, e.nick.lower())  # the user knows: 305/306 said so
+
+
 def _ping(f, e: ev.Ping) -> bytes:
     return f.frame([line("PING", f.server)])
 
@@ -201,6 +211,7 @@ RENDERERS = {
     ev.Topic: _topic,
     ev.Kick: _kick,
     ev.RoomChange: _room_change,
+    ev.Away: _away,
     ev.Ping: _ping,
     ev.Bye: _bye,
     ev.Hello: _for_one,

@@ -162,6 +162,13 @@ def _ping(conn, ask, data) -> None:
                        source=conn.server.name, trail=True))
 
 
+def _away(conn, ask, data) -> None:
+    if data.away:
+        conn.reply(rpl.RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        conn.reply(rpl.RPL_UNAWAY, "You are no longer marked as being away")
+
+
 def _history(conn, ask, data) -> None:
     conn.flush_history(data.room, always_batch=True)
 
@@ -178,5 +185,6 @@ _ACKS = {
     "INVITE": _invite,
     "PRIVMSG": _private,
     "PING": _ping,
+    "AWAY": _away,
     "CHATHISTORY": _history,
 }
