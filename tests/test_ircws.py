@@ -5,7 +5,7 @@ and the same IRC session as on TCP, sharing rooms with the other front ends."""
 import pytest
 import txaio
 from conftest import HANDSHAKE, WSClient
-from fakes import BINARY, CLOSE, PING, PONG, TEXT, parse_frames
+from fakes import BINARY, CLOSE, PING, PONG, TEXT, close_code, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
@@ -215,3 +215,41 @@ def test_binary_subprotocol_takes_latin1_like_tcp(ircws):
     client.send_frame(b"PRIVMSG #caf :caf\xe9", BINARY)
     assert tty.lines() == ["[#caf] <alice> caf\u00e9"]
     assert client.session in chat.service.sessions
+
+
+def test_invalid_utf8_is_explained_before_the_close(ircws):
+    chat, factory, connect = ircws()
+    client = connect()
+    client.register("alice")
+    client.send_frame(b"PRIVMSG #x :caf\xe9", TEXT)
+    frames = client.frames()
+    texts = [payload.decode() for op, payload in frames if op == TEXT]
+    assert any("invalid_utf8" in t for t in texts), texts
+    assert texts[-1].startswith("ERROR :Closing link: invalid UTF-8")
+    assert frames[-1][0] == CLOSE and close_code(frames[-1][1]) == 1000
+
+
+def test_a_long_line_is_417_and_an_oversized_message_closes_with_1009(ircws):
+    chat, factory, connect = ircws()
+    client = connect()
+    client.register("alice")
+    client.say("PRIVMSG alice :" + "x" * 600)
+    [too_long] = client.lines()
+    assert parse(too_long).command == "417"
+    assert client.session in chat.service.sessions
+    client.send_frame(b"@" + b"t" * 9000 + b" PING x", TEXT)  # over IRC's 8191 of tags
+    [too_long] = client.lines()
+    assert parse(too_long).command == "417"
+    client.send_frame(b"PING " + b"x" * chat.service.limits.max_frame, TEXT)
+    [(op, payload)] = client.frames()
+    assert (op, close_code(payload)) == (CLOSE, 1009)
+
+
+def test_a_page_from_another_origin_is_refused_as_on_ws(ircws):
+    chat, factory, _ = ircws()
+    answer = handshake(factory, protocols_header("text.ircv3.net")
+                       + b"Origin: https://evil.example\r\n")
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    same_site = handshake(factory, protocols_header("text.ircv3.net")
+                          + b"Origin: http://localhost:8080\r\n")
+    assert same_site.startswith(b"HTTP/1.1 101 ")
