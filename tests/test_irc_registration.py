@@ -172,3 +172,13 @@ def test_slow_reader_is_dropped_by_the_send_queue_cap(make_chat):
         chat.clock.advance(1)
     assert alice.session is None  # dropped: "send queue exceeded"
     assert bob.transport.connected
+
+
+def test_one_line_is_one_request_for_flood_control(make_chat):
+    chat = make_chat(rate=0.1, burst=3)
+    client = IrcChat(chat).client()
+    client.register("alice")  # NICK and USER: two of the three
+    client.send("JOIN #a,#b,#c,#d,#e")  # five rooms, one line
+    assert [line.split()[1] for line in client.lines()].count("JOIN") == 5
+    client.send("PRIVMSG #a,#b :both")
+    assert client.lines() == [":chatd NOTICE alice :error flood: too many requests; slow down"]

@@ -25,17 +25,16 @@ BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", 
 
 
 def handle(conn, msg) -> None:
+    """One line: counted once by the service (flood control, proof of life), then run."""
+    if not conn.admit():
+        return
     command = msg.command
     if not conn.registered and command not in BEFORE_REGISTRATION:
-        if conn.admit():
-            conn.send_now(conn.numeric(rpl.ERR_NOTREGISTERED, "You have not registered"))
+        conn.send_now(conn.numeric(rpl.ERR_NOTREGISTERED, "You have not registered"))
         return
     handler = COMMANDS.get(command)
     if handler is None:
-        if conn.admit():
-            conn.reply(rpl.ERR_UNKNOWNCOMMAND, command, "Unknown command")
-        return
-    if command not in DISPATCHED and not conn.admit():
+        conn.reply(rpl.ERR_UNKNOWNCOMMAND, command, "Unknown command")
         return
     handler(conn, msg.params)
 
@@ -142,7 +141,7 @@ def ping(conn, params) -> None:
 
 
 def pong(conn, params) -> None:
-    conn.dispatcher.handle(conn.session, {"type": "pong"})
+    pass  # proof of life: counted as the line it is
 
 
 def quit_(conn, params) -> None:
@@ -255,7 +254,7 @@ def mode(conn, params) -> None:
     if not target.startswith("#"):
         return _user_mode(conn, params)
     if len(params) == 1:
-        return conn.admit() and _channel_modes(conn, target)
+        return _channel_modes(conn, target)
     args = list(params[2:])
     sign = "+"
     for letter in params[1]:
@@ -263,8 +262,7 @@ def mode(conn, params) -> None:
             sign = letter
             continue
         if letter == "b" and not args:
-            if conn.admit():
-                _ban_list(conn, target)
+            _ban_list(conn, target)
         elif letter in "bo":
             if not args:
                 return _need(conn, (), 1, "MODE")
@@ -285,8 +283,6 @@ def mode(conn, params) -> None:
 
 
 def _user_mode(conn, params) -> None:
-    if not conn.admit():
-        return
     if params[0].lower() != conn.me.lower():
         return conn.reply(rpl.ERR_USERSDONTMATCH, "Cant change mode for other users")
     if len(params) == 1:
@@ -454,8 +450,3 @@ COMMANDS = {
     "WHO": who, "WHOIS": whois, "AWAY": away, "ISON": ison, "USERHOST": userhost,
     "LUSERS": lusers, "MOTD": motd, "CHATHISTORY": chathistory,
 }
-
-# Commands that become dispatcher requests: the dispatcher counts them.
-DISPATCHED = frozenset({"NICK", "PING", "PONG", "QUIT", "JOIN", "PART", "PRIVMSG", "NOTICE",
-                        "NAMES", "TOPIC", "LIST", "KICK", "INVITE", "MODE", "AWAY",
-                        "CHATHISTORY"})

@@ -80,19 +80,20 @@ class IrcConnection:
 
     # -- output ----------------------------------------------------------------------
     def write(self, payload: bytes) -> None:
-        """The sink's ``write``: a broadcast's payload, shared with other members."""
+        """The sink's ``write``: a broadcast's payload, shared with other members
+        (written as it is: an ``Authored`` payload is bytes too, never copied)."""
         cls = type(payload)
-        if cls is bytes:
-            if self.registered:
-                self.sink.out.write(payload)
-            else:
-                self.held.append(payload)
-        elif cls is Authored:
+        if cls is not bytes:
+            if cls is not Authored:
+                self.finish(payload.event)
+                return
             session = self.session
-            if session is None or payload.author != session.key:
-                self.write(bytes(payload))
+            if session is not None and payload.author == session.key:
+                return  # the sender's own message, and it did not ask for echoes
+        if self.registered:
+            self.sink.out.write(payload)
         else:
-            self.finish(payload.event)
+            self.held.append(payload)
 
     def write_reply(self, payload: bytes) -> None:
         """The sink's ``write_reply``: for this session alone, counted at once.
@@ -100,19 +101,19 @@ class IrcConnection:
         While a JOIN is answered, what the room said meanwhile waits for the
         JOIN line, the names and the scrollback, as an IRC client expects."""
         cls = type(payload)
-        if cls is bytes:
-            if self.joins:
-                self.after_join.append(payload)
-            elif self.registered:
-                self.sink.out.write_counted(payload)
-            else:
-                self.held.append(payload)
-        elif cls is Authored:
+        if cls is not bytes:
+            if cls is not Authored:
+                self.finish(payload.event)
+                return
             session = self.session
-            if session is None or payload.author != session.key:
-                self.write_reply(bytes(payload))
+            if session is not None and payload.author == session.key:
+                return
+        if self.joins:
+            self.after_join.append(payload)
+        elif self.registered:
+            self.sink.out.write_counted(payload)
         else:
-            self.finish(payload.event)
+            self.held.append(payload)
 
     def send(self, *lines) -> None:
         if lines:
@@ -180,10 +181,12 @@ class IrcConnection:
         return True
 
     def ask(self, ask: Ask, req: dict) -> None:
+        """One chatd request for the line being handled (already admitted: one IRC
+        line is one request for flood control, however many targets it names)."""
         req["id"] = ask
         if ask.command == "JOIN":
             self.joins += 1
-        self.dispatcher.handle(self.session, req)
+        self.dispatcher.handle(self.session, req, admitted=True)
 
     def answered(self, ask: Ask) -> None:
         """A request's answer is out: after a JOIN's, what waited for it."""
