@@ -182,3 +182,23 @@ def test_one_line_is_one_request_for_flood_control(make_chat):
     assert [line.split()[1] for line in client.lines()].count("JOIN") == 5
     client.send("PRIVMSG #a,#b :both")
     assert client.lines() == [":chatd NOTICE alice :error flood: too many requests; slow down"]
+
+
+def test_tagmsg_is_accepted_silently(irc):
+    alice = irc.client("alice", "#tea", caps=("message-tags",))
+    alice.send("@+typing=active TAGMSG #tea")
+    assert alice.lines() == []
+
+
+def test_a_bug_in_a_command_is_logged_and_the_connection_survives(irc, monkeypatch):
+    from chatd.irc import commands
+
+    def broken(conn, params):
+        raise RuntimeError("boom")
+    monkeypatch.setitem(commands.COMMANDS, "LUSERS", broken)
+    alice = irc.client("alice")
+    alice.send("LUSERS")
+    assert alice.lines() == [":chatd NOTICE alice :error internal: the server failed; "
+                             "this is a bug"]
+    alice.send("PING :still")
+    assert alice.lines() == [":chatd PONG chatd :still"]

@@ -212,6 +212,10 @@ def notice(conn, params) -> None:
     privmsg(conn, params, "NOTICE")
 
 
+def tagmsg(conn, params) -> None:
+    pass  # tags alone (typing notifications): chatd has nothing to carry them
+
+
 def names(conn, params) -> None:
     if not params or not params[0]:
         return conn.reply(rpl.RPL_ENDOFNAMES, "*", "End of /NAMES list.")
@@ -445,7 +449,8 @@ def _bad_history(conn, sub: str, why: str) -> None:
 COMMANDS = {
     "CAP": cap, "NICK": nick, "USER": user, "PASS": pass_, "AUTHENTICATE": authenticate,
     "PING": ping, "PONG": pong, "QUIT": quit_,
-    "JOIN": join, "PART": part, "PRIVMSG": privmsg, "NOTICE": notice, "NAMES": names,
+    "JOIN": join, "PART": part, "PRIVMSG": privmsg, "NOTICE": notice, "TAGMSG": tagmsg,
+    "NAMES": names,
     "TOPIC": topic, "LIST": list_, "KICK": kick, "INVITE": invite, "MODE": mode,
     "WHO": who, "WHOIS": whois, "AWAY": away, "ISON": ison, "USERHOST": userhost,
     "LUSERS": lusers, "MOTD": motd, "CHATHISTORY": chathistory,

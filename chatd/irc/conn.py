@@ -10,6 +10,8 @@ answered here with the numeric a classic IRC server would send.
 
 import time
 
+from twisted.logger import Logger
+
 from chatd import __version__
 from chatd.errors import ChatError
 from chatd.events import Ack, Error, Hello, Invite, Message, Notice
@@ -43,6 +45,8 @@ class IrcServer:
 
 class IrcConnection:
     """Lines in, lines out, for one client; ``sink`` owns the transport and session."""
+
+    log = Logger()
 
     def __init__(self, sink, server: IrcServer):
         self.sink = sink
@@ -161,7 +165,14 @@ class IrcConnection:
         if msg is None:
             self.service.touch(session)  # a blank line: proof of life only
             return
-        commands.handle(self, msg)
+        try:
+            commands.handle(self, msg)
+        except Exception:
+            # A bug here must not take the connection with it: say so, log it.
+            self.log.failure("IRC {command} from {session} failed", command=msg.command,
+                             session=session)
+            if session.attached:
+                self.notice("error internal: the server failed; this is a bug")
 
     def too_long(self) -> None:
         try:

@@ -23,7 +23,7 @@ class Ask:
 
 
 def on_ack(conn, ack) -> None:
-    ask = ack.id
+    ask = ack.id if isinstance(ack.id, Ask) else None
     handler = _ACKS.get(ask.command if ask is not None else None)
     if handler is not None:
         handler(conn, ask, ack.data)
@@ -31,12 +31,12 @@ def on_ack(conn, ack) -> None:
 
 
 def on_error(conn, err) -> None:
-    _error(conn, err)
-    conn.answered(err.id)
+    ask = err.id if isinstance(err.id, Ask) else None
+    _error(conn, err, ask)
+    conn.answered(ask)
 
 
-def _error(conn, err) -> None:
-    ask = err.id
+def _error(conn, err, ask) -> None:
     command = ask.command if ask is not None else None
     if command == "NOTICE":
         return
