@@ -83,6 +83,10 @@ def test_operator_commands_need_operator_482_and_kick_target_441(irc):
     assert bob.lines()[0] == ":chatd 353 bob = #tea :@alice @bob"
     alice.send("MODE #tea +x")
     assert alice.lines()[-1] == ":chatd 472 alice x :is unknown mode char to me"
+    alice.send("MODE #tea +b *!*@host", "INVITE nobody #tea")
+    assert alice.lines() == [
+        ":chatd 432 alice * :a nick is 1-24 letters, digits, '_' or '-', starting with a letter",
+        ":chatd 401 alice nobody :nobody is not online"]
 
 
 def test_channel_mode_query_324(irc):
@@ -190,8 +194,9 @@ def test_who_whois_list_ison_userhost(chat, irc):
     chat.line("carol", "#cake")
     alice.raw()
     alice.send("WHO #tea")
-    assert alice.lines() == [":chatd 352 alice #tea alice alice chatd chatd alice H@ :0 alice",
-                             ":chatd 352 alice #tea bob bob chatd chatd bob H :0 bob",
+    assert alice.lines() == [
+        ":chatd 352 alice #tea alice alice chatd chatd alice H@ :0 Alice Example",
+        ":chatd 352 alice #tea bob bob chatd chatd bob H :0 Bob Example",
                              ":chatd 315 alice #tea :End of /WHO list."]
     alice.send("WHOIS bob")
     assert alice.lines() == [":chatd 311 alice bob bob chatd * :Bob Example",
@@ -219,7 +224,7 @@ def test_away_305_306_and_301_in_whois(irc):
     lines = bob.lines()
     assert ":chatd 301 bob alice :at lunch" in lines
     assert ":chatd 302 bob :alice=-alice@chatd" in lines
-    assert ":chatd 352 bob * alice alice chatd chatd alice G :0 alice" in lines
+    assert ":chatd 352 bob * alice alice chatd chatd alice G :0 Alice Example" in lines
     alice.send("AWAY")
     assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
 

@@ -12,7 +12,7 @@ from chatd.errors import ChatError
 from chatd.irc import numerics as rpl
 from chatd.irc.caps import SaslError, sasl_plain
 from chatd.irc.message import line
-from chatd.irc.replies import Ask
+from chatd.irc.replies import Ask, realname
 from chatd.store import MAX_PAGE
 
 # mIRC colours, bold, italics, underline, reverse, monospace, strike, reset:
@@ -347,7 +347,7 @@ def who(conn, params) -> None:
     holder = _holder(conn, target)
     if holder is not None:
         conn.reply(rpl.RPL_WHOREPLY, "*", holder.nick, holder.nick, "chatd", conn.server.name,
-                   holder.nick, "G" if _away(holder) else "H", f"0 {holder.nick}")
+                   holder.nick, "G" if _away(holder) else "H", f"0 {realname(holder)}")
     conn.reply(rpl.RPL_ENDOFWHO, target, "End of /WHO list.")
 
 
@@ -366,9 +366,7 @@ def whois(conn, params) -> None:
         return
     service = conn.service
     n = holder.nick
-    irc = getattr(holder.sink, "irc", None)
-    realname = irc.realname if irc is not None else n
-    conn.reply(rpl.RPL_WHOISUSER, n, n, "chatd", "*", realname)
+    conn.reply(rpl.RPL_WHOISUSER, n, n, "chatd", "*", realname(holder))
     rooms = []
     for room in holder.rooms.values():
         state = service.room_states.get(room.key)

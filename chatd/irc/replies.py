@@ -61,6 +61,8 @@ def _error(conn, err, ask) -> None:
         return
     else:
         numeric, named = rpl.BY_CODE.get(code, (None, False))
+        if code in ("invalid_nick", "no_such_nick") and ask is not None and ask.arg:
+            target = ask.arg  # MODE +o/+b, INVITE: the nick is what is wrong
     if numeric is None:
         conn.notice(f"error {code}: {err.message}")
         return
@@ -120,10 +122,18 @@ def _who(conn, ask, data) -> None:
     room = service.rooms.get(data.room.lower())
     for nick in data.nicks:
         member = room.members.get(nick.lower()) if room is not None else None
-        op = member is not None and service.mod.is_op(member, room)
+        if member is None:
+            continue
+        flags = ("G" if member.away else "H") + ("@" if service.mod.is_op(member, room) else "")
         conn.reply(rpl.RPL_WHOREPLY, data.room, nick, nick, "chatd", conn.server.name, nick,
-                   "H@" if op else "H", f"0 {nick}")
+                   flags, f"0 {realname(member)}")
     conn.reply(rpl.RPL_ENDOFWHO, ask.target, "End of /WHO list.")
+
+
+def realname(session) -> str:
+    """An IRC user's USER realname; the nick for everyone else."""
+    irc = getattr(session.sink, "irc", None)
+    return irc.realname if irc is not None else session.nick
 
 
 def _rooms(conn, ask, data) -> None:
