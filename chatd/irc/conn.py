@@ -61,6 +61,8 @@ class IrcConnection:
         self.registered = False
         self.sasl = None  # None, or the PLAIN payload being received
         self.held = []  # output before the welcome
+        # Where a broadcast goes: held until the welcome, then the queue's own write.
+        self.out_write = self.held.append
         self.early_notices = []  # notices before the welcome: the MOTD
         self.history = {}  # room key -> history events waiting for their answer
         self.joins = 0  # JOINs asked and not yet answered
@@ -84,20 +86,18 @@ class IrcConnection:
 
     # -- output ----------------------------------------------------------------------
     def write(self, payload: bytes) -> None:
-        """The sink's ``write``: a broadcast's payload, shared with other members
-        (written as it is: an ``Authored`` payload is bytes too, never copied)."""
-        cls = type(payload)
-        if cls is not bytes:
-            if cls is not Authored:
-                self.finish(payload.event)
-                return
-            session = self.session
-            if session is not None and payload.author == session.key:
-                return  # the sender's own message, and it did not ask for echoes
-        if self.registered:
-            self.sink.out.write(payload)
+        """The sink's ``write``, on the fan-out path: a broadcast's payload, shared
+        with other members (an ``Authored`` payload is bytes too, never copied)."""
+        cls = payload.__class__
+        if cls is bytes:
+            self.out_write(payload)
+        elif cls is Authored:
+            session = self.sink.session
+            if session is None or payload.author != session.key:
+                self.out_write(payload)
+            # else: the sender's own message, and it did not ask for echoes
         else:
-            self.held.append(payload)
+            self.finish(payload.event)
 
     def write_reply(self, payload: bytes) -> None:
         """The sink's ``write_reply``: for this session alone, counted at once.
@@ -254,6 +254,7 @@ class IrcConnection:
         if self.registered:
             return
         self.registered = True
+        self.out_write = self.sink.out.write
         srv = self.server
         me = self.me
         version = f"chatd-{__version__}"
