@@ -202,3 +202,32 @@ def test_a_bug_in_a_command_is_logged_and_the_connection_survives(irc, monkeypat
                              "this is a bug"]
     alice.send("PING :still")
     assert alice.lines() == [":chatd PONG chatd :still"]
+
+
+def test_lusers_and_motd_commands(chat, irc):
+    chat.service.motd = ("Hello.",)
+    alice = irc.client("alice")
+    chat.line("bob")
+    alice.send("LUSERS", "MOTD")
+    assert alice.lines() == [
+        ":chatd 251 alice :There are 2 users and 0 invisible on 1 servers",
+        ":chatd 252 alice 0 :operator(s) online", ":chatd 254 alice 0 :channels formed",
+        ":chatd 255 alice :I have 2 clients and 0 servers",
+        ":chatd 375 alice :- chatd Message of the day - ", ":chatd 372 alice :- Hello.",
+        ":chatd 376 alice :End of /MOTD command."]
+
+
+def test_kill_and_wallops_are_for_server_operators_481(chat, irc):
+    chat.service.reconfigure(operators=["root"])
+    root = chat.line("root")
+    root.send("/register correct horse battery", "/quit")
+    alice = irc.client("alice")
+    alice.send("KILL root :bye", "WALLOPS :hello")
+    lines = alice.lines()
+    assert len(lines) == 2 and all(line.startswith(":chatd 481 alice :") for line in lines)
+    op = irc.client()
+    op.send("PASS :correct horse battery", "NICK root", "USER r 0 * :R")
+    assert op.lines()[1].startswith(":chatd 001 root ")
+    op.send("WALLOPS :maintenance at noon", "KILL alice :enough")
+    assert alice.lines() == [":chatd NOTICE alice :[server notice from root] maintenance at noon",
+                             "ERROR :Closing link: killed by root: enough"]

@@ -411,6 +411,19 @@ def userhost(conn, params) -> None:
     conn.reply(rpl.RPL_USERHOST, " ".join(out))
 
 
+def kill(conn, params) -> None:
+    """Server operators (accounts named by --operators): disconnect someone."""
+    if _need(conn, params, 1, "KILL"):
+        conn.ask(Ask("KILL", params[0]), {"type": "kill", "nick": params[0],
+                                           "reason": params[1] if len(params) > 1 else ""})
+
+
+def wallops(conn, params) -> None:
+    """Server operators: a notice to everyone connected (chatd's /wall)."""
+    if _need(conn, params, 1, "WALLOPS"):
+        conn.ask(Ask("WALLOPS"), {"type": "wall", "text": params[0]})
+
+
 def lusers(conn, params) -> None:
     conn.lusers()
 
@@ -451,5 +464,6 @@ COMMANDS = {
     "NAMES": names,
     "TOPIC": topic, "LIST": list_, "KICK": kick, "INVITE": invite, "MODE": mode,
     "WHO": who, "WHOIS": whois, "AWAY": away, "ISON": ison, "USERHOST": userhost,
-    "LUSERS": lusers, "MOTD": motd, "CHATHISTORY": chathistory,
+    "LUSERS": lusers, "MOTD": motd, "CHATHISTORY": chathistory, "KILL": kill,
+    "WALLOPS": wallops,
 }
