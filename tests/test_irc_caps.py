@@ -229,3 +229,23 @@ def test_irc_deliveries_and_messages_count_as_the_irc_front_end():
     delivered_irc = value("chatd_messages_delivered_total", "irc")
     telnet.send("hello")
     assert value("chatd_messages_delivered_total", "irc") == delivered_irc + 2
+
+
+def test_sasl_too_long_905_and_bad_cap_subcommand_410(irc):
+    client = irc.client()
+    client.send("CAP REQ :sasl", "CAP FROB")
+    assert client.lines()[1:] == [":chatd 410 * FROB :Invalid CAP command"]
+    client.send("AUTHENTICATE PLAIN")
+    client.raw()
+    for _ in range(5):
+        client.send("AUTHENTICATE " + "A" * 400)
+    assert client.lines() == [":chatd 905 * :SASL message too long"]
+
+
+def test_whois_says_who_is_logged_in_330(chat, irc):
+    registered_account(chat)
+    alice = irc.client()
+    alice.send(f"PASS :{PASSWORD}", "NICK alice", "USER a 0 * :A")
+    bob = irc.client("bob")
+    bob.send("WHOIS alice")
+    assert ":chatd 330 bob alice alice :is logged in as" in bob.lines()
