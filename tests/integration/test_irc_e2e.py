@@ -6,6 +6,7 @@ seen across front ends, QUIT."""
 import re
 
 import pytest
+import websocket
 
 from .irc_clients import IrcClient, IrcWSClient
 
@@ -265,3 +266,31 @@ def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
     assert {op for op, _ in web.frames} == {opcode}
     web.send("QUIT :done")
     web.expect("ERROR")
+
+
+def test_irc_connections_count_against_the_same_per_address_limit(start_daemon):
+    d = start_daemon("--irc", "tcp:0:interface=127.0.0.1", "--max-per-ip", "3")
+    d.line().login("tel")
+    tcp = irc(d)
+    tcp.register("tcpirc")
+    web = ircws(d)
+    web.register("webirc")
+    # A fourth from the same address, on either IRC front end, is refused.
+    extra = irc(d)
+    refused = extra.expect_closed()
+    assert [m.command for m in refused] == ["ERROR"]
+    assert "too many connections from your address" in refused[0].text
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ircws(d)
+    assert e.value.status_code == 503
+    # One leaves: IRC over WebSocket gets the place (once the server has let go of it).
+    tcp.quit()
+    again = d.wait_for(lambda: _connected_ws(d), "a free place for IRC over WebSocket")
+    again.register("webirc2")
+
+
+def _connected_ws(daemon):
+    try:
+        return ircws(daemon)
+    except websocket.WebSocketBadStatusException:
+        return None
