@@ -122,7 +122,8 @@ def test_topic_query_set_and_331_332_333(chat, irc):
                            f":chatd 333 bob #tea alice {int(chat.clock.seconds())}"]
     carol = irc.client("carol")
     carol.send("JOIN #tea")
-    assert carol.lines()[1] == ":chatd 332 carol #tea :Earl Grey only"
+    assert carol.lines()[1:3] == [":chatd 332 carol #tea :Earl Grey only",
+                                  f":chatd 333 carol #tea alice {int(chat.clock.seconds())}"]
 
 
 def test_privmsg_and_notice_across_front_ends(chat, irc):
@@ -248,6 +249,10 @@ def test_away_notify_tells_room_mates_on_every_front_end(chat, irc):
     assert bob.lines() == [":dave!dave@chatd AWAY :gone"]
     alice.send("AWAY")
     assert bob.lines() == [":alice!alice@chatd AWAY"]
+    frank = irc.client("frank")
+    frank.send("AWAY :not here", "JOIN #tea")
+    assert bob.lines() == [":frank!frank@chatd JOIN #tea", ":frank!frank@chatd AWAY :not here"]
+    assert carol.lines() == [":frank!frank@chatd JOIN #tea"]
 
 
 def test_what_the_room_says_during_a_join_comes_after_join_and_names(chat, irc, monkeypatch):

@@ -34,7 +34,11 @@ class IrcServer:
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                      time.gmtime(service.clock.seconds()))
         self.formats = Formats(self.name, framer, self.account_of,
-                               getattr(service, "metrics", None))
+                               getattr(service, "metrics", None), self.away_of)
+
+    def away_of(self, nick: str) -> str | None:
+        holder = self.service.nicks.get(nick.lower())
+        return holder.away if holder is not None else None
 
     def account_of(self, nick: str) -> str | None:
         holder = self.service.nicks.get(nick.lower())

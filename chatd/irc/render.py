@@ -124,7 +124,12 @@ def _private(f: IrcFormat, e: ev.Private) -> bytes:
 
 
 def _join(f, e: ev.Join) -> bytes:
-    return f.frame([line("JOIN", e.room, source=mask(e.nick), tags=f.tags(e.ts, nick=e.nick))])
+    lines = [line("JOIN", e.room, source=mask(e.nick), tags=f.tags(e.ts, nick=e.nick))]
+    if f.away:
+        away = f.formats.away_of(e.nick)
+        if away:  # away-notify: say at once that the newcomer is away
+            lines.append(line("AWAY", away, source=mask(e.nick), trail=True))
+    return f.frame(lines)
 
 
 def _part(f, e: ev.Part) -> bytes:
@@ -225,10 +230,12 @@ RENDERERS = {
 class Formats:
     """The formats of one listener (one server name, one framing), one per variant."""
 
-    def __init__(self, server_name: str, framer=crlf, account_of=None, metrics=None):
+    def __init__(self, server_name: str, framer=crlf, account_of=None, metrics=None,
+                 away_of=None):
         self.server_name = server_name
         self.framer = framer
         self.account_of = account_of or (lambda nick: None)
+        self.away_of = away_of or (lambda nick: None)
         self.metrics = metrics  # chatd.metrics: each variant counts as the irc front end
         self._cache = {}
 

@@ -92,6 +92,10 @@ def _login(conn, ask, data) -> None:
 def _join(conn, ask, data) -> None:
     if data.topic:
         conn.reply(rpl.RPL_TOPIC, data.room, data.topic)
+        state = conn.service.room_states.get(data.room.lower())
+        if state is not None and state.topic_by:
+            conn.reply(rpl.RPL_TOPICWHOTIME, data.room, state.topic_by,
+                       str(int(state.topic_ts or 0)), trail=False)
     names(conn, data.room)
     conn.flush_history(data.room)
 
