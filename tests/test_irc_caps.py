@@ -249,3 +249,18 @@ def test_whois_says_who_is_logged_in_330(chat, irc):
     bob = irc.client("bob")
     bob.send("WHOIS alice")
     assert ":chatd 330 bob alice alice :is logged in as" in bob.lines()
+
+
+def test_output_held_before_the_welcome_is_capped_like_the_send_queue(make_chat):
+    chat = make_chat(send_queue=2048)
+    registered_account(chat)
+    irc = IrcChat(chat)
+    lurker = irc.client()
+    lurker.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN",
+                "AUTHENTICATE " + base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode())
+    assert lurker.session.nick == "alice"  # logged in, but never ends registration
+    bob = chat.line("bob")
+    for i in range(30):
+        bob.send(f"/msg alice {'x' * 100} {i}")
+        chat.clock.advance(1)
+    assert lurker.session is None or not lurker.session.attached

@@ -65,8 +65,9 @@ class IrcConnection:
         self.registered = False
         self.sasl = None  # None, or the PLAIN payload being received
         self.held = []  # output before the welcome
+        self.held_bytes = 0
         # Where a broadcast goes: held until the welcome, then the queue's own write.
-        self.out_write = self.held.append
+        self.out_write = self.hold
         self.early_notices = []  # notices before the welcome: the MOTD
         self.history = {}  # room key -> history events waiting for their answer
         self.joins = 0  # JOINs asked and not yet answered
@@ -121,7 +122,17 @@ class IrcConnection:
         elif self.registered:
             self.sink.out.write_counted(payload)
         else:
-            self.held.append(payload)
+            self.hold(payload)
+
+    def hold(self, data: bytes) -> None:
+        """Keep output for after the welcome, within the send-queue cap (a client
+        that logs in with SASL and never ends registration could be sent a lot)."""
+        self.held.append(data)
+        self.held_bytes += len(data)
+        session = self.session
+        if self.held_bytes > self.service.limits.send_queue and session is not None:
+            self.held = []
+            self.service.drop(session, "send queue exceeded")
 
     def send(self, *lines) -> None:
         if lines:
@@ -129,7 +140,7 @@ class IrcConnection:
             if self.registered:
                 self.sink.out.write_counted(data)
             else:
-                self.held.append(data)
+                self.hold(data)
 
     def send_now(self, *lines) -> None:
         """Before the welcome too (CAP, SASL, registration errors)."""
@@ -274,6 +285,7 @@ class IrcConnection:
         self.lusers()
         self.motd(self.early_notices)
         held, self.held = self.held, []
+        self.held_bytes = 0
         for data in held:
             self.sink.out.write_counted(data)
 
@@ -281,7 +293,7 @@ class IrcConnection:
         service = self.service
         users = len(service.sessions)
         self.reply(rpl.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
-        self.reply(rpl.RPL_LUSEROP, str(len(service.operators)), "operator(s) online")
+        self.reply(rpl.RPL_LUSEROP, str(len(service.operators)), "server operator accounts")
         self.reply(rpl.RPL_LUSERCHANNELS, str(len(service.rooms)), "channels formed")
         self.reply(rpl.RPL_LUSERME, f"I have {users} clients and 0 servers")
 
