@@ -264,3 +264,9 @@ def test_output_held_before_the_welcome_is_capped_like_the_send_queue(make_chat)
         bob.send(f"/msg alice {'x' * 100} {i}")
         chat.clock.advance(1)
     assert lurker.session is None or not lurker.session.attached
+
+
+def test_cap_replies_always_use_a_trailing_parameter(irc):
+    client = irc.client()
+    client.send("CAP REQ server-time", "CAP LIST")
+    assert client.lines() == [":chatd CAP * ACK :server-time", ":chatd CAP * LIST :server-time"]

@@ -56,12 +56,12 @@ def cap(conn, params) -> None:
     me = conn.me
     if sub == "LS":
         for caps in conn.caps.ls(params[1] if len(params) > 1 else None):
-            conn.send_now(line("CAP", me, "LS", caps, source=srv))
+            conn.send_now(line("CAP", me, "LS", caps, source=srv, trail=True))
     elif sub == "LIST":
-        conn.send_now(line("CAP", me, "LIST", conn.caps.listing(), source=srv))
+        conn.send_now(line("CAP", me, "LIST", conn.caps.listing(), source=srv, trail=True))
     elif sub == "REQ":
         acked, names = conn.caps.req(params[1] if len(params) > 1 else "")
-        conn.send_now(line("CAP", me, "ACK" if acked else "NAK", names, source=srv))
+        conn.send_now(line("CAP", me, "ACK" if acked else "NAK", names, source=srv, trail=True))
         if acked:
             conn.caps_changed()
     elif sub == "END":
