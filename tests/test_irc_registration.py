@@ -231,3 +231,32 @@ def test_kill_and_wallops_are_for_server_operators_481(chat, irc):
     op.send("WALLOPS :maintenance at noon", "KILL alice :enough")
     assert alice.lines() == [":chatd NOTICE alice :[server notice from root] maintenance at noon",
                              "ERROR :Closing link: killed by root: enough"]
+
+
+def test_irc_connections_count_against_the_same_limits_as_line_users(make_chat):
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from chatd.admission import Admission, AdmissionFactory, line_refusal
+    from chatd.protocols.irc import IrcFactory
+    from chatd.protocols.line import LineFactory
+
+    chat = make_chat(max_per_ip=2)
+    lim = chat.service.limits
+    admission = Admission(lim.max_connections, lim.max_per_ip, 64)
+    line = AdmissionFactory(LineFactory(chat.service, chat.dispatcher), admission,
+                            line_refusal, chat.clock)
+    irc = AdmissionFactory(IrcFactory(chat.service, chat.dispatcher), admission,
+                           irc_refusal, chat.clock)
+
+    def connect(factory):
+        proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.7", 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 40000))
+        proto.makeConnection(transport)
+        return proto, transport
+    connect(line)
+    connect(irc)
+    _, late = connect(irc)
+    assert late.value() == b"ERROR :Closing link: too many connections from your address\r\n"
+    assert late.disconnecting
+    assert admission.connections == 2
