@@ -87,9 +87,9 @@ def user(conn, params) -> None:
     if conn.registered or conn.user is not None:
         return conn.send_now(conn.numeric(rpl.ERR_ALREADYREGISTERED,
                                           "You may not reregister"))
-    if not _need(conn, params, 4, "USER"):
-        return
-    conn.user = (params[0], params[3])
+    if len(params) < 4 or not params[0]:  # an empty realname is allowed
+        return _need(conn, (), 1, "USER")
+    conn.user = (params[0], params[3] or params[0])
     conn.try_register()
 
 
