@@ -279,3 +279,17 @@ def test_what_the_room_says_during_a_join_comes_after_join_and_names(chat, irc, 
                              ":bob!bob@chatd PRIVMSG #tea :during"]
     alice.send("JOIN #tea")  # already there: nothing, as on IRC servers
     assert alice.lines() == []
+
+
+def test_history_unavailable_notice_comes_after_the_join(chat, irc, monkeypatch):
+    from twisted.internet.defer import fail
+
+    from chatd.store import StoreUnavailable
+    alice = irc.client("alice")
+    monkeypatch.setattr(chat.service.store, "history",
+                        lambda *a, **kw: fail(StoreUnavailable("down")))
+    alice.send("JOIN #tea")
+    assert alice.lines() == [":alice!alice@chatd JOIN #tea", ":chatd 353 alice = #tea :@alice",
+                             ":chatd 366 alice #tea :End of /NAMES list.",
+                             ":chatd NOTICE alice :history is unavailable right now "
+                             "(the store is down)"]

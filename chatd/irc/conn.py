@@ -236,10 +236,13 @@ class IrcConnection:
         elif kind is Message:  # history
             self.history.setdefault(event.room.lower(), []).append(event)
         elif kind is Notice:
-            if self.registered:
-                self.notice(event.text)
-            else:
+            if not self.registered:
                 self.early_notices.append(event.text)
+            elif self.joins:  # "history is unavailable": after the JOIN it is about
+                self.after_join.append(self.frame(
+                    [line("NOTICE", self.me, event.text, source=self.server.name, trail=True)]))
+            else:
+                self.notice(event.text)
         elif kind is Invite:
             self.send(line("INVITE", self.me, event.room, source=mask(event.by)))
         elif kind is Hello:
