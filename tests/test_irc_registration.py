@@ -260,3 +260,12 @@ def test_irc_connections_count_against_the_same_limits_as_line_users(make_chat):
     assert late.value() == b"ERROR :Closing link: too many connections from your address\r\n"
     assert late.disconnecting
     assert admission.connections == 2
+
+
+def test_replies_echoing_long_input_keep_within_512_bytes(irc):
+    alice = irc.client("alice")
+    alice.send("JOIN #" + "a" * 490, "PRIVMSG " + "b" * 490 + " :x")
+    lines = alice.lines()
+    assert [line.split()[1] for line in lines] == ["403", "401"]
+    assert all(len(line.encode()) + 2 <= 512 for line in lines)
+    assert lines[1].startswith(":chatd 401 alice " + "b" * 64 + " :")

@@ -22,6 +22,10 @@ from chatd.irc.message import MAX_LINE, MAX_TAGS, ParseError, line, parse
 from chatd.irc.render import Authored, Formats, crlf, describe, mask, server_time
 from chatd.irc.replies import Ask
 
+# The longest parameter a reply echoes back (a nick or room is at most --max-nick or
+# --max-room; anything longer is the client's mistake, shown clipped).
+MAX_ECHO = 64
+
 
 class IrcServer:
     """What every connection of one IRC listener shares."""
@@ -147,7 +151,17 @@ class IrcConnection:
         self.sink.out.write_counted(self.frame(lines))
 
     def numeric(self, code: str, *params, trail: bool = True) -> str:
-        return line(code, self.me, *params, source=self.server.name, trail=trail)
+        """A numeric reply; a parameter echoing the client's input is clipped so
+        that the line keeps within 512 bytes."""
+        if params:
+            *middle, last = params
+            middle = [p if len(p) <= MAX_ECHO else p[:MAX_ECHO] for p in map(str, middle)]
+            params = (*middle, last)
+        text = line(code, self.me, *params, source=self.server.name, trail=trail)
+        data = text.encode("utf-8")
+        if len(data) > MAX_LINE - 2:
+            text = data[:MAX_LINE - 2].decode("utf-8", "ignore")
+        return text
 
     def reply(self, code: str, *params, trail: bool = True) -> None:
         self.send(self.numeric(code, *params, trail=trail))

@@ -52,6 +52,8 @@ def _error(conn, err, ask) -> None:
         return
     if command == "PRIVMSG" and code == "not_in_room":
         numeric, named = rpl.ERR_CANNOTSENDTOCHAN, True
+    elif command == "PRIVMSG" and code in ("invalid_nick", "invalid_room"):
+        numeric, named = rpl.ERR_NOSUCHNICK, True  # no such nick/channel
     elif command == "KICK" and code == "no_such_nick":
         conn.reply(rpl.ERR_USERNOTINCHANNEL, ask.arg, target, err.message)
         return
