@@ -92,11 +92,12 @@ def test_operator_commands_need_operator_482_and_kick_target_441(irc):
 def test_channel_mode_query_324(irc):
     alice = irc.client("alice", "#tea")
     alice.send("MODE #tea")
-    assert alice.lines() == [":chatd 324 alice #tea +"]
+    assert alice.lines() == [":chatd 324 alice #tea +", ":chatd 329 alice #tea 1700000000"]
     alice.send("MODE #tea +ik sesame")
     alice.raw()
     alice.send("MODE #tea", "MODE #nosuch")
     assert alice.lines() == [":chatd 324 alice #tea +ik sesame",
+                             ":chatd 329 alice #tea 1700000000",
                              ":chatd 403 alice #nosuch :No such channel"]
 
 

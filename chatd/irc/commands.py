@@ -320,6 +320,8 @@ def _channel_modes(conn, target: str) -> None:
         modes += "k"
         params.append(state.password if key in conn.session.rooms else "*")
     conn.reply(rpl.RPL_CHANNELMODEIS, target, modes, *params, trail=False)
+    if state is not None and state.created:
+        conn.reply(rpl.RPL_CREATIONTIME, target, str(int(state.created)), trail=False)
 
 
 def _ban_list(conn, target: str) -> None:
