@@ -619,13 +619,12 @@ class ChatService(Service):
         """Mark the session away (``text``) or back (empty or None); everyone sharing
         a room with it is told (an IRC client with away-notify shows it)."""
         self._require_nick(session)
-        text = clean_reason(text)
-        if (text or None) == session.away:
-            return succeed(acks.AwayAck(bool(text), text or None))
-        session.away = text or None
-        self.bus.publish_rooms(list(session.rooms), Away(session.nick, text,
-                                                         self.clock.seconds()))
-        return succeed(acks.AwayAck(bool(text), text or None))
+        text = clean_reason(text) or None
+        if text != session.away:
+            session.away = text
+            self.bus.publish_rooms(list(session.rooms), Away(session.nick, text or "",
+                                                             self.clock.seconds()))
+        return succeed(acks.AwayAck(text is not None, text))
 
     # -- moderation: the caller must be in the room -------------------------------
     def topic(self, session, room_name, text=None):
