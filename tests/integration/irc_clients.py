@@ -7,6 +7,7 @@ answered at once and never returned.  Both keep every raw line in ``seen``.
 """
 
 import base64
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -146,7 +147,14 @@ class _IrcSession:
 
 
 class IrcClient(_IrcSession, LineClient):
-    """An IRC client on a raw socket (CRLF lines)."""
+    """An IRC client on a raw socket (CRLF lines); over TLS with ``tls_ca`` (the
+    CA file that must have signed the server's certificate for 127.0.0.1)."""
+
+    def __init__(self, port: int, *, tls_ca=None, **kw):
+        super().__init__(port, **kw)
+        if tls_ca is not None:
+            ctx = ssl.create_default_context(cafile=str(tls_ca))
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="127.0.0.1")
 
     def read(self, timeout: float | None = None) -> Irc:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -167,9 +175,13 @@ class IrcWSClient(_IrcSession, _Expecting):
 
     def __init__(self, port: int, *, path: str = "/irc",
                  subprotocols=("text.ircv3.net",), timeout: float = DEFAULT_TIMEOUT,
-                 **options):
+                 tls_ca=None, **options):
+        scheme = "ws"
+        if tls_ca is not None:
+            scheme = "wss"
+            options["sslopt"] = {"ca_certs": str(tls_ca)}
         self.ws = websocket.create_connection(
-            f"ws://127.0.0.1:{port}{path}", timeout=timeout,
+            f"{scheme}://127.0.0.1:{port}{path}", timeout=timeout,
             subprotocols=list(subprotocols) if subprotocols else None, **options)
         self.subprotocol = self.ws.getsubprotocol()
         self.binary = self.subprotocol == "binary.ircv3.net"
