@@ -56,11 +56,26 @@ def ircws(make_chat):
     txaio.config.loop = old_loop
 
 
+class HttpChannelStandIn:
+    """Registered as the transport's producer, as twisted.web's HTTP channel is
+    before an upgrade (a refused handshake unregisters it)."""
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
 def handshake(factory, headers: bytes) -> bytes:
     proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.3", 50001))
     transport = StringTransportWithDisconnection(peerAddress=IPv4Address("TCP", "10.0.0.3",
                                                                          50001))
     transport.protocol = proto
+    transport.registerProducer(HttpChannelStandIn(), True)
     proto.makeConnection(transport)
     proto.dataReceived(HANDSHAKE[:-2] + headers + b"\r\n")
     return transport.value()
@@ -253,3 +268,22 @@ def test_a_page_from_another_origin_is_refused_as_on_ws(ircws):
     same_site = handshake(factory, protocols_header("text.ircv3.net")
                           + b"Origin: http://localhost:8080\r\n")
     assert same_site.startswith(b"HTTP/1.1 101 ")
+
+
+def test_a_web_irc_client_that_does_not_read_is_dropped_others_keep_receiving(ircws):
+    from chatd.outbuf import GRACE
+    chat, factory, connect = ircws(send_queue=1000, burst=1000, rate=1000.0)
+    client = connect()
+    client.register("slow")
+    client.say("JOIN #r")
+    client.lines()
+    fast = chat.line("fast", "#r")
+    talker = chat.line("talker", "#r")
+    fast.raw()
+    client.proto.out.pauseProducing()
+    talker.send(*[f"message {i}" for i in range(100)])
+    chat.clock.advance(GRACE)  # over the cap and still not reading: dropped
+    assert client.transport.disconnected
+    lines = fast.lines()
+    assert len([x for x in lines if x.startswith("[#r]")]) == 100
+    assert "* slow quit (send queue exceeded)" in lines

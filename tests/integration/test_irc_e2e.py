@@ -241,6 +241,17 @@ def test_a_long_message_reaches_irc_split_on_character_boundaries(daemon):
 
 
 # -- IRC over WebSocket, with a real WebSocket client -----------------------------------
+def test_irc_over_websocket_refuses_a_client_with_only_other_subprotocols(daemon):
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ircws(daemon, subprotocols=("chat.example",))
+    assert e.value.status_code == 400
+    # No subprotocol at all: text frames.
+    plain = ircws(daemon, subprotocols=())
+    assert plain.subprotocol is None
+    plain.register("nosub")
+    assert {op for op, _ in plain.frames} == {0x1}
+
+
 @pytest.mark.parametrize("subprotocol", ["text.ircv3.net", "binary.ircv3.net"])
 def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
     tag = subprotocol[0]
