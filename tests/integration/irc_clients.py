@@ -165,6 +165,8 @@ class IrcClient(_IrcSession, LineClient):
             self.seen.append(msg)
             if msg.command == "PING":
                 self.pings += 1
+                if not self.auto_pong:
+                    return msg
                 self.send("PONG" + (f" :{msg.text}" if msg.params else ""))
                 continue
             return msg
