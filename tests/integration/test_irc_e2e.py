@@ -214,6 +214,41 @@ def test_chathistory_batch_with_server_time_or_plain_lines(daemon):
     assert not [m for m in plain.seen if m.command == "BATCH"]
 
 
+def test_chathistory_command_pages_back_by_msgid(daemon):
+    tia = daemon.line().login("tia", "#pages")
+    for i in range(6):
+        tia.send(f"page line {i}")
+        tia.expect(f"<tia> page line {i}")
+    hal = irc(daemon)
+    hal.register("hal", caps=("batch", "server-time", "message-tags", "draft/chathistory"))
+    hal.join("#pages")  # the JOIN's scrollback batch
+    hal.sync()
+    hal.drain()
+
+    hal.send("CHATHISTORY LATEST #pages * 2")
+    latest = _history_batch(hal)
+    assert [m.text for m in latest] == ["page line 4", "page line 5"]
+    oldest = latest[0].tags["msgid"]
+    hal.send(f"CHATHISTORY BEFORE #pages msgid={oldest} 3")
+    earlier = _history_batch(hal)
+    assert [m.text for m in earlier] == ["page line 1", "page line 2", "page line 3"]
+    assert all(TIME_TAG.match(m.tags["time"]) for m in earlier + latest)
+
+
+def _history_batch(client) -> list:
+    """The PRIVMSGs of the next chathistory batch, in order."""
+    start = client.expect(lambda m: m.command == "BATCH" and m.params[0].startswith("+"))
+    ref = start.params[0][1:]
+    assert start.params[1].endswith("chathistory"), start.raw
+    lines = []
+    while True:
+        m = client.expect(lambda m: m.tags.get("batch") == ref or m.command == "BATCH")
+        if m.command == "BATCH":
+            assert m.params[0] == f"-{ref}", m.raw
+            return lines
+        lines.append(m)
+
+
 def test_quit_sends_error_before_closing_and_others_see_it(daemon):
     qui = irc(daemon)
     qui.register("qui")
@@ -277,6 +312,18 @@ def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
     assert {op for op, _ in web.frames} == {opcode}
     web.send("QUIT :done")
     web.expect("ERROR")
+
+
+def test_irc_over_websocket_logs_in_with_sasl(daemon):
+    owner = daemon.line().login("webowner")
+    owner.send("/register webowner-pass")
+    owner.expect("is now registered to you")
+    owner.send("/quit")
+    owner.expect_closed()
+    web = ircws(daemon)
+    web.register("webowner", caps=("account-tag",), sasl=("webowner", "webowner-pass"))
+    assert web.nick == "webowner"
+    assert any(m.command == "900" for m in web.seen)
 
 
 def test_irc_connections_count_against_the_same_per_address_limit(start_daemon):
