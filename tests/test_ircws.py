@@ -239,7 +239,7 @@ def test_invalid_utf8_is_explained_before_the_close(ircws):
     client.send_frame(b"PRIVMSG #x :caf\xe9", TEXT)
     frames = client.frames()
     texts = [payload.decode() for op, payload in frames if op == TEXT]
-    assert any("invalid_utf8" in t for t in texts), texts
+    assert any(t.startswith(":chatd NOTICE alice :") and "invalid_utf8" in t for t in texts), texts
     assert texts[-1].startswith("ERROR :Closing link: invalid UTF-8")
     assert frames[-1][0] == CLOSE and close_code(frames[-1][1]) == 1000
 
