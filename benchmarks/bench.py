@@ -5,7 +5,8 @@ It is not part of the installed package.
 
 It starts each server itself (pinned to one core with ``taskset``; the
 generator pins itself to another), or drives one already running
-(``--connect`` + ``--pid``), over the line protocol or WebSocket:
+(``--connect`` + ``--pid``), over the line protocol, WebSocket or IRC
+(``benchmarks/irc_bench.py``: ``chatd-irc`` against ngircd):
 
 * ``fanout``: N clients join one room, S of them send M messages each,
   unthrottled or at a total ``--rate``; every message carries its send time.
