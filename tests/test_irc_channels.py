@@ -197,8 +197,9 @@ def test_who_whois_list_ison_userhost(chat, irc):
     alice.raw()
     alice.send("WHO #tea")
     assert alice.lines() == [
-        ":chatd 352 alice #tea alice alice chatd chatd alice H@ :0 Alice Example",
-        ":chatd 352 alice #tea bob bob chatd chatd bob H :0 Bob Example",
+        # RFC 2812: <channel> <user> <host> <server> <nick> <H|G>[*][@] :<hopcount> <realname>
+        ":chatd 352 alice #tea alice chatd chatd alice H@ :0 Alice Example",
+        ":chatd 352 alice #tea bob chatd chatd bob H :0 Bob Example",
                              ":chatd 315 alice #tea :End of /WHO list."]
     alice.send("WHOIS bob")
     assert alice.lines() == [":chatd 311 alice bob bob chatd * :Bob Example",
@@ -226,7 +227,7 @@ def test_away_305_306_and_301_in_whois(irc):
     lines = bob.lines()
     assert ":chatd 301 bob alice :at lunch" in lines
     assert ":chatd 302 bob :alice=-alice@chatd" in lines
-    assert ":chatd 352 bob * alice alice chatd chatd alice G :0 Alice Example" in lines
+    assert ":chatd 352 bob * alice chatd chatd alice G :0 Alice Example" in lines
     alice.send("AWAY")
     assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
 
@@ -294,3 +295,19 @@ def test_history_unavailable_notice_comes_after_the_join(chat, irc, monkeypatch)
                              ":chatd 366 alice #tea :End of /NAMES list.",
                              ":chatd NOTICE alice :history is unavailable right now "
                              "(the store is down)"]
+
+
+def test_who_and_whois_mark_a_server_operator(chat, irc):
+    chat.service.reconfigure(operators=["root"])
+    chat.line("root").send("/register correct horse battery", "/quit")
+    op = irc.client()
+    op.send("PASS :correct horse battery", "NICK root", "USER r 0 * :Root Example", "JOIN #ops")
+    alice = irc.client("alice", "#ops")
+    alice.send("WHO #ops", "WHOIS root")
+    lines = alice.lines()
+    # H, then * (server operator), then @ (room operator), as RFC 2812 orders them.
+    assert lines[:3] == [":chatd 352 alice #ops root chatd chatd root H*@ :0 Root Example",
+                         ":chatd 352 alice #ops alice chatd chatd alice H :0 Alice Example",
+                         ":chatd 315 alice #ops :End of /WHO list."]
+    assert ":chatd 313 alice root :is a server operator" in lines
+    assert ":chatd 330 alice root root :is logged in as" in lines

@@ -12,7 +12,8 @@ from chatd.errors import ChatError
 from chatd.irc import numerics as rpl
 from chatd.irc.caps import SaslError, sasl_plain
 from chatd.irc.message import line
-from chatd.irc.replies import Ask, realname
+from chatd.irc.render import USER_HOST
+from chatd.irc.replies import Ask, realname, who_reply
 from chatd.store import MAX_PAGE
 
 # mIRC colours, bold, italics, underline, reverse, monospace, strike, reset:
@@ -348,8 +349,7 @@ def who(conn, params) -> None:
         return
     holder = _holder(conn, target)
     if holder is not None:
-        conn.reply(rpl.RPL_WHOREPLY, "*", holder.nick, holder.nick, "chatd", conn.server.name,
-                   holder.nick, "G" if _away(holder) else "H", f"0 {realname(holder)}")
+        who_reply(conn, "*", holder)
     conn.reply(rpl.RPL_ENDOFWHO, target, "End of /WHO list.")
 
 
@@ -368,7 +368,7 @@ def whois(conn, params) -> None:
         return
     service = conn.service
     n = holder.nick
-    conn.reply(rpl.RPL_WHOISUSER, n, n, "chatd", "*", realname(holder))
+    conn.reply(rpl.RPL_WHOISUSER, n, n, USER_HOST, "*", realname(holder))
     rooms = []
     for room in holder.rooms.values():
         state = service.room_states.get(room.key)
@@ -379,6 +379,8 @@ def whois(conn, params) -> None:
     if rooms:
         conn.reply(rpl.RPL_WHOISCHANNELS, n, " ".join(rooms))
     conn.reply(rpl.RPL_WHOISSERVER, n, conn.server.name, "chatd")
+    if service.ops.is_operator(holder):
+        conn.reply(rpl.RPL_WHOISOPERATOR, n, "is a server operator")
     away = _away(holder)
     if away:
         conn.reply(rpl.RPL_AWAY, n, away)
@@ -409,7 +411,7 @@ def userhost(conn, params) -> None:
         holder = _holder(conn, word)
         if holder is not None:
             sign = "-" if _away(holder) else "+"
-            out.append(f"{holder.nick}={sign}{holder.nick}@chatd")
+            out.append(f"{holder.nick}={sign}{holder.nick}@{USER_HOST}")
     conn.reply(rpl.RPL_USERHOST, " ".join(out))
 
 

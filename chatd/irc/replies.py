@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from chatd.irc import numerics as rpl
 from chatd.irc.message import line
-from chatd.irc.render import mask
+from chatd.irc.render import USER_HOST, mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +124,25 @@ def _who(conn, ask, data) -> None:
     if ask.command == "NAMES":
         names(conn, data.room, data.nicks)
         return
-    service = conn.service
-    room = service.rooms.get(data.room.lower())
+    room = conn.service.rooms.get(data.room.lower())
     for nick in data.nicks:
         member = room.members.get(nick.lower()) if room is not None else None
-        if member is None:
-            continue
-        flags = ("G" if member.away else "H") + ("@" if service.mod.is_op(member, room) else "")
-        conn.reply(rpl.RPL_WHOREPLY, data.room, nick, nick, "chatd", conn.server.name, nick,
-                   flags, f"0 {realname(member)}")
+        if member is not None:
+            who_reply(conn, data.room, member, room)
     conn.reply(rpl.RPL_ENDOFWHO, ask.target, "End of /WHO list.")
+
+
+def who_reply(conn, channel: str, member, room=None) -> None:
+    """352 as RFC 2812 has it: <channel> <user> <host> <server> <nick> <H|G>[*][@]
+    :<hopcount> <realname> (``*``: a server operator; ``@``: a room operator)."""
+    service = conn.service
+    flags = "G" if member.away else "H"
+    if service.ops.is_operator(member):
+        flags += "*"
+    if room is not None and service.mod.is_op(member, room):
+        flags += "@"
+    conn.reply(rpl.RPL_WHOREPLY, channel, member.nick, USER_HOST, conn.server.name,
+               member.nick, flags, f"0 {realname(member)}")
 
 
 def realname(session) -> str:
