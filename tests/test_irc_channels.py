@@ -104,9 +104,23 @@ def test_channel_mode_query_324(irc):
 def test_user_modes_221_501_502(irc):
     alice = irc.client("alice")
     irc.client("bob")
-    alice.send("MODE alice", "MODE alice +i", "MODE alice +Z", "MODE bob")
+    alice.send("MODE alice", "MODE alice +Z", "MODE bob", "MODE nobody +i")
     assert alice.lines() == [":chatd 221 alice :+", ":chatd 501 alice :Unknown MODE flag",
-                             ":chatd 502 alice :Cant change mode for other users"]
+                             ":chatd 502 alice :Cant change mode for other users",
+                             ":chatd 401 alice nobody :No such nick/channel"]
+
+
+def test_own_user_modes_are_answered_as_irssi_expects_on_connect(irc):
+    alice = irc.client("alice")
+    alice.send("MODE alice +i")  # what irssi sends after the welcome
+    assert alice.lines() == [":alice MODE alice :+i"]
+    alice.send("MODE alice +i")  # no change, no line
+    assert alice.lines() == []
+    alice.send("MODE Alice +wZ", "MODE alice")
+    assert alice.lines() == [":alice MODE alice :+w", ":chatd 501 alice :Unknown MODE flag",
+                             ":chatd 221 alice :+iw"]
+    alice.send("MODE alice -i+o", "MODE alice")  # +o: ignored, as servers do
+    assert alice.lines() == [":alice MODE alice :-i", ":chatd 221 alice :+w"]
 
 
 def test_topic_query_set_and_331_332_333(chat, irc):

@@ -288,13 +288,21 @@ def mode(conn, params) -> None:
 
 
 def _user_mode(conn, params) -> None:
-    if params[0].lower() != conn.me.lower():
+    """As the modern client protocol has it: 221 for a query; a change applies the
+    modes chatd has (``i``, ``w``: recorded and shown, they change nothing else) and
+    says so in a MODE line, 501 for the rest; 401 or 502 for somebody else."""
+    target = params[0]
+    if target.lower() != conn.me.lower():
+        if _holder(conn, target) is None:
+            return conn.reply(rpl.ERR_NOSUCHNICK, target, "No such nick/channel")
         return conn.reply(rpl.ERR_USERSDONTMATCH, "Cant change mode for other users")
-    if len(params) == 1:
-        return conn.reply(rpl.RPL_UMODEIS, "+")
-    if params[1].strip("+-iw"):
+    if len(params) == 1 or not params[1]:
+        return conn.reply(rpl.RPL_UMODEIS, "+" + "".join(sorted(conn.user_modes)))
+    changed, unknown = conn.change_user_modes(params[1])
+    if changed:
+        conn.send(line("MODE", conn.me, changed, source=conn.me, trail=True))
+    if unknown:
         conn.reply(rpl.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
-    # +i and +w change nothing here: chatd lists nobody to strangers and has no wallops.
 
 
 def _room_state(conn, target: str):

@@ -25,6 +25,10 @@ from chatd.irc.replies import Ask
 # The longest parameter a reply echoes back (a nick or room is at most --max-nick or
 # --max-room; anything longer is the client's mistake, shown clipped).
 MAX_ECHO = 64
+# User modes a client may set on itself (irssi sends MODE nick +i on connect): i
+# (invisible) and w (wallops) are recorded and reported; chatd lists nobody to
+# strangers anyway, and sends WALLOPS to everyone.
+USER_MODES = "iw"
 
 
 class IrcServer:
@@ -77,6 +81,7 @@ class IrcConnection:
         self.joins = 0  # JOINs asked and not yet answered
         self.after_join = []  # what the service sent this session meanwhile
         self.batches = 0
+        self.user_modes = set()  # of USER_MODES: the client's to set, nobody else's business
         sink.wire_format = server.formats.get(frozenset())
 
     # -- state others may read ------------------------------------------------------
@@ -294,7 +299,7 @@ class IrcConnection:
             self.numeric(rpl.RPL_WELCOME, f"Welcome to the {srv.network} IRC network {mask(me)}"),
             self.numeric(rpl.RPL_YOURHOST, f"Your host is {srv.name}, running version {version}"),
             self.numeric(rpl.RPL_CREATED, f"This server was created {srv.created}"),
-            self.numeric(rpl.RPL_MYINFO, srv.name, version, "i", "biko", "bko", trail=False),
+            self.numeric(rpl.RPL_MYINFO, srv.name, version, USER_MODES, "biko", "bko", trail=False),
         ]
         for group in isupport.lines(self.service, srv.network):
             out.append(self.numeric(rpl.RPL_ISUPPORT, *group, "are supported by this server"))
@@ -323,6 +328,28 @@ class IrcConnection:
         for text in lines:
             self.reply(rpl.RPL_MOTD, f"- {text}")
         self.reply(rpl.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    # -- user modes -----------------------------------------------------------------
+    def change_user_modes(self, spec: str) -> tuple:
+        """Apply ``+i-w``-style changes of the modes chatd has; returns the changes
+        made (``+i``, or "" for none) and whether ``spec`` named a mode it has not.
+        ``o`` is ignored, as servers ignore a user making themself an operator."""
+        sign, unknown = "+", False
+        applied = []
+        for letter in spec:
+            if letter in "+-":
+                sign = letter
+            elif letter in USER_MODES:
+                if (sign == "+") != (letter in self.user_modes):
+                    (self.user_modes.add if sign == "+" else self.user_modes.discard)(letter)
+                    applied.append((sign, letter))
+            elif letter != "o":
+                unknown = True
+        changed, last = "", None
+        for sign, letter in applied:
+            changed += letter if sign == last else sign + letter
+            last = sign
+        return changed, unknown
 
     # -- capabilities ---------------------------------------------------------------
     def caps_changed(self) -> None:
