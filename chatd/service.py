@@ -588,8 +588,11 @@ class ChatService(Service):
 
         def stored(mid):
             self.last_mid = mid
-            # The room as it is now: the sender may have left, others joined.
-            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind))
+            # The room as it is now: the sender may have left, others joined.  A
+            # wire format with ``echo = False`` (IRC without echo-message) does not
+            # show senders their own messages: the room leaves the sender out.
+            exclude = None if getattr(session.fmt, "echo", True) else session
+            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind), exclude)
             return acks.MessageAck(name, mid, ts)
         return d.addCallback(stored)
 

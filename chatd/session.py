@@ -12,7 +12,7 @@ class Session:
         # set once by ChatService.connect
         "sink", "host", "connected_at",
         # chatd.rooms.Rooms: how the session's rooms reach it, and where it is
-        "write", "fmt", "rooms", "current", "joining",
+        "write", "room_write", "fmt", "rooms", "current", "joining",
         # chatd.nicks.Nicks
         "nick", "key", "nick_at",
         # chatd.accounts.Accounts: the account key this session is logged in as
@@ -26,6 +26,9 @@ class Session:
         self.host = host
         self.connected_at = now
         self.write = sink.write
+        # A room's broadcast: the sink's ``room_write`` when its ``write`` does more
+        # than queue bytes (IRC's sorts out payloads meant for one session).
+        self.room_write = getattr(sink, "room_write", None) or self.write
         self.fmt = sink.wire_format
         self.rooms = {}  # room key -> Room, in join order
         self.current = None

@@ -219,14 +219,18 @@ def test_irc_deliveries_and_messages_count_as_the_irc_front_end():
     alice = irc.client("alice", "#tea")
     irc.client("bob", "#tea", caps=("server-time",))
     telnet = chat.line("carol", "#tea")
-    alice.send("PRIVMSG #tea :hi")
 
     def value(name, frontend):
         return metrics.registry.get_sample_value(name, {"frontend": frontend}) or 0.0
+    before_irc = value("chatd_messages_delivered_total", "irc")
+    before_line = value("chatd_messages_delivered_total", "line")
+    alice.send("PRIVMSG #tea :hi")
     assert value("chatd_messages_received_total", "irc") == 1
     # alice's message: to bob (irc) and carol (line); alice, without echo-message,
-    # is handed it too and drops it herself.
+    # is left out of the broadcast, so it counts one IRC delivery.
     delivered_irc = value("chatd_messages_delivered_total", "irc")
+    assert delivered_irc == before_irc + 1
+    assert value("chatd_messages_delivered_total", "line") == before_line + 1
     telnet.send("hello")
     assert value("chatd_messages_delivered_total", "irc") == delivered_irc + 2
 

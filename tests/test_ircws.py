@@ -287,3 +287,19 @@ def test_a_web_irc_client_that_does_not_read_is_dropped_others_keep_receiving(ir
     lines = fast.lines()
     assert len([x for x in lines if x.startswith("[#r]")]) == 100
     assert "* slow quit (send queue exceeded)" in lines
+
+
+def test_web_irc_room_members_are_written_through_their_queue(ircws):
+    chat, factory, connect = ircws()
+    web, other = connect(), connect()
+    web.register("web")
+    other.register("other")
+    web.say("JOIN #lobby")
+    other.say("JOIN #lobby")
+    web.lines(), other.lines()
+    room = chat.service.rooms.get("#lobby")
+    # A room's broadcast writes the prepared frames straight to the queue.
+    assert room.outlets[web.proto.session.fmt][web.proto.session] == web.proto.out.write
+    web.say("PRIVMSG #lobby :hi")
+    assert web.lines() == []
+    assert other.lines() == [":web!web@chatd PRIVMSG #lobby :hi"]

@@ -9,8 +9,11 @@ group them and a broadcast is rendered once per variant present.
 What differs per receiver is not encoded here; the payload says so and the
 receiver's connection (chatd.irc.conn) finishes it:
 
-* ``Authored``: a message for a variant without echo-message; the sender's
-  own connection drops it, everyone else writes it as is;
+* ``Authored``: a private message or an AWAY for a variant without
+  echo-message; the sender's own connection drops it, everyone else writes it
+  as is (a room message needs no such mark: the room leaves a sender without
+  echo-message out of its broadcast, so room members write bytes straight to
+  their output queue);
 * ``Reply``: an event meant for one session that needs its nick or its
   state (answers, errors, notices, invites, history for a chathistory batch).
 
@@ -111,9 +114,10 @@ class IrcFormat:
 def _message(f: IrcFormat, e: ev.Message) -> bytes:
     if e.history:
         return Reply(e)  # into the receiver's chathistory batch, or plain
-    data = f.frame(f.text_lines(e.nick, "PRIVMSG", e.room, e.text,
+    # The same bytes for every member: a sender without echo-message is left out
+    # of the broadcast by the room (ChatService.say), not here.
+    return f.frame(f.text_lines(e.nick, "PRIVMSG", e.room, e.text,
                                 f.tags(e.ts, e.mid, e.nick), e.kind == "action"))
-    return data if f.echo else Authored(data, e.nick.lower())
 
 
 def _private(f: IrcFormat, e: ev.Private) -> bytes:

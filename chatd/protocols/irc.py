@@ -37,6 +37,15 @@ class IrcSink(SinkBase):
 
     irc = None
 
+    @property
+    def room_write(self):
+        """What a room's broadcast calls (chatd.session): the queue's own write,
+        as for a line member.  Room broadcasts are all bytes for every member (the
+        sender is left out of its message by the room when it did not ask for
+        echo-message), so the per-member checks of ``IrcConnection.write`` are for
+        what reaches one session alone (private messages, away, replies)."""
+        return self.out.write
+
     def send_ping(self) -> None:
         self.out.write(self.irc.ping_line())
 
