@@ -325,3 +325,40 @@ def test_who_and_whois_mark_a_server_operator(chat, irc):
                          ":chatd 315 alice #ops :End of /WHO list."]
     assert ":chatd 313 alice root :is a server operator" in lines
     assert ":chatd 330 alice root root :is logged in as" in lines
+
+
+def test_names_and_who_of_a_room_that_does_not_exist_end_the_list(irc):
+    alice = irc.client("alice")
+    alice.send("NAMES #nosuch", "WHO #nosuch")
+    assert alice.lines() == [":chatd 366 alice #nosuch :End of /NAMES list.",
+                             ":chatd 315 alice #nosuch :End of /WHO list."]
+
+
+def test_whowas_after_a_whois_401_as_irssi_sends_it(irc):
+    alice = irc.client("alice")
+    alice.send("WHOIS gone", "WHOWAS gone", "WHOWAS")
+    assert alice.lines() == [":chatd 401 alice gone :No such nick/channel",
+                             ":chatd 318 alice gone :End of /WHOIS list.",
+                             ":chatd 406 alice gone :There was no such nickname",
+                             ":chatd 369 alice gone :End of WHOWAS",
+                             ":chatd 461 alice WHOWAS :Not enough parameters"]
+
+
+def test_version_and_time(chat, irc):
+    alice = irc.client("alice")
+    alice.send("VERSION", "TIME")
+    lines = alice.lines()
+    assert lines[0].startswith(":chatd 351 alice chatd-") and " chatd :" in lines[0]
+    assert [line.split()[1] for line in lines[1:-1]] == ["005", "005"]
+    assert lines[-1] == ":chatd 391 alice chatd 1700000000 0 :Tuesday November 14 2023 -- " \
+        "22:13:20 +00:00"
+
+
+def test_userhost_marks_a_server_operator(chat, irc):
+    chat.service.reconfigure(operators=["root"])
+    chat.line("root").send("/register correct horse battery", "/quit")
+    op = irc.client()
+    op.send("PASS :correct horse battery", "NICK root", "USER r 0 * :Root Example")
+    alice = irc.client("alice")
+    alice.send("USERHOST root alice")
+    assert alice.lines() == [":chatd 302 alice :root*=+root@chatd alice=+alice@chatd"]

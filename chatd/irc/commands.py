@@ -7,6 +7,7 @@ command like any request.
 """
 
 import re
+import time
 
 from chatd.errors import ChatError
 from chatd.irc import numerics as rpl
@@ -419,8 +420,18 @@ def userhost(conn, params) -> None:
         holder = _holder(conn, word)
         if holder is not None:
             sign = "-" if _away(holder) else "+"
-            out.append(f"{holder.nick}={sign}{holder.nick}@{USER_HOST}")
+            op = "*" if conn.service.ops.is_operator(holder) else ""
+            out.append(f"{holder.nick}{op}={sign}{holder.nick}@{USER_HOST}")
     conn.reply(rpl.RPL_USERHOST, " ".join(out))
+
+
+def whowas(conn, params) -> None:
+    """chatd keeps no record of nicks gone (irssi asks after a WHOIS 401)."""
+    if not _need(conn, params, 1, "WHOWAS"):
+        return
+    target = params[0].split(",")[0]
+    conn.reply(rpl.ERR_WASNOSUCHNICK, target, "There was no such nickname")
+    conn.reply(rpl.RPL_ENDOFWHOWAS, target, "End of WHOWAS")
 
 
 def kill(conn, params) -> None:
@@ -442,6 +453,16 @@ def lusers(conn, params) -> None:
 
 def motd(conn, params) -> None:
     conn.motd()
+
+
+def version(conn, params) -> None:
+    conn.version()
+
+
+def time_(conn, params) -> None:
+    now = conn.service.clock.seconds()
+    conn.reply(rpl.RPL_TIME, conn.server.name, str(int(now)), "0",
+               time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now)))
 
 
 # -- history ---------------------------------------------------------------------------
@@ -477,5 +498,5 @@ COMMANDS = {
     "TOPIC": topic, "LIST": list_, "KICK": kick, "INVITE": invite, "MODE": mode,
     "WHO": who, "WHOIS": whois, "AWAY": away, "ISON": ison, "USERHOST": userhost,
     "LUSERS": lusers, "MOTD": motd, "CHATHISTORY": chathistory, "KILL": kill,
-    "WALLOPS": wallops,
+    "WALLOPS": wallops, "WHOWAS": whowas, "VERSION": version, "TIME": time_,
 }

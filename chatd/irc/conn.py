@@ -301,8 +301,7 @@ class IrcConnection:
             self.numeric(rpl.RPL_CREATED, f"This server was created {srv.created}"),
             self.numeric(rpl.RPL_MYINFO, srv.name, version, USER_MODES, "biko", "bko", trail=False),
         ]
-        for group in isupport.lines(self.service, srv.network):
-            out.append(self.numeric(rpl.RPL_ISUPPORT, *group, "are supported by this server"))
+        out.extend(self.isupport())
         self.send(*out)
         self.lusers()
         self.motd(self.early_notices)
@@ -310,6 +309,16 @@ class IrcConnection:
         self.held_bytes = 0
         for data in held:
             self.sink.out.write_counted(data)
+
+    def isupport(self) -> list:
+        return [self.numeric(rpl.RPL_ISUPPORT, *group, "are supported by this server")
+                for group in isupport.lines(self.service, self.server.network)]
+
+    def version(self) -> None:
+        """VERSION: 351, then the 005 lines again (as the modern client protocol says)."""
+        self.reply(rpl.RPL_VERSION, f"chatd-{__version__}", self.server.name,
+                   "chatd: IRC, line, JSON and WebSocket users in the same rooms")
+        self.send(*self.isupport())
 
     def lusers(self) -> None:
         service = self.service

@@ -50,6 +50,14 @@ def _error(conn, err, ask) -> None:
         conn.send_now(conn.numeric(rpl.ERR_PASSWDMISMATCH, "Password incorrect"))
         conn.ask(Ask("NICK", target), {"type": "nick", "nick": target})
         return
+    if command in ("NAMES", "WHO") and code in ("no_such_room", "invalid_room", "not_in_room"):
+        # As IRC servers answer a room that does not exist (or one not shown): the end
+        # of the list alone.
+        if command == "NAMES":
+            conn.reply(rpl.RPL_ENDOFNAMES, target, "End of /NAMES list.")
+        else:
+            conn.reply(rpl.RPL_ENDOFWHO, target, "End of /WHO list.")
+        return
     if command == "PRIVMSG" and code == "not_in_room":
         numeric, named = rpl.ERR_CANNOTSENDTOCHAN, True
     elif command == "PRIVMSG" and code in ("invalid_nick", "invalid_room"):
