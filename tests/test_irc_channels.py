@@ -362,3 +362,19 @@ def test_userhost_marks_a_server_operator(chat, irc):
     alice = irc.client("alice")
     alice.send("USERHOST root alice")
     assert alice.lines() == [":chatd 302 alice :root*=+root@chatd alice=+alice@chatd"]
+
+
+def test_list_shows_every_room_across_chatd_pages_and_filters_by_name(chat, irc, monkeypatch):
+    import chatd.service
+    monkeypatch.setattr(chatd.service, "ROOMS_PAGE", 2)  # chatd lists rooms a page at a time
+    for i, room in enumerate(("#a", "#b", "#c", "#d", "#e")):
+        irc.client(f"u{i}", room)
+    alice = irc.client("alice")
+    alice.send("LIST")
+    assert alice.lines() == [":chatd 321 alice Channel :Users  Name"] + [
+        f":chatd 322 alice {room} 1 :" for room in ("#a", "#b", "#c", "#d", "#e")] + [
+        ":chatd 323 alice :End of /LIST"]
+    alice.send("LIST #E,#b")
+    assert alice.lines() == [":chatd 321 alice Channel :Users  Name",
+                             ":chatd 322 alice #b 1 :", ":chatd 322 alice #e 1 :",
+                             ":chatd 323 alice :End of /LIST"]

@@ -233,7 +233,11 @@ def topic(conn, params) -> None:
 
 
 def list_(conn, params) -> None:
-    conn.ask(Ask("LIST"), {"type": "rooms"})
+    """Every room, page after page of chatd's listing; ``LIST #a,#b``: those rooms.
+    ``arg`` is the filter, comma-separated (other LIST conditions are ignored)."""
+    wanted = params[0] if params and params[0].startswith("#") else None
+    conn.reply(rpl.RPL_LISTSTART, "Channel", "Users  Name")
+    conn.ask(Ask("LIST", None, wanted), {"type": "rooms"})
 
 
 def kick(conn, params) -> None:

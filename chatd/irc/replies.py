@@ -160,12 +160,20 @@ def realname(session) -> str:
 
 
 def _rooms(conn, ask, data) -> None:
+    """One page of chatd's room listing as 322 lines; the next page is asked for
+    until the last (a LIST lists every room, as on IRC servers), then 323."""
     states = conn.service.room_states
-    conn.reply(rpl.RPL_LISTSTART, "Channel", "Users  Name")
+    wanted = None if ask.arg is None else {name.lower() for name in ask.arg.split(",")}
     for entry in data.rooms:
+        if wanted is not None and entry["room"].lower() not in wanted:
+            continue
         state = states.get(entry["room"].lower())
         topic = state.topic if state is not None and state.topic else ""
         conn.reply(rpl.RPL_LIST, entry["room"], str(entry["members"]), topic)
+    if data.more and data.rooms:
+        last = data.rooms[-1]["room"]
+        conn.ask(Ask("LIST", None, ask.arg), {"type": "rooms", "after": last})
+        return
     conn.reply(rpl.RPL_LISTEND, "End of /LIST")
 
 
