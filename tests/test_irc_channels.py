@@ -242,8 +242,14 @@ def test_away_305_306_and_301_in_whois(irc):
     assert ":chatd 301 bob alice :at lunch" in lines
     assert ":chatd 302 bob :alice=-alice@chatd" in lines
     assert ":chatd 352 bob * alice chatd chatd alice G :0 Alice Example" in lines
+    bob.send("PRIVMSG alice :lunch?", "NOTICE alice :psst")
+    assert bob.lines() == [":chatd 301 bob alice :at lunch"]  # for the PRIVMSG only
+    assert alice.lines() == [":bob!bob@chatd PRIVMSG alice :lunch?",
+                             ":bob!bob@chatd PRIVMSG alice :psst"]
     alice.send("AWAY")
     assert alice.lines() == [":chatd 305 alice :You are no longer marked as being away"]
+    bob.send("PRIVMSG alice :back?")
+    assert bob.lines() == []
 
 
 def test_away_notify_tells_room_mates_on_every_front_end(chat, irc):

@@ -211,7 +211,7 @@ def test_lusers_and_motd_commands(chat, irc):
     alice.send("LUSERS", "MOTD")
     assert alice.lines() == [
         ":chatd 251 alice :There are 2 users and 0 invisible on 1 servers",
-        ":chatd 252 alice 0 :server operator accounts", ":chatd 254 alice 0 :channels formed",
+        ":chatd 252 alice 0 :operator(s) online", ":chatd 254 alice 0 :channels formed",
         ":chatd 255 alice :I have 2 clients and 0 servers",
         ":chatd 375 alice :- chatd Message of the day - ", ":chatd 372 alice :- Hello.",
         ":chatd 376 alice :End of /MOTD command."]
@@ -228,6 +228,8 @@ def test_kill_and_wallops_are_for_server_operators_481(chat, irc):
     op = irc.client()
     op.send("PASS :correct horse battery", "NICK root", "USER r 0 * :R")
     assert op.lines()[1].startswith(":chatd 001 root ")
+    op.send("LUSERS")
+    assert ":chatd 252 root 1 :operator(s) online" in op.lines()
     op.send("WALLOPS :maintenance at noon", "KILL alice :enough")
     assert alice.lines() == [":chatd NOTICE alice :[server notice from root] maintenance at noon",
                              "ERROR :Closing link: killed by root: enough"]

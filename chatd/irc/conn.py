@@ -324,7 +324,10 @@ class IrcConnection:
         service = self.service
         users = len(service.sessions)
         self.reply(rpl.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
-        self.reply(rpl.RPL_LUSEROP, str(len(service.operators)), "server operator accounts")
+        # Server operators online: those of the --operators accounts logged in now.
+        online = sum(1 for key in service.operators
+                     if service.accounts.session_of(key) is not None)
+        self.reply(rpl.RPL_LUSEROP, str(online), "operator(s) online")
         self.reply(rpl.RPL_LUSERCHANNELS, str(len(service.rooms)), "channels formed")
         self.reply(rpl.RPL_LUSERME, f"I have {users} clients and 0 servers")
 

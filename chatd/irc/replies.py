@@ -196,6 +196,12 @@ def _invite(conn, ask, data) -> None:
 def _private(conn, ask, data) -> None:
     if getattr(data, "queued", None):
         conn.notice(f"{data.to} is offline; your message waits for their next login")
+        return
+    to = getattr(data, "to", None)  # a private message's ack (a room's has none)
+    if to is not None and ask.command == "PRIVMSG":  # never for a NOTICE, as on IRC
+        holder = conn.service.nicks.get(to.lower())
+        if holder is not None and holder.away and holder is not conn.session:
+            conn.reply(rpl.RPL_AWAY, holder.nick, holder.away)
 
 
 def _ping(conn, ask, data) -> None:
