@@ -69,6 +69,19 @@ def test_keys_invite_only_and_bans_473_474_475(irc):
                              ":chatd 368 alice #club :End of channel ban list"]
 
 
+@pytest.mark.parametrize("mask", ["bob", "bob!*@*", "*!*bob@chatd", "*!bob@chatd",
+                                  "*!~bob@*", "bob!bob@chatd"])
+def test_ban_masks_that_irc_clients_build_name_the_nick(irc, mask):
+    alice = irc.client("alice", "#club")
+    bob = irc.client("bob")
+    alice.send(f"MODE #club +b {mask}")  # irssi's /ban bob: *!*bob@chatd, from WHO
+    assert alice.lines() == [":alice!alice@chatd MODE #club +b bob!*@*"]
+    bob.send("JOIN #club")
+    assert bob.lines() == [":chatd 474 bob #club :you are banned from #club"]
+    alice.send(f"MODE #club -b {mask}")
+    assert alice.lines() == [":alice!alice@chatd MODE #club -b bob!*@*"]
+
+
 def test_operator_commands_need_operator_482_and_kick_target_441(irc):
     alice = irc.client("alice", "#tea")
     bob = irc.client("bob", "#tea")

@@ -276,7 +276,8 @@ def mode(conn, params) -> None:
         elif letter in "bo":
             if not args:
                 return _need(conn, (), 1, "MODE")
-            who = args.pop(0).split("!")[0]
+            who = args.pop(0)
+            who = ban_nick(who) if letter == "b" else who.split("!")[0]
             kind = {"b": ("ban", "unban"), "o": ("op", "deop")}[letter][sign == "-"]
             conn.ask(Ask("MODE", target, who), {"type": kind, "room": target, "nick": who})
         elif letter == "i":
@@ -290,6 +291,18 @@ def mode(conn, params) -> None:
                                            "password": key if sign == "+" else ""})
         else:
             conn.reply(rpl.ERR_UNKNOWNMODE, letter, "is unknown mode char to me")
+
+
+def ban_nick(mask: str) -> str:
+    """The nick a ban mask names.  chatd bans nicks, and shows everyone as
+    ``nick!nick@chatd``, so clients that build masks from the user name (irssi's
+    ``/ban nick`` sends ``*!*nick@chatd``, WeeChat's ``*!nick@chatd``) name the
+    nick there; a mask that names no one (``*!*@host``) is refused as a nick."""
+    nick, _, rest = mask.partition("!")
+    if not any(c in nick for c in "*?") or not rest:
+        return nick
+    user = rest.partition("@")[0].lstrip("*~")
+    return user if user and not any(c in user for c in "*?") else nick
 
 
 def _user_mode(conn, params) -> None:
