@@ -397,3 +397,13 @@ def test_list_shows_every_room_across_chatd_pages_and_filters_by_name(chat, irc,
     assert alice.lines() == [":chatd 321 alice Channel :Users  Name",
                              ":chatd 322 alice #b 1 :", ":chatd 322 alice #e 1 :",
                              ":chatd 323 alice :End of /LIST"]
+
+
+def test_a_private_action_reaches_irc_as_an_action_and_others_as_text(chat, irc):
+    alice = irc.client("alice")
+    bob = irc.client("bob")
+    telnet = chat.line("carol")
+    telnet.raw()
+    alice.send("PRIVMSG bob :\x01ACTION waves\x01", "PRIVMSG carol :\x01ACTION nods\x01")
+    assert bob.lines() == [":alice!alice@chatd PRIVMSG bob :\x01ACTION waves\x01"]
+    assert telnet.lines() == ["[pm alice -> carol] * alice nods"]

@@ -121,7 +121,14 @@ def _message(f: IrcFormat, e: ev.Message) -> bytes:
 
 
 def _private(f: IrcFormat, e: ev.Private) -> bytes:
-    data = f.frame(f.text_lines(e.nick, "PRIVMSG", e.to, e.text, f.tags(e.ts, e.mid, e.nick)))
+    # chatd's private messages have no actions: an IRC /me arrives as "* nick text"
+    # (chatd.irc.commands.privmsg), which IRC clients are shown as the ACTION it was.
+    text, action = e.text, False
+    prefix = f"* {e.nick} "
+    if text.startswith(prefix) and len(text) > len(prefix):
+        text, action = text[len(prefix):], True
+    data = f.frame(f.text_lines(e.nick, "PRIVMSG", e.to, text, f.tags(e.ts, e.mid, e.nick),
+                                action))
     if f.echo or e.offline or e.to.lower() == e.nick.lower():
         return data
     return Authored(data, e.nick.lower())
