@@ -407,3 +407,12 @@ def test_a_private_action_reaches_irc_as_an_action_and_others_as_text(chat, irc)
     alice.send("PRIVMSG bob :\x01ACTION waves\x01", "PRIVMSG carol :\x01ACTION nods\x01")
     assert bob.lines() == [":alice!alice@chatd PRIVMSG bob :\x01ACTION waves\x01"]
     assert telnet.lines() == ["[pm alice -> carol] * alice nods"]
+
+
+def test_invite_of_someone_already_in_the_room_is_443(irc):
+    alice = irc.client("alice", "#tea")
+    bob = irc.client("bob", "#tea")
+    alice.raw()
+    alice.send("INVITE Bob #TEA")
+    assert alice.lines() == [":chatd 443 alice bob #TEA :is already on channel"]
+    assert bob.lines() == []

@@ -252,6 +252,9 @@ def kick(conn, params) -> None:
 def invite(conn, params) -> None:
     if not _need(conn, params, 2, "INVITE"):
         return
+    holder = _holder(conn, params[0])
+    if holder is not None and params[1].lower() in holder.rooms:
+        return conn.reply(rpl.ERR_USERONCHANNEL, holder.nick, params[1], "is already on channel")
     conn.ask(Ask("INVITE", params[1], params[0]),
              {"type": "invite", "room": params[1], "nick": params[0]})
 
