@@ -53,3 +53,28 @@ def test_echo_message_requested_later_in_the_room_takes_effect(chat, irc):
     room = chat.service.rooms.get("#tea")
     assert room.outlets[alice.session.fmt][alice.session] == alice.proto.out.write
 
+
+
+def test_every_room_event_renders_to_plain_bytes_for_every_variant():
+    """Room members are the queue's write: what a room broadcasts must be bytes
+    (not a payload an IRC connection would have to finish)."""
+    from itertools import combinations
+
+    from chatd import events as ev
+    from chatd.irc.render import Formats
+
+    room_events = [
+        ev.Message("#tea", "alice", "hi", 1, 1.0), ev.Message("#tea", "alice", "w", 2, 1.0,
+                                                              "action"),
+        ev.Join("#tea", "alice", 1.0), ev.Part("#tea", "alice", "", 1.0),
+        ev.Topic("#tea", "t", "alice", 1.0), ev.Kick("#tea", "bob", "alice", "", 1.0),
+        ev.RoomChange("#tea", "ban", "alice", "bob"), ev.RoomChange("#tea", "mode", "alice"),
+    ]
+    caps = ("server-time", "message-tags", "account-tag", "echo-message", "away-notify")
+    formats = Formats("chatd")
+    for n in range(len(caps) + 1):
+        for chosen in combinations(caps, n):
+            fmt = formats.get(frozenset(chosen))
+            for event in room_events:
+                payload = fmt(event)
+                assert type(payload) is bytes and payload.endswith(b"\r\n"), (chosen, event)
