@@ -6,7 +6,8 @@ It is not part of the installed package.
 
 It starts each server itself (pinned to one core with ``taskset``; the
 generator pins itself to another), or drives one already running
-(``--connect`` + ``--pid``), over the line protocol or WebSocket:
+(``--connect`` + ``--pid``), over the line protocol, WebSocket or IRC
+(``benchmarks/irc_bench.py``: ``chatd-irc`` against ngircd):
 
 * ``fanout``: N clients join one room, S of them send M messages each,
   unthrottled or at a total ``--rate``; every message carries its send time.
@@ -40,6 +41,7 @@ import time
 from pathlib import Path
 
 import formats_bench  # the chatd-pb target (chatd.protobuf.v1)
+import irc_bench  # benchmarks/, on sys.path as this script's directory
 
 HERE = Path(__file__).resolve().parent  # benchmarks/: the bare relays live here too
 PROJECT = HERE.parent  # the checkout whose chatd runs unless --chatd-tree says otherwise
@@ -86,6 +88,14 @@ class Dialect:
 
     def say(self, text: bytes) -> bytes:
         raise NotImplementedError
+
+    def say_in(self, room: str, text: bytes) -> bytes:
+        """``say`` for a protocol that names the room in every message (IRC)."""
+        return self.say(text)
+
+    def pong(self, data: bytes) -> bytes:
+        """The answer to idle traffic that holds a ping."""
+        return b"\n"
 
 
 class ChatdText(Dialect):
@@ -148,6 +158,9 @@ TARGETS = {
 BASELINE_OF = {"chatd-line": "bare-line", "chatd-jsonl": "bare-line", "chatd-ws": "bare-ws"}
 TARGETS.update(formats_bench.TARGETS)
 BASELINE_OF.update(formats_bench.BASELINE_OF)
+# chatd-irc and ngircd (benchmarks/irc_bench.py); how: a function of (port, logdir, conns)
+TARGETS.update(irc_bench.TARGETS)
+BASELINE_OF.update(irc_bench.BASELINE_OF)
 
 
 # -- the server under test ----------------------------------------------------------
@@ -201,10 +214,13 @@ class Server:
             # A data directory per server: trees at different schema versions
             # must not share (an older chatd refuses a newer database).
             data = os.path.join(logdir, f"{target}-{self.port}-data")
+            irc = ["--irc", f"tcp:{self.port}:interface=127.0.0.1"] if transport == "irc" else []
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
-                   "--line", line, "--ws", ws, "--data-dir", data,
+                   "--line", line, "--ws", ws, *irc, "--data-dir", data,
                    *chatd_limit_args(args, tree), *chatd_args]
+        elif callable(how):
+            cmd = how(self.port, logdir, max(args.connections, args.clients))
         else:
             script = Path(args.baselines) / how[0]
             cmd = [sys.executable, str(script), str(self.port), *how[1:]]
@@ -412,7 +428,7 @@ class Swarm:
         for c in self.conns:
             rooms.setdefault(c.room, []).append(c)
         waiting = {c for c in self.conns}
-        say = self.dialect.say
+        say = self.dialect.say_in
         deadline = time.monotonic() + timeout
         last = 0.0
         while waiting:
@@ -423,7 +439,7 @@ class Swarm:
                 last = now
                 for members in rooms.values():
                     if any(m in waiting for m in members):
-                        members[0].sock.sendall(say(b"SYNC"))
+                        members[0].sock.sendall(say(members[0].room, b"SYNC"))
                         if not self.dialect.echo:
                             waiting.discard(members[0])
             for key, mask in self.sel.select(0.1):
@@ -471,13 +487,13 @@ def run_fanout(swarm: Swarm, args, server_pid: int | None) -> dict:
     mark = dialect.mark
     keep = len(mark) - 1 if mark != MARK else 0
     pad = b"x" * max(0, args.size - 22 - len(mark))
-    say = dialect.say
+    say = dialect.say_in
 
     def compose(c, n, t):
         parts = []
         i = c.index
         for _ in range(n):
-            parts.append(say(b"%s@%d:%d:%d%s" % (pad, i, c.seq, t, mark)))
+            parts.append(say(c.room, b"%s@%d:%d:%d%s" % (pad, i, c.seq, t, mark)))
             c.seq += 1
         c.left -= n
         return b"".join(parts)
@@ -631,7 +647,7 @@ def run_idle(swarm: Swarm, args, server_pid: int | None) -> dict:
                 for payload in ws_pings(data):
                     c.sock.sendall(ws_client_frame(payload, 0xA))
             elif b"PING" in data:
-                c.sock.sendall(b"\n")
+                c.sock.sendall(swarm.dialect.pong(data))
     return {"closed": sum(1 for c in swarm.conns if c.closed)}
 
 
@@ -666,10 +682,12 @@ def one_run(target: str, args, run_no: int) -> dict:
         port, pid = server.port, server.pid
     idle = args.scenario == "idle"
     count = args.connections if idle else args.clients
-    room_size = args.room_size if idle and TARGETS[base][1] == "chatd" else count
+    # Rooms for chatd and IRC servers; the bare relays have none.
+    room_size = args.room_size if idle and not isinstance(TARGETS[base][1], list) else count
     sources = args.sources or (1 + count // 20000)
     swarm = Swarm(dialect, port, count, room_size, f"b{os.getpid() % 1000}r{run_no}n",
-                  sources=sources, slow=0 if idle else args.slow)
+                  sources=sources, slow=0 if idle else args.slow,
+                  window=getattr(dialect, "window", 200))
     try:
         before = proc_stats(pid) if pid else None
         connect_s = swarm.connect_all(args.timeout)

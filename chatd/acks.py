@@ -168,6 +168,13 @@ class KeepAck(AckData):
 
 
 @dataclass(frozen=True, slots=True)
+class AwayAck(AckData):
+    """away: ``text`` is the away message, or None: back"""
+    away: bool
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InviteAck(AckData):
     room: str
     nick: str

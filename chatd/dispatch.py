@@ -122,6 +122,7 @@ class Dispatcher:
             "deop": self.deop,
             "mode": self.mode,
             "invite": self.invite,
+            "away": self.away,
             "keep": self.keep,
             "unkeep": self.unkeep,
             "wall": self.wall,
@@ -132,14 +133,16 @@ class Dispatcher:
             "sessions": self.sessions,
         }
 
-    def handle(self, session, req: dict) -> None:
-        """Admit, run and answer one parsed request."""
+    def handle(self, session, req: dict, admitted: bool = False) -> None:
+        """Admit, run and answer one parsed request.  ``admitted``: the front end
+        has counted the input it came from (an IRC line naming several targets)."""
         kind = req.get("type")
-        try:
-            self.service.admit(session)
-        except ChatError as e:
-            self._error(session, e, req.get("id"), kind if isinstance(kind, str) else None)
-            return
+        if not admitted:
+            try:
+                self.service.admit(session)
+            except ChatError as e:
+                self._error(session, e, req.get("id"), kind if isinstance(kind, str) else None)
+                return
         if kind == "pong":
             return
         flow = self._flows.get(session)
@@ -322,6 +325,9 @@ class Dispatcher:
 
     def invite(self, session, req):
         return self.service.invite(session, _opt_str(req, "room"), _req_str(req, "nick"))
+
+    def away(self, session, req):
+        return self.service.set_away(session, _opt_str(req, "text"))
 
     def keep(self, session, req):
         return self.service.keep(session, _opt_str(req, "room"))

@@ -152,6 +152,16 @@ class RoomChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Away(_Flat):
+    """Someone sharing a room marked themselves away (``text``) or back (``""``)."""
+
+    type: ClassVar[str] = "away"
+    nick: str
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class Invite(_Flat):
     type: ClassVar[str] = "invite"
     room: str

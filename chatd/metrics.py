@@ -38,7 +38,7 @@ from chatd.errors import ChatError
 # newer clients call their default "1.0.0", which older Prometheus servers refuse.
 CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
 
-FRONT_ENDS = ("line", "websocket")
+FRONT_ENDS = ("line", "websocket", "irc")
 
 # Which front end a wire format belongs to (the line protocol has two).
 _FRONT_END_OF = {wire.TEXT: "line", wire.JSONL: "line", wire.WEBSOCKET: "websocket",
@@ -79,6 +79,7 @@ class NoMetrics:
     registry = None
 
     def watch_service(self, service): pass
+    def add_format(self, fmt, front_end): pass
     def connection_opened(self, front_end): pass
     def connection_closed(self, front_end): pass
     def message_received(self, fmt): pass
@@ -188,6 +189,12 @@ class Metrics(NoMetrics):
     def watch_service(self, service) -> None:
         self.sessions.set_function(lambda: len(service.sessions))
         self.rooms.set_function(lambda: len(service.rooms))
+
+    def add_format(self, fmt, front_end: str) -> None:
+        """A wire format made at run time (an IRC variant, chatd.irc.render) counts
+        for ``front_end``."""
+        self._by_fmt[fmt] = self._delivered[front_end]
+        self._received_by_fmt[fmt] = self._received[front_end]
 
     # -- admission ------------------------------------------------------------------
     def connection_opened(self, front_end: str | None) -> None:

@@ -57,9 +57,9 @@ def parse_duration(value) -> float:
 
 
 def front_end(sink) -> str:
-    """``line`` or ``websocket``: what a session connected with (for /sessions)."""
+    """``line``, ``websocket`` or ``irc``: what a session connected with (for /sessions)."""
     name = type(sink).__name__.lower()
-    for known in ("websocket", "line"):
+    for known in ("websocket", "line", "irc"):
         if known in name:
             return known
     return name

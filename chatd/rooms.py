@@ -1,7 +1,7 @@
 """Live rooms and their membership, and local fan-out to the members.
 
 The only writer of who is in which room: ``Room.members`` and ``outlets``, and
-``Session.rooms``, ``current``, ``joining``, ``fmt`` and ``write``.  A room
+``Session.rooms``, ``current``, ``joining``, ``fmt`` and ``write``/``room_write``.  A room
 exists while someone is in it (or joining it); its persistent part (topic,
 operators, bans, modes) belongs to ``chatd.roomstate``.
 """
@@ -32,7 +32,7 @@ class Room:
     def add_member(self, session) -> None:
         """Only ``Rooms`` calls this (and remove_member): it owns membership."""
         self.members[session.key] = session
-        self.outlets.setdefault(session.fmt, {})[session] = session.write
+        self.outlets.setdefault(session.fmt, {})[session] = session.room_write
 
     def remove_member(self, session) -> None:
         self.members.pop(session.key, None)

@@ -31,7 +31,7 @@ from chatd import __version__, acks
 from chatd.accounts import Accounts
 from chatd.bus import LocalBus
 from chatd.errors import ChatError
-from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
+from chatd.events import Away, Hello, Join, Message, NickChange, Notice, Part, Private, Quit
 from chatd.limits import Limits
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
@@ -725,8 +725,11 @@ class ChatService(Service):
             # Never lowered: with several nodes a higher id may have come from
             # another one already (saw_mid).
             self.saw_mid(mid)
-            # The room as it is now: the sender may have left, others joined.
-            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind))
+            # The room as it is now: the sender may have left, others joined.  A
+            # wire format with ``echo = False`` (IRC without echo-message) does not
+            # show senders their own messages: the room leaves the sender out.
+            exclude = None if getattr(session.fmt, "echo", True) else session
+            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind), exclude)
             return acks.MessageAck(name, mid, ts)
         return d.addCallback(stored)
 
@@ -765,6 +768,17 @@ class ChatService(Service):
             d = self.accounts.queue_private(session.nick, key, to, text, ts)
             return d.addCallback(lambda pid: acks.PrivateAck(to, pid, ts, True))
         return self.bus.publish_remote_user(key, event).addCallback(sent)
+
+    def set_away(self, session: Session, text: str | None):
+        """Mark the session away (``text``) or back (empty or None); everyone sharing
+        a room with it is told (an IRC client with away-notify shows it)."""
+        self._require_nick(session)
+        text = clean_reason(text) or None
+        if text != session.away:
+            session.away = text
+            self.bus.publish_rooms(list(session.rooms), Away(session.nick, text or "",
+                                                             self.clock.seconds()))
+        return succeed(acks.AwayAck(text is not None, text))
 
     # -- moderation: the caller must be in the room -------------------------------
     def topic(self, session, room_name, text=None):

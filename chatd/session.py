@@ -12,13 +12,13 @@ class Session:
         # set once by ChatService.connect
         "sink", "host", "connected_at",
         # chatd.rooms.Rooms: how the session's rooms reach it, and where it is
-        "write", "fmt", "rooms", "current", "joining",
+        "write", "room_write", "fmt", "rooms", "current", "joining",
         # chatd.nicks.Nicks
         "nick", "key", "nick_at",
         # chatd.accounts.Accounts: the account key this session is logged in as
         "account",
-        # ChatService: liveness, flood control, lifecycle
-        "bucket", "strikes", "last_seen", "pinged_at", "attached",
+        # ChatService: liveness, flood control, lifecycle, away message
+        "bucket", "strikes", "last_seen", "pinged_at", "attached", "away",
         "__weakref__")
 
     def __init__(self, sink, host: str, now: float, limits: Limits):
@@ -26,6 +26,9 @@ class Session:
         self.host = host
         self.connected_at = now
         self.write = sink.write
+        # A room's broadcast: the sink's ``room_write`` when its ``write`` does more
+        # than queue bytes (IRC's sorts out payloads meant for one session).
+        self.room_write = getattr(sink, "room_write", None) or self.write
         self.fmt = sink.wire_format
         self.rooms = {}  # room key -> Room, in join order
         self.current = None
@@ -39,6 +42,7 @@ class Session:
         self.last_seen = now
         self.pinged_at = now
         self.attached = True
+        self.away = None  # the away message, while the user is away
 
     def send(self, event) -> None:
         """Encode for this session alone (replies, history); broadcasts encode once per room."""

@@ -26,6 +26,8 @@ from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
 from chatd.passwords import Argon2Params, Passwords
+from chatd.protocols.irc import IrcFactory, irc_refusal
+from chatd.protocols.ircws import IrcWebSocketFactory
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
 from chatd.redislink import DEFAULT_PREFIX
@@ -167,6 +169,7 @@ class Options(usage.Options):
         super().__init__()
         self["line"] = []
         self["ws"] = []
+        self["irc"] = []
         self["trusted-proxy"] = []
         self["allowed-origin"] = []
         self["admin"] = []
@@ -200,6 +203,10 @@ class Options(usage.Options):
     def opt_ws(self, endpoint):
         """HTTP/WebSocket endpoint, repeatable (default tcp:8080; none: off; tls:PORT: wss)"""
         self["ws"].append(endpoint)
+
+    def opt_irc(self, endpoint):
+        """IRC endpoint (RFC 1459/2812, IRCv3), repeatable (default none; tcp:6667; tls:6697)"""
+        self["irc"].append(endpoint)
 
     def opt_admin(self, endpoint):
         """Operators' HTTP endpoint: /metrics, /healthz, /readyz; repeatable (default
@@ -248,6 +255,7 @@ class Options(usage.Options):
             self["ws"] = [DEFAULT_WS]
         self["line"] = [e for e in self["line"] if e != "none"]
         self["ws"] = [e for e in self["ws"] if e != "none"]
+        self["irc"] = [e for e in self["irc"] if e != "none"]
         self["admin"] = [e for e in self["admin"] if e != "none"]
         self._check_tls()
         if self["data-dir"] is None:
@@ -292,7 +300,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(e))
 
     def _check_tls(self):
-        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["admin"])
+        wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["irc"]
+                       + self["admin"])
         have = [self["tls-cert"] is not None, self["tls-key"] is not None]
         if any(have) and not all(have):
             raise usage.UsageError("--tls-cert and --tls-key go together")
@@ -379,14 +388,19 @@ def makeService(config, reactor=None) -> service.MultiService:
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls,
                  admit(line_refusal, "line")).setServiceParent(listeners)
+    if config["irc"]:
+        irc_factory = IrcFactory(chat, dispatcher, flusher)
+        for endpoint in config["irc"]:
+            listener(endpoint, irc_factory, reactor, tls,
+                     admit(irc_refusal, "irc")).setServiceParent(listeners)
     if config["ws"]:
-        ws_factory = ChatWebSocketFactory(chat, dispatcher,
-                                          trusted_proxies=config["trusted-proxy"],
-                                          admission=admission,
-                                          allowed_origins=config["allowed-origin"],
-                                          flusher=flusher)
+        ws_options = dict(trusted_proxies=config["trusted-proxy"], admission=admission,
+                          allowed_origins=config["allowed-origin"], flusher=flusher)
+        ws_factory = ChatWebSocketFactory(chat, dispatcher, **ws_options)
+        # IRC over WebSocket at /irc: the same port, limits and origin rules.
+        irc_ws_factory = IrcWebSocketFactory(chat, dispatcher, **ws_options)
         site = make_site(chat, ws_factory, admission, config["limits"].request_timeout,
-                         reactor, metrics, readiness)
+                         reactor, metrics, readiness, irc_ws_factory)
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls,
                      admit(http_refusal, "websocket")).setServiceParent(listeners)

@@ -57,6 +57,7 @@ _EVENTS = {
     ev.Kick: lambda e: f"* {e.nick} was kicked from {e.room} by {e.by}{_why(e.reason)}",
     ev.RoomChange: _room_change,
     ev.Invite: lambda e: f"* {e.by} invites you to {e.room} (/join {e.room})",
+    ev.Away: lambda e: "",  # presence for clients that show it; text mode stays quiet
     ev.Error: lambda e: f"! error {e.code}: {e.message}",
     ev.Notice: lambda e: f"* {e.text}",
     ev.Ping: lambda e: "PING :are you there? (any line answers)",
@@ -158,6 +159,7 @@ _ACKS = {
     acks.GbansAck: _gbans,
     acks.SessionsAck: _sessions,
     acks.InviteAck: lambda d: f"* invited {d.nick} to {d.room}",
+    acks.AwayAck: lambda d: f"* you are away: {d.text}" if d.away else "* you are back",
     acks.KeepAck: lambda d: (
         f"* {d.room} is kept: its topic, operators, bans and modes stay when it empties"
         if d.kept else f"* {d.room} is no longer kept; it goes when its last member leaves"),

@@ -1,4 +1,5 @@
-"""The HTTP side: web client at ``/``, WebSocket at ``/ws``, ``/healthz``,
+"""The HTTP side: web client at ``/``, WebSocket at ``/ws``, IRC over WebSocket
+at ``/irc`` (chatd.protocols.ircws), ``/healthz``,
 ``/readyz`` and ``/metrics`` (the last three also on ``--admin``: chatd.admin).
 
 Every response carries a Content-Security-Policy and the other browser
@@ -22,6 +23,7 @@ from twisted.web.static import File
 from chatd.metrics import CONTENT_TYPE
 
 WS_PATH = b"ws"
+IRC_PATH = b"irc"
 METRICS_CONTENT_TYPE = CONTENT_TYPE.encode("ascii")
 DEFAULT_REQUEST_TIMEOUT = 10.0
 
@@ -292,9 +294,11 @@ def harden(site: Site, request_timeout: float, max_body: int = 0) -> Site:
 
 def make_site(service, ws_factory, admission=None,
               request_timeout: float = DEFAULT_REQUEST_TIMEOUT, reactor=None,
-              metrics=None, readiness=None) -> Site:
+              metrics=None, readiness=None, irc_ws_factory=None) -> Site:
     root = StaticFiles(str(files("chatd") / "static"))
     root.putChild(WS_PATH, WebSocketOnly(ws_factory))
+    if irc_ws_factory is not None:
+        root.putChild(IRC_PATH, WebSocketOnly(irc_ws_factory))
     admission = admission or getattr(ws_factory, "admission", None)
     for name, child in health_children(service, admission, metrics, readiness).items():
         root.putChild(name, child)

@@ -10,6 +10,7 @@ from twisted.web.server import Site
 from chatd.limits import Limits
 from chatd.metrics import LagProbe
 from chatd.passwords import Argon2Params
+from chatd.protocols.irc import IrcFactory
 from chatd.protocols.line import LineFactory
 from chatd.sdnotify import SystemdNotifier
 from chatd.service import ChatService
@@ -48,7 +49,8 @@ def test_defaults():
         "data-dir": "./chatd-data", "db": None, "history": 50, "sqlite-sync": "full",
         "store-timeout": 10.0, "node-timeout": 10.0,
         "redis": None, "redis-prefix": "chatd:", "node-id": None,
-        "line": ["tcp:9000"], "ws": ["tcp:8080"], "trusted-proxy": [], "allowed-origin": [],
+        "line": ["tcp:9000"], "ws": ["tcp:8080"], "irc": [], "trusted-proxy": [],
+        "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
         "admin": [],
         **DEFAULT_LIMITS,
@@ -61,7 +63,8 @@ def test_full_command_line():
     options = parse(
         "--name", "town-square",
         "--line", "tcp:7000:interface=127.0.0.1", "--line", "unix:/tmp/chat.sock",
-        "--ws", "none", "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1",
+        "--ws", "none", "--irc", "tcp:6667", "--irc", "unix:/tmp/irc.sock",
+        "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1",
         "--admin", "tcp:9100:interface=127.0.0.1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--sqlite-sync", "normal", "--store-timeout", "2.5", "--offline-queue", "7",
@@ -101,6 +104,7 @@ def test_full_command_line():
         "redis": "redis://:pw@cache.internal:6380/2", "redis-prefix": "chat1:",
         "node-id": "node-a",
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
+        "irc": ["tcp:6667", "unix:/tmp/irc.sock"],
         "trusted-proxy": ["127.0.0.1", "::1"], "allowed-origin": [],
         "log-format": "text", "admin-token-file": None, "admin-token": None,
         "admin": ["tcp:9100:interface=127.0.0.1"],
@@ -193,6 +197,21 @@ def test_make_service_builds_chat_and_listeners():
     assert ws_resource._factory.service is chat
     assert b"healthz" in web.resource.children
     assert reactor.tcpServers == []  # built, not started
+
+
+def test_make_service_builds_irc_listeners_behind_admission():
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--line", "tcp:7001", "--ws", "none", "--irc", "tcp:7667",
+                            "--irc", "tcp:7668"), reactor=reactor)
+    [gate] = [s for s in top if isinstance(s, AfterStore)]
+    listeners = [s for s in gate if isinstance(s, StreamServerEndpointService)]
+    assert [endpoint_port(s) for s in listeners] == [7001, 7667, 7668]
+    line, irc1, irc2 = listeners
+    assert isinstance(irc1.factory.wrappedFactory, IrcFactory)
+    assert irc1.factory.wrappedFactory is irc2.factory.wrappedFactory
+    # One count for every listener: IRC users share the per-address and total limits.
+    assert irc1.factory.admission is line.factory.admission
+    assert irc1.factory.wrappedFactory.service is list(top)[0]
 
 
 def test_make_service_with_front_ends_off():

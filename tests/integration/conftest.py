@@ -26,7 +26,7 @@ from .clients import LineClient, PBClient, WSClient
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-_PORT_RE = re.compile(r"\b(LineFactory|Site|AdminSite) starting on (\d+)")
+_PORT_RE = re.compile(r"\b(LineFactory|Site|AdminSite|IrcFactory) starting on (\d+)")
 
 
 class Daemon:
@@ -48,6 +48,7 @@ class Daemon:
         self.line_port = None
         self.ws_port = None
         self.admin_port = None  # the first --admin listener's, if any
+        self.irc_port = None  # the first --irc listener's, if any
         self.returncode = None
         self.terminated = False
         self.clients = []  # opened by the running test; closed after it
@@ -92,10 +93,13 @@ class Daemon:
             for kind, port in _PORT_RE.findall(self.log()):
                 ports.setdefault(kind, int(port))
             wants_admin = any(o == "--admin" or o.startswith("--admin=") for o in self.options)
+            wants_irc = any(o == "--irc" or o.startswith("--irc=") for o in self.options)
             if "LineFactory" in ports and "Site" in ports and (
-                    "AdminSite" in ports or not wants_admin):
+                    "AdminSite" in ports or not wants_admin) and (
+                    "IrcFactory" in ports or not wants_irc):
                 self.line_port, self.ws_port = ports["LineFactory"], ports["Site"]
                 self.admin_port = ports.get("AdminSite")
+                self.irc_port = ports.get("IrcFactory")
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chatd exited with {self.proc.returncode}\n{self.output()}")
