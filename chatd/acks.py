@@ -28,9 +28,11 @@ class NickAck(AckData):
 @dataclass(frozen=True, slots=True)
 class JoinAck(AckData):
     room: str
-    nicks: list
+    nicks: list | None  # None in a large room (chatd.presence): see members
     topic: str | None = None
     more: bool | None = None  # True when there is more history than was sent
+    members: int | None = None  # how many are in a large room, joiner included
+    large: bool | None = None  # True: joins and parts here are not announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,9 @@ class PrivateAck(AckData):
 @dataclass(frozen=True, slots=True)
 class WhoAck(AckData):
     room: str
-    nicks: list
+    nicks: list  # at most chatd.service.WHO_LISTED, in order of joining
+    members: int | None = None  # when the list is cut short: how many are there
+    more: bool | None = None  # True when the list is cut short
 
 
 @dataclass(frozen=True, slots=True)

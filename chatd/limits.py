@@ -6,6 +6,9 @@ docs and the tests all read one source.
 
 from dataclasses import dataclass, fields
 
+# Limits that 0 turns off rather than makes impossible.
+OFF_AT_ZERO = frozenset({"coalesce_window", "large_room"})
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -43,11 +46,16 @@ class Limits:
     resume_ttl: float = 7 * 86400.0  # seconds a resume token (chatd.accounts) stays good
     request_timeout: float = 10.0  # seconds from accept to a whole HTTP request head
     ipv6_prefix: int = 64  # IPv6 addresses in one network count as one address
+    # Join/part storms (chatd.presence); 0 turns either off.
+    coalesce_window: float = 1.0  # seconds joins and parts are gathered into one notice
+    large_room: int = 500  # members from which joins and parts are not announced
 
     def __post_init__(self):
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ValueError(f"{f.name} must be positive")
+            value = getattr(self, f.name)
+            if value < 0 or (value == 0 and f.name not in OFF_AT_ZERO):
+                raise ValueError(f"{f.name} must be positive"
+                                 + (" or 0 (off)" if f.name in OFF_AT_ZERO else ""))
         if self.ping_timeout <= self.ping_interval:
             raise ValueError("ping_timeout must be longer than ping_interval")
 

@@ -28,12 +28,13 @@ from chatd import __version__, acks
 from chatd.accounts import Accounts
 from chatd.bus import LocalBus
 from chatd.errors import ChatError
-from chatd.events import Hello, Join, Message, NickChange, Notice, Part, Private, Quit
+from chatd.events import Hello, Message, NickChange, Notice, Private, Quit
 from chatd.limits import Limits
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
 from chatd.operators import Operators
+from chatd.presence import PresenceNotices
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -44,6 +45,8 @@ from chatd.validate import check_room, check_text, clean_reason, loggable
 # A rooms answer lists at most this many (a long list is asked for in pages), so
 # one request can never produce an unbounded reply.
 ROOMS_PAGE = 200
+# A who answer names at most this many members (and says how many there are).
+WHO_LISTED = 500
 
 
 class RoomCreations:
@@ -105,8 +108,10 @@ class ChatService(Service):
         self.sessions = set()
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
+        # Join, part and quit notices: coalesced in a storm, none in a large room.
+        self.presence = PresenceNotices(self.bus, clock, self.limits, self.rooms)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
-                              self.limits)
+                              self.limits, presence=self.presence)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._creations = RoomCreations(clock, self.limits)
@@ -168,6 +173,7 @@ class ChatService(Service):
                 loop.stop()
         for session in list(self.sessions):
             self.drop(session, "server shutting down")
+        self.presence.stop()
         if not self._closing:
             d = succeed(None)
         else:
@@ -218,6 +224,7 @@ class ChatService(Service):
         old, self.limits = self.limits, limits
         self.nicks.max_nick = limits.max_nick
         self.mod.limits = limits
+        self.presence.limits = limits
         self.accounts.reconfigure(limits)
         self._creations.reconfigure(limits)
         if (old.rate, old.burst) != (limits.rate, limits.burst):
@@ -260,11 +267,14 @@ class ChatService(Service):
         self.sessions.discard(session)
         self._unnamed.pop(session, None)
         self.accounts.closed(session)
-        keys = self.rooms.leave_all(session)
+        rooms = list(session.rooms.values())
+        self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)
-            self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
-                                              self.clock.seconds()))
+            keys = self.presence.quitting(rooms, session.nick, session.key)
+            if keys:
+                self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
+                                                  self.clock.seconds()))
         self.log.info("session {nick} from {host} closed: {reason}",
                       nick=session.nick or "(no nick)", host=session.host,
                       reason=loggable(reason), peer=session.host, session=id(session))
@@ -356,6 +366,7 @@ class ChatService(Service):
             self._unnamed.pop(session, None)
             return
         self.rooms.renamed(session, old_key)
+        self.presence.renamed(session.rooms, old_key, nick, key)
         self.bus.publish_rooms(list(session.rooms), NickChange(old, nick, self.clock.seconds()),
                                also=session)
 
@@ -502,14 +513,17 @@ class ChatService(Service):
         for event in kept:
             session.send(event)
         self.rooms.enter(session, room)
-        self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
+        self.presence.joined(room, session)
         return self._join_ack(room, more)
 
     def _join_ack(self, room, more: bool) -> acks.JoinAck:
+        """The room's members by name; in a large room only how many (O(1) per join)."""
         state = self.room_states.get(room.key)
-        return acks.JoinAck(room.name, room.nicks(),
-                            state.topic if state is not None and state.topic else None,
-                            True if more else None)
+        topic = state.topic if state is not None and state.topic else None
+        more = True if more else None
+        if self.presence.is_large(len(room.members)):
+            return acks.JoinAck(room.name, None, topic, more, len(room.members), True)
+        return acks.JoinAck(room.name, room.nicks(), topic, more)
 
     @staticmethod
     def _send_history(session: Session, rows) -> None:
@@ -539,15 +553,14 @@ class ChatService(Service):
 
     def part(self, session: Session, name: str | None, reason: str = ""):
         room = self.member_room(session, name)
-        self.bus.publish_room(room.key, Part(room.name, session.nick, clean_reason(reason),
-                                             self.clock.seconds()))
+        self.presence.parting(room, session, clean_reason(reason))
         self.rooms.leave(session, room)
         return succeed(acks.RoomAck(room.name))
 
     def who(self, session: Session, name: str | None):
         if name is None:
             room = self.member_room(session, None)
-            return succeed(acks.WhoAck(room.name, room.nicks()))
+            return succeed(self._who_ack(room))
         key = self.check_room(name)
         room = self.rooms.get(key)
         state = self.room_states.get(key)
@@ -559,8 +572,15 @@ class ChatService(Service):
             raise ChatError("not_in_room", f"{state.name} is closed; only its members "
                             "see who is there")
         if room is not None:
-            return succeed(acks.WhoAck(room.name, room.nicks()))
+            return succeed(self._who_ack(room))
         return succeed(acks.WhoAck(state.name, []))  # a stored room nobody is in now
+
+    @staticmethod
+    def _who_ack(room) -> acks.WhoAck:
+        if len(room.members) <= WHO_LISTED:
+            return acks.WhoAck(room.name, room.nicks())
+        nicks = [s.nick for s in itertools.islice(room.members.values(), WHO_LISTED)]
+        return acks.WhoAck(room.name, nicks, len(room.members), True)
 
     def room_list(self, after: str | None = None):
         """The rooms that exist (those with people in them and the stored ones), by
@@ -659,6 +679,7 @@ class ChatService(Service):
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
+        self.presence.discard(key)
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:

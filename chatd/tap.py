@@ -95,6 +95,10 @@ _LIMIT_HELP = {
     "request_timeout": "seconds from accept for a whole HTTP request head or TLS handshake "
                        "(slowloris)",
     "ipv6_prefix": "IPv6 prefix length counted as one address by --max-per-ip",
+    "coalesce_window": "seconds during which joins and parts after the first are gathered "
+                       "into one notice per room; 0: every join and part announced alone",
+    "large_room": "members from which a room's joins and parts are not announced and a "
+                  "joiner gets the member count, not the list; 0: no limit",
 }
 
 _ARGON2 = Argon2Params()

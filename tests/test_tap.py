@@ -28,7 +28,7 @@ DEFAULT_LIMITS = {
     "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
     "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
     "hash-queue": 100, "resume-ttl": 604800.0,
-    "request-timeout": 10.0, "ipv6-prefix": 64,
+    "request-timeout": 10.0, "ipv6-prefix": 64, "coalesce-window": 1.0, "large-room": 500,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
 # chatd.config: the file, the MOTD, the operators and the log level (tests/test_config.py).
@@ -74,7 +74,7 @@ def test_full_command_line():
         "--login-window", "600", "--login-delay", "0.5", "--register-per-addr", "2",
         "--register-window", "7200", "--register-per-minute", "5",
         "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
-        "--resume-ttl", "3600",
+        "--resume-ttl", "3600", "--coalesce-window", "0", "--large-room", "0",
         "--argon2-time-cost", "3", "--argon2-memory-cost", "19456", "--argon2-parallelism", "2",
     )
     limits = {
@@ -88,7 +88,7 @@ def test_full_command_line():
         "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
         "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
         "hash-queue": 50, "resume-ttl": 3600.0,
-        "request-timeout": 10.0, "ipv6-prefix": 64,
+        "request-timeout": 10.0, "ipv6-prefix": 64, "coalesce-window": 0.0, "large-room": 0,
     }
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
