@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import storms  # the storm scenarios and the ngircd baseline (benchmarks/storms.py)
+
 HERE = Path(__file__).resolve().parent  # benchmarks/: the bare relays live here too
 PROJECT = HERE.parent  # the checkout whose chatd runs unless --chatd-tree says otherwise
 MARK = b"~~"  # ends every benchmark message; counted, never parsed, by most receivers
@@ -137,6 +139,7 @@ TARGETS = {
     "bare-line": (BareLine(), ["line_broadcaster.py"], "line"),
     "bare-ws": (BareWebSocket(), ["ws_broadcaster.py"], "ws"),
     "bare-ws-prepared": (BareWebSocket(), ["ws_broadcaster.py", "--prepared"], "ws"),
+    "ngircd": (storms.Irc(), "ngircd", "line"),
 }
 BASELINE_OF = {"chatd-line": "bare-line", "chatd-jsonl": "bare-line", "chatd-ws": "bare-ws"}
 
@@ -181,7 +184,8 @@ def proc_stats(pid: int) -> dict:
 class Server:
     """A target started by the bench, pinned to a core; stopped with SIGTERM."""
 
-    def __init__(self, target: str, args, cpu: str | None, chatd_args=(), logdir=None):
+    def __init__(self, target: str, args, cpu: str | None, chatd_args=(), logdir=None,
+                 data=None, lift_limits=True):
         base, tree = split_target(target, args.chatd_trees)
         dialect, how, transport = TARGETS[base]
         self.port = free_port()
@@ -191,11 +195,13 @@ class Server:
             self.logfile = os.path.join(logdir, f"{target}-{self.port}.log")
             # A data directory per server: trees at different schema versions
             # must not share (an older chatd refuses a newer database).
-            data = os.path.join(logdir, f"{target}-{self.port}-data")
+            data = data or os.path.join(logdir, f"{target}-{self.port}-data")
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
                    "--line", line, "--ws", ws, "--data-dir", data,
-                   *chatd_limit_args(args, tree), *chatd_args]
+                   *(chatd_limit_args(args, tree) if lift_limits else ()), *chatd_args]
+        elif how == "ngircd":
+            cmd = storms.ngircd_command(self.port, logdir)
         else:
             script = Path(args.baselines) / how[0]
             cmd = [sys.executable, str(script), str(self.port), *how[1:]]
@@ -333,6 +339,8 @@ class Swarm:
             data = b""
         if data is None:
             return
+        if c.stage == "ready":
+            return  # the room's traffic (join notices in a storm): not kept
         c.buf += data
         if c.stage == "upgrading":
             end = c.buf.find(b"\r\n\r\n")
@@ -694,6 +702,7 @@ TABLE_COLS = {
              ("server_rss_kib", "RSS KiB", "{:,}"), ("kib_per_connection", "KiB/conn", "{}"),
              ("closed", "closed", "{}")],
 }
+TABLE_COLS.update(storms.TABLE_COLS)
 
 
 def _get(result, dotted):
@@ -727,15 +736,17 @@ def ratios(results, scenario) -> list:
     by_target = {}
     for r in results:
         by_target.setdefault(r["target"], []).append(r)
-    keys = (["deliveries_per_s", "server_us_per_delivery", "latency_ms.p99"]
-            if scenario == "fanout" else ["kib_per_connection"])
+    keys = {"fanout": ["deliveries_per_s", "server_us_per_delivery", "latency_ms.p99"],
+            "idle": ["kib_per_connection"]}.get(scenario) or storms.RATIO_KEYS[scenario]
     pairs, first_of = [], {}
     for target in by_target:
         base = target.partition("@")[0]
         if base not in BASELINE_OF:
             continue
-        if BASELINE_OF[base] in by_target:
-            pairs.append((target, BASELINE_OF[base]))
+        # ngircd, when it ran, is the bar (the unbatched scenario); else the bare relay.
+        baseline = "ngircd" if "ngircd" in by_target else BASELINE_OF[base]
+        if baseline in by_target:
+            pairs.append((target, baseline))
         reference = first_of.setdefault(base, target)
         if reference != target:
             pairs.append((target, reference))
@@ -753,7 +764,7 @@ def ratios(results, scenario) -> list:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="benchmarks/bench.py",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("scenario", choices=["fanout", "idle"])
+    p.add_argument("scenario", choices=["fanout", "idle", *storms.SCENARIOS])
     p.add_argument("--targets", default="bare-line,chatd-line,bare-ws,chatd-ws",
                    help=f"comma-separated, run back to back in this order: {', '.join(TARGETS)}"
                         "; a chatd target may end in @NAME to run the --chatd-tree NAME")
@@ -794,6 +805,7 @@ def parse_args(argv):
                    help="fanout: give up on missing deliveries after this many silent seconds")
     p.add_argument("--logdir", help="keep the servers' logs here (default: a temporary directory)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON lines")
+    storms.add_arguments(p)
     args = p.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     args.chatd_trees = {}
@@ -816,6 +828,7 @@ def parse_args(argv):
         p.error("more senders than clients")
     args.probes = max(1, min(args.probes, args.clients))
     args.server_cpu = args.server_cpu or None
+    storms.check_args(p, args, argv)
     return args
 
 
@@ -828,7 +841,8 @@ def main(argv=None) -> int:
         args.logdir = args.logdir or tmp
         for run_no in range(1, args.repeat + 1):
             for target in args.targets:
-                result = one_run(target, args, run_no)
+                run = storms.RUNS.get(args.scenario, one_run)
+                result = run(target, args, run_no)
                 results.append(result)
                 print(json.dumps(result), flush=True)
     summary = ratios(results, args.scenario)
@@ -844,4 +858,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("bench", sys.modules["__main__"])  # storms.py imports it as bench
     sys.exit(main())
