@@ -8,7 +8,9 @@ change after the fact and decides how the room hears of it.
   window of ``--coalesce-window`` seconds.  Joins and parts (and quits) in
   that window are gathered and published at its end as one ``Presence``
   event: encoded once per wire format, written once to each member.  A window
-  that gathered something opens the next one; a window that gathered nothing
+  that gathered a single change sends it as the usual ``join``, ``part`` or
+  ``quit`` (reason included), only later.  A window that gathered something
+  opens the next one; a window that gathered nothing
   closes, so the next join is announced at once again.
 * Within a window changes net out per nick: one that joined and left (or left
   and came back) is in neither list; a nick change moves its pending join to
@@ -33,7 +35,9 @@ class _Window:
 
     def __init__(self, name: str, call):
         self.name = name
-        self.pending = {}  # nick key -> [nick, +1 joined / -1 left], in order of arrival
+        # nick key -> [nick, +1 joined / -1 left, the event had it been sent alone],
+        # in order of arrival
+        self.pending = {}
         self.call = call
 
 
@@ -62,24 +66,26 @@ class PresenceNotices:
             self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
             self._open(room.key, room.name)
         else:
-            self._note(window, session.key, session.nick, 1)
+            self._note(window, session.key, session.nick, 1,
+                       Join(room.name, session.nick, self.clock.seconds()))
 
     def parting(self, room, session, reason: str) -> None:
         """``session`` is about to leave ``room`` (it still hears an immediate notice)."""
         if self._stopped or self.is_large(len(room.members)):
             return
         window = self._windows.get(room.key)
+        event = Part(room.name, session.nick, reason, self.clock.seconds())
         if window is None:
-            self.bus.publish_room(room.key, Part(room.name, session.nick, reason,
-                                                 self.clock.seconds()))
+            self.bus.publish_room(room.key, event)
             self._open(room.key, room.name)
         else:
-            self._note(window, session.key, session.nick, -1)
+            self._note(window, session.key, session.nick, -1, event)
 
-    def quitting(self, rooms, nick: str, key: str) -> list:
-        """A session with ``nick`` has left ``rooms`` (Room objects) by closing.
+    def quitting(self, rooms, key: str, quit) -> list:
+        """The session with nick ``key`` has left ``rooms`` (Room objects) by
+        closing; ``quit`` is its Quit event.
 
-        Returns the keys of the rooms to be sent a ``Quit`` now; in the others
+        Returns the keys of the rooms to be sent the ``Quit`` now; in the others
         the quit is gathered in the open window, or not announced (large room).
         """
         if self._stopped:
@@ -93,7 +99,7 @@ class PresenceNotices:
                 now_keys.append(room.key)
                 self._open(room.key, room.name)
             else:
-                self._note(window, key, nick, -1)
+                self._note(window, key, quit.nick, -1, quit)
         return now_keys
 
     def forget(self, room_key: str, key: str) -> None:
@@ -108,21 +114,23 @@ class PresenceNotices:
             window = self._windows.get(room_key)
             if window is None or old_key not in window.pending:
                 continue
-            _old_nick, delta = window.pending.pop(old_key)
-            self._note(window, key, nick, delta)
+            _old_nick, delta, event = window.pending.pop(old_key)
+            if isinstance(event, Join):
+                event = Join(event.room, nick, event.ts)
+            self._note(window, key, nick, delta, event)
 
     # -- windows -----------------------------------------------------------------
     @staticmethod
-    def _note(window: _Window, key: str, nick: str, delta: int) -> None:
+    def _note(window: _Window, key: str, nick: str, delta: int, event) -> None:
         entry = window.pending.get(key)
         if entry is None:
-            window.pending[key] = [nick, delta]
+            window.pending[key] = [nick, delta, event]
             return
         total = entry[1] + delta
         if total == 0:
             del window.pending[key]  # came and went, or went and came back
         else:
-            window.pending[key] = [nick, max(-1, min(1, total))]
+            window.pending[key] = [nick, max(-1, min(1, total)), event]
 
     def _open(self, room_key: str, name: str) -> None:
         seconds = self.limits.coalesce_window
@@ -144,9 +152,13 @@ class PresenceNotices:
             self.log.failure("presence notice for {room} failed", room=window.name)
 
     def flush(self, room_key: str, window: _Window) -> None:
-        joined = [nick for nick, delta in window.pending.values() if delta > 0]
-        left = [nick for nick, delta in window.pending.values() if delta < 0]
         self._open(room_key, window.name)
+        if len(window.pending) == 1:
+            [(_nick, _delta, event)] = window.pending.values()
+            self.bus.publish_room(room_key, event)  # one change reads as it always did
+            return
+        joined = [nick for nick, delta, _ in window.pending.values() if delta > 0]
+        left = [nick for nick, delta, _ in window.pending.values() if delta < 0]
         self.bus.publish_room(room_key, Presence(window.name, tuple(joined[:LISTED]), len(joined),
                                                  tuple(left[:LISTED]), len(left),
                                                  self.clock.seconds()))

@@ -128,10 +128,11 @@ def test_joined_and_left_within_one_window_is_not_shown(make_chat):
     chat.line("erin", "#r")
     zed = chat.line("zed", "#r")
     zed.send("/quit")  # a quit nets out the same way
+    chat.line("fay", "#r")
     alice.raw()
     chat.clock.advance(WINDOW)
     [event] = alice.json()
-    assert (event["joined"], event["left"]) == (["erin"], [])
+    assert (event["joined"], event["left"]) == (["erin", "fay"], [])
 
 
 def test_parts_and_quits_are_gathered_too(make_chat):
@@ -146,6 +147,20 @@ def test_parts_and_quits_are_gathered_too(make_chat):
     assert alice.lines() == ["* bob left #r (bye)"]
     chat.clock.advance(WINDOW)
     assert alice.lines() == ["* carol and dave left #r"]
+
+
+def test_a_window_with_one_change_sends_the_usual_event_later(make_chat):
+    chat = storm(make_chat)
+    alice = chat.line("alice", "#r")
+    bob = chat.line("bob", "#r")
+    carol = chat.line("carol", "#r")
+    quiet(chat)
+    alice.raw()
+    bob.send("/part #r lunch")  # at once
+    carol.send("/part #r tea")  # alone in the window
+    assert alice.lines() == ["* bob left #r (lunch)"]
+    chat.clock.advance(WINDOW)
+    assert alice.lines() == ["* carol left #r (tea)"]
 
 
 def test_a_quit_in_a_quiet_room_is_a_quit_at_once(make_chat):
@@ -184,7 +199,7 @@ def test_a_pending_join_follows_a_nick_change(make_chat):
     alice.raw()
     chat.clock.advance(WINDOW)
     [event] = alice.json()
-    assert event["joined"] == ["caroline"]
+    assert (event["type"], event["nick"]) == ("join", "caroline")
 
 
 def test_a_kicked_pending_joiner_is_told_by_the_kick_alone(make_chat):

@@ -216,6 +216,19 @@
              "presence");
       if (conv === current()) renderMembers();
     },
+    presence(ev) {
+      // Joins and parts gathered over a short window (a storm): one line for each.
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv) return;
+      for (const n of ev.joined || []) conv.members.set(lower(n), n);
+      for (const n of ev.left || []) conv.members.delete(lower(n));
+      if (conv.large !== null) conv.large += (ev.joins || 0) - (ev.parts || 0);
+      if (ev.joins) system(conv, someNicks(ev.joined || [], ev.joins) + " joined", ev.ts,
+                           "presence");
+      if (ev.parts) system(conv, someNicks(ev.left || [], ev.parts) + " left", ev.ts,
+                           "presence");
+      if (conv === current()) renderMembers();
+    },
     quit(ev) {
       for (const conv of state.convs.values()) {
         if (conv.kind === "room" && conv.members.delete(lower(ev.nick))) {
@@ -348,11 +361,17 @@
       if (req.paging) return;
       conv.members.clear();
       for (const n of ev.nicks || []) conv.members.set(lower(n), n);
+      // A large room sends its member count, not the list, and announces no joins.
+      conv.large = ev.large ? ev.members : null;
       if (req.secret) conv.password = req.secret;
       if (rejoin) {
         system(conv, "Reconnected to " + conv.name);
       } else {
         system(conv, "You joined " + conv.name + ".");
+      }
+      if (ev.large) {
+        system(conv, conv.name + " is a large room: " + ev.members + " members; joins and " +
+               "parts are not shown. /who lists who is here.");
       }
       if (req.activate || !state.active) activate(conv);
       else if (conv === current()) renderMembers();
@@ -364,7 +383,10 @@
       send({ type: "rooms" }, { quiet: true });
     },
     who(ev, req) {
-      if (req.typed) tell(req, "In " + ev.room + ": " + (ev.nicks || []).join(", "));
+      if (req.typed) {
+        tell(req, "In " + ev.room + (ev.more ? " (" + ev.members + ", the first " +
+             (ev.nicks || []).length + ")" : "") + ": " + (ev.nicks || []).join(", "));
+      }
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv) return;
       conv.members.clear();
@@ -606,7 +628,7 @@
   function makeConv(key, kind, name) {
     const conv = {
       key: key, kind: kind, name: name, joined: false, unread: 0,
-      members: new Map(), seen: new Map(), lastMid: null,
+      members: new Map(), seen: new Map(), lastMid: null, large: null,
       log: el("div", "log"),
     };
     conv.log.setAttribute("role", "log");
@@ -751,10 +773,24 @@
     appendLine(conv, line, false);
   }
 
+  function memberCount(conv) {
+    return conv.large !== null ? conv.large : conv.members.size;
+  }
+
+  // "alice", "alice and bob", "alice, bob and carol", "alice, bob, carol and 41 others":
+  // as the server's text mode says it (chatd/text.py).
+  function someNicks(nicks, total) {
+    const shown = total > 4 ? nicks.slice(0, 3) : nicks.slice(0, total);
+    const rest = total - shown.length;
+    if (rest > 0) shown.push(rest === 1 ? "1 other" : rest + " others");
+    if (shown.length === 1) return shown[0];
+    return shown.slice(0, -1).join(", ") + " and " + shown[shown.length - 1];
+  }
+
   function subtitle(conv) {
     if (!conv) return "";
     if (conv.kind === "private") return "private conversation";
-    const present = conv.joined ? conv.members.size + " present" : "not joined";
+    const present = conv.joined ? memberCount(conv) + " present" : "not joined";
     return conv.topic ? present + " · " + conv.topic : present;
   }
 
@@ -796,7 +832,7 @@
       li.appendChild(b);
       list.appendChild(li);
     }
-    $("member-count").textContent = String(nicks.length);
+    $("member-count").textContent = String(memberCount(conv));
     $("conversation-sub").textContent = subtitle(conv);
   }
 
@@ -805,7 +841,7 @@
     const list = $("room-directory");
     const rooms = state.directory.map((r) => {
       const conv = state.convs.get(roomKey(r.room));
-      return conv && conv.joined ? { room: r.room, members: conv.members.size } : r;
+      return conv && conv.joined ? { room: r.room, members: memberCount(conv) } : r;
     });
     list.replaceChildren();
     if (!rooms.length) {
