@@ -204,6 +204,7 @@
     join(ev) {
       const conv = roomConv(ev.room);
       if (isMe(ev.nick)) return; // the ack says it, with the member list
+      if (conv.large !== null && !conv.members.has(lower(ev.nick))) conv.large += 1;
       conv.members.set(lower(ev.nick), ev.nick);
       system(conv, ev.nick + " joined", ev.ts, "presence");
       if (conv === current()) renderMembers();
@@ -211,6 +212,7 @@
     part(ev) {
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv || isMe(ev.nick)) return;
+      if (conv.large !== null) conv.large -= 1;
       conv.members.delete(lower(ev.nick));
       system(conv, ev.nick + " left" + (ev.reason ? " (" + ev.reason + ")" : ""), ev.ts,
              "presence");
@@ -363,6 +365,7 @@
       for (const n of ev.nicks || []) conv.members.set(lower(n), n);
       // A large room sends its member count, not the list, and announces no joins.
       conv.large = ev.large ? ev.members : null;
+      if (ev.large && state.nick) conv.members.set(lower(state.nick), state.nick);
       if (req.secret) conv.password = req.secret;
       if (rejoin) {
         system(conv, "Reconnected to " + conv.name);
