@@ -19,7 +19,7 @@ from chatd.tls import ReloadOnHangup
 
 DEFAULT_LIMITS = {
     "max-line": 4096, "max-frame": 16384, "max-message": 2000, "max-nick": 24,
-    "max-room": 50, "max-rooms-per-session": 20, "rate": 5.0, "burst": 20,
+    "max-room": 50, "max-rooms-per-session": 20, "rate": 5.0, "burst": 20, "reconnect-burst": 24,
     "flood-strikes": 30, "nick-interval": 5.0, "max-connections": 20000, "max-per-ip": 100,
     "send-queue": 262144, "ping-interval": 30.0, "ping-timeout": 60.0,
     "register-timeout": 60.0, "offline-queue": 100, "max-kept-rooms": 10,
@@ -75,11 +75,13 @@ def test_full_command_line():
         "--register-window", "7200", "--register-per-minute", "5",
         "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
         "--resume-ttl", "3600", "--coalesce-window", "0", "--large-room", "0",
+        "--reconnect-burst", "9",
         "--argon2-time-cost", "3", "--argon2-memory-cost", "19456", "--argon2-parallelism", "2",
     )
     limits = {
         "max-line": 1024, "max-frame": 8192, "max-message": 500, "max-nick": 16,
         "max-room": 32, "max-rooms-per-session": 5, "rate": 2.5, "burst": 10,
+        "reconnect-burst": 9,
         "flood-strikes": 7, "nick-interval": 1.5, "max-connections": 300, "max-per-ip": 3,
         "send-queue": 65536, "ping-interval": 20.0, "ping-timeout": 45.0,
         "register-timeout": 30.0, "offline-queue": 7, "max-kept-rooms": 2,
