@@ -41,6 +41,7 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 PASSWORD = "storm-password-1"
 TOKEN_RE = re.compile(rb'"token":"([^"]+)"')
 PROBE_RE = re.compile(rb'"text":"probe (\d+)"')
+PING_RE = re.compile(rb'"request":"ping".*"id":(\d+)')
 # Argon2 parameters for accounts made only to be resumed (set-up cost, not measured).
 CHEAP_ARGON2 = ["--argon2-time-cost", "1", "--argon2-memory-cost", "1024"]
 
@@ -187,7 +188,7 @@ class Client:
     """One JSON-lines client of chatd: a script of requests and what it waits for."""
 
     __slots__ = ("sock", "index", "buf", "state", "t_start", "t_done", "nick", "token",
-                 "room", "history", "retries", "due", "probe", "rtts", "source")
+                 "room", "history", "retries", "due", "probe", "rtts", "lags", "source")
 
     def __init__(self, index, nick, room=None, token=None, source=None):
         self.sock = None
@@ -203,6 +204,7 @@ class Client:
         self.due = 0.0
         self.probe = False
         self.rtts = None
+        self.lags = None
         self.source = source
 
 
@@ -536,11 +538,18 @@ def run_reconnect(target, args, run_no) -> dict:
     t_zero = [0.0]
 
     def on_line(c, line):
+        if b'"type":"ping"' in line:
+            loop.send(c, b"\n")  # proof of life: a long storm outlasts --ping-interval
+            return
         if c.probe:
             if b'"type":"message"' in line and b'"from":"%s"' % c.nick.encode() in line:
                 m = PROBE_RE.search(line)
                 if m:
                     c.rtts.append((time.monotonic_ns() - int(m.group(1))) / 1e9)
+            elif b'"request":"ping"' in line:
+                m = PING_RE.search(line)
+                if m:
+                    c.lags.append((time.monotonic_ns() - int(m.group(1))) / 1e9)
             elif b'"request":"join"' in line:
                 c.state = "chatting"
             return
@@ -558,6 +567,7 @@ def run_reconnect(target, args, run_no) -> dict:
         for c in probes:
             c.probe = True
             c.rtts = []
+            c.lags = []
             loop.connect(c, b"/json\n" + _json(type="nick", nick=c.nick)
                          + _json(type="join", room=c.room))
         deadline = time.monotonic() + 30
@@ -583,8 +593,12 @@ def run_reconnect(target, args, run_no) -> dict:
                 loop.connect(c, b"/json\n" + req + _json(type="join", room=c.room))
             if now >= next_probe:
                 stamp = time.monotonic_ns()
-                for p in probes:
-                    loop.send(p, _json(type="message", room=p.room, text=f"probe {stamp}"))
+                for j, p in enumerate(probes):
+                    # A session's requests are answered in order, so a ping sent
+                    # behind a message would wait for the message's commit: the
+                    # odd probes only ping (the reactor's lag), the even ones chat.
+                    loop.send(p, _json(type="ping", id=stamp) if j % 2 else
+                              _json(type="message", room=p.room, text=f"probe {stamp}"))
                 next_probe += args.probe_interval
             wake = min(next_probe, t0 + clients[k].due if k < n else next_probe)
             loop.poll(max(0.0, min(0.05, wake - time.monotonic())))
@@ -597,6 +611,7 @@ def run_reconnect(target, args, run_no) -> dict:
             all_back_s=round(max((c.t_done for c in back), default=t1) - t0, 2),
             rejoin_ms=percentiles_s([c.t_done - c.t_start for c in back]),
             probe_rtt_ms=percentiles_s([x for p in probes for x in p.rtts]),
+            ping_rtt_ms=percentiles_s([x for p in probes for x in p.lags]),
             server_ms_per_client=round(1000 * result["server_cpu_s"] / max(1, len(back)), 3))
         if dropped:
             result["dropped_why"] = [why for _, why in dropped[:3]]
@@ -638,6 +653,7 @@ TABLE_COLS = {
                   ("server_cpu_s", "srv cpu s", "{}"), ("rejoin_ms.p99", "rejoin p99 ms", "{}"),
                   ("probe_rtt_ms.p50", "probe p50 ms", "{}"),
                   ("probe_rtt_ms.p99", "probe p99 ms", "{}"),
+                  ("ping_rtt_ms.p99", "ping p99 ms", "{}"),
                   ("server_peak_rss_kib", "peak RSS KiB", "{:,}")],
 }
 RATIO_KEYS = {
