@@ -62,12 +62,18 @@ class RoomCreations:
         self.limits = limits
         self.counts.retune(limits.new_rooms_per_minute, 60.0, limits.throttle_entries)
 
+    def full(self, session) -> bool:
+        return self.counts.full(address_key(session.host, self.limits.ipv6_prefix))
+
     def check(self, session) -> None:
-        key = address_key(session.host, self.limits.ipv6_prefix)
-        if self.counts.full(key):
-            raise ChatError("too_many_new_rooms", "too many new rooms from your address; "
-                            "join an existing one or try again in a minute")
-        self.counts.charge(key)
+        if self.full(session):
+            raise self.refusal()
+        self.counts.charge(address_key(session.host, self.limits.ipv6_prefix))
+
+    @staticmethod
+    def refusal() -> ChatError:
+        return ChatError("too_many_new_rooms", "too many new rooms from your address; "
+                         "join an existing one or try again in a minute")
 
 
 def _memory_store():
@@ -463,6 +469,10 @@ class ChatService(Service):
              since: int | None = None):
         """Enter a room; fires its JoinAck once the room's history (the last N
         messages, or those after ``since``) has been sent as history events."""
+        return self._join(session, name, password, since, False)
+
+    def _join(self, session, name, password, since, has_past: bool):
+        """``has_past``: the store says the room has messages, so it is not a new one."""
         self._require_nick(session)
         key = self.check_room(name)
         room = session.rooms.get(key)
@@ -477,7 +487,13 @@ class ChatService(Service):
                             f"you may be in at most {self.limits.max_rooms_per_session} rooms")
         if room is None:
             self.mod.check_entry(session, key, name, password)
-            if self.rooms.get(key) is None and self.room_states.get(key) is None:
+            if (self.rooms.get(key) is None and self.room_states.get(key) is None
+                    and not has_past):
+                if self._creations.full(session):
+                    # A room with stored messages is not new: everyone rejoining
+                    # after a restart is not refused, however many rooms they had.
+                    return self._had_messages(key).addCallback(
+                        lambda _: self._join(session, name, password, since, True))
                 self._creations.check(session)  # a new room: per-address rate
             room = self.rooms.open(key, name)
             self.mod.on_enter(session, room)
@@ -494,6 +510,17 @@ class ChatService(Service):
                        self._history_unavailable, errbackArgs=(session,))
         d.addCallback(self._joined, session, room)
         return d
+
+    def _had_messages(self, key: str):
+        """Fires if the room has stored messages; else fails with ``too_many_new_rooms``."""
+        def judged(rows):
+            if not rows:
+                raise self._creations.refusal()
+
+        def unknown(failure):
+            failure.trap(StoreUnavailable)
+            raise self._creations.refusal()
+        return self.store.history(key, upto=self.last_mid, limit=1).addCallbacks(judged, unknown)
 
     def _history_unavailable(self, failure, session):
         # Chat works without scrollback: say so and join anyway.

@@ -49,3 +49,35 @@ def test_a_bucket_refills_to_its_capacity_only():
 def test_the_default_allowance_covers_a_login_and_every_room():
     limits = Limits()
     assert limits.reconnect_burst >= limits.max_rooms_per_session + 3
+
+
+def test_rejoining_rooms_with_stored_messages_is_not_creating_them(make_chat):
+    """After a restart the live rooms are gone; whoever comes back first into
+    each is not refused as creating too many rooms."""
+    chat = make_chat(new_rooms_per_minute=5)
+    rooms = [f"#r{i}" for i in range(ROOMS)]
+    before = chat.line("before", fresh=False)
+    for i, room in enumerate(rooms):
+        if i and i % 5 == 0:
+            chat.clock.advance(60)  # the allowance comes back
+        before.send(f"/join {room}", f"said in {room}")
+    before.send("/quit")
+    assert len(chat.service.rooms) == 0  # as after a restart: nobody is anywhere
+    answers = rejoin_all(chat.line(fresh=False), rooms, since=1)
+    assert answers == {"n": None, **{i: None for i in range(ROOMS)}}
+
+
+def test_a_new_room_past_the_allowance_is_still_refused(make_chat):
+    chat = make_chat(new_rooms_per_minute=2)
+    old = chat.line("old", "#old", host="10.9.9.9")
+    old.send("still here")
+    old.send("/part #old")
+    client = chat.line("alice", fresh=False)
+    client.raw()
+    client.send("/join #a", "/join #b", "/join #c", "/join #old")
+    lines = client.lines()
+    assert [line for line in lines if "now talking" in line or "error" in line] == [
+        "* now talking in #a; members: alice", "* now talking in #b; members: alice",
+        "! error too_many_new_rooms: too many new rooms from your address; join an existing "
+        "one or try again in a minute",
+        "* now talking in #old; members: alice"]
