@@ -375,3 +375,21 @@ def test_the_client_reads_joins_and_parts_one_way(event, expected):
         assert change is None
     else:
         assert (change.room, change.joined, change.left, change.joins, change.parts) == expected
+
+
+def test_chatd_cli_who_says_when_the_list_is_cut_short(capsys):
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    from chatd import clientcli
+
+    class Client:
+        def who(self, room):
+            return succeed({"type": "ack", "request": "who", "room": room,
+                            "nicks": ["a", "b"], "members": 700, "more": True})
+    clientcli.who(Clock(), Client(), SimpleNamespace(room="#big", timeout=5))
+    captured = capsys.readouterr()
+    assert captured.out == "a\nb\n"
+    assert captured.err == "chatd-cli: 700 present; only the first 2 are listed\n"
