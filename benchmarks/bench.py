@@ -190,8 +190,11 @@ class Server:
         dialect, how, transport = TARGETS[base]
         self.port = free_port()
         if how == "chatd":
-            line = f"tcp:{self.port}:interface=127.0.0.1" if transport == "line" else "none"
-            ws = f"tcp:{self.port}:interface=127.0.0.1" if transport == "ws" else "none"
+            listen = f"tcp:{self.port}:interface=127.0.0.1"
+            if getattr(args, "backlog", 0):
+                listen += f":backlog={args.backlog}"
+            line = listen if transport == "line" else "none"
+            ws = listen if transport == "ws" else "none"
             self.logfile = os.path.join(logdir, f"{target}-{self.port}.log")
             # A data directory per server: trees at different schema versions
             # must not share (an older chatd refuses a newer database).

@@ -116,6 +116,9 @@ def add_arguments(p) -> None:
                    help="reconnect: seconds between one probe's messages")
     g.add_argument("--window", type=int, default=200,
                    help="joinstorm: connections being set up at once")
+    g.add_argument("--backlog", type=int, default=0,
+                   help="chatd targets: listen backlog of the bench's endpoint (0: the "
+                        "daemon's default)")
     g.add_argument("--retry", type=float, default=0.5,
                    help="loginstorm: seconds before a 'busy' login is sent again")
 
@@ -168,6 +171,19 @@ def reset_peak_rss(pid: int) -> None:
             f.write("5")
     except OSError:
         pass
+
+
+def runnable_wait(pid: int) -> float:
+    """Seconds the server's threads were ready to run but waited for a CPU (schedstat):
+    on a shared machine, what other processes took from the server's core."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except OSError:
+        pass
+    return total / 1e9
 
 
 def percentiles_s(values) -> dict:
@@ -309,7 +325,14 @@ def _stats_since(pid, before, t0, t1) -> dict:
     after = _bench().proc_stats(pid)
     cpu = after["cpu"] - before["cpu"]
     return {"server_cpu_s": round(cpu, 2), "wall_s": round(t1 - t0, 2),
+            "server_wait_s": round(runnable_wait(pid) - before.get("wait", 0.0), 2),
             "server_peak_rss_kib": after["peak_rss_kib"]}
+
+
+def _stats_now(pid) -> dict:
+    out = _bench().proc_stats(pid)
+    out["wait"] = runnable_wait(pid)
+    return out
 
 
 # -- join storm ---------------------------------------------------------------------------------
@@ -321,7 +344,7 @@ def run_joinstorm(target, args, run_no) -> dict:
     swarm = b.Swarm(b.TARGETS[base][0], server.port, args.clients, args.clients,
                     f"j{run_no}n", sources=args.sources or 1, window=args.window)
     try:
-        before = b.proc_stats(server.pid)
+        before = _stats_now(server.pid)
         t0 = time.monotonic()
         connect_s = swarm.connect_all(args.timeout)
         swarm.sync(args.timeout)
@@ -373,7 +396,6 @@ def _register_all(port, users, prefix, window, timeout) -> dict:
 
 def _login_wave(port, pid, clients, make_request, retry, timeout) -> dict:
     """Every client connects at once and sends its login; measured until the last ack."""
-    b = _bench()
     refused = {"busy": 0, "other": 0}
     waits = []
     tokens = {}
@@ -400,7 +422,7 @@ def _login_wave(port, pid, clients, make_request, retry, timeout) -> dict:
     dropped = []
     loop = Loop(port, on_line, lambda c, why: dropped.append(why))
     reset_peak_rss(pid)
-    before = b.proc_stats(pid)
+    before = _stats_now(pid)
     t0 = time.monotonic()
     for c in clients:
         loop.connect(c, b"/json\n" + make_request(c))
@@ -575,8 +597,9 @@ def run_reconnect(target, args, run_no) -> dict:
             if time.monotonic() > deadline:
                 raise SystemExit("the probes did not get in")
             loop.poll(0.1)
-        before = b.proc_stats(server.pid)
+        before = _stats_now(server.pid)
         reset_peak_rss(server.pid)
+        gen0 = os.times()
         t0 = t_zero[0] = time.monotonic()
         next_probe = t0
         k = 0
@@ -604,6 +627,8 @@ def run_reconnect(target, args, run_no) -> dict:
             loop.poll(max(0.0, min(0.05, wake - time.monotonic())))
         t1 = time.monotonic()
         result.update(_stats_since(server.pid, before, t0, t1))
+        gen1 = os.times()
+        result["gen_cpu_s"] = round(gen1.user + gen1.system - gen0.user - gen0.system, 2)
         full = [c for c in back if c.history >= args.scrollback]
         result.update(
             back=len(back), back_with_scrollback=len(full), lost=n - len(full),
@@ -650,7 +675,8 @@ TABLE_COLS = {
     "reconnect": [("target", "target", "{}"), ("run", "run", "{}"), ("clients", "clients", "{:,}"),
                   ("back_with_scrollback", "back", "{:,}"), ("dropped", "dropped", "{}"),
                   ("refusals", "refused", "{}"), ("all_back_s", "all back s", "{}"),
-                  ("server_cpu_s", "srv cpu s", "{}"), ("rejoin_ms.p99", "rejoin p99 ms", "{}"),
+                  ("server_cpu_s", "srv cpu s", "{}"), ("server_wait_s", "srv wait s", "{}"),
+                  ("rejoin_ms.p99", "rejoin p99 ms", "{}"),
                   ("probe_rtt_ms.p50", "probe p50 ms", "{}"),
                   ("probe_rtt_ms.p99", "probe p99 ms", "{}"),
                   ("ping_rtt_ms.p99", "ping p99 ms", "{}"),
