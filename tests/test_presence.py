@@ -393,3 +393,22 @@ def test_chatd_cli_who_says_when_the_list_is_cut_short(capsys):
     captured = capsys.readouterr()
     assert captured.out == "a\nb\n"
     assert captured.err == "chatd-cli: 700 present; only the first 2 are listed\n"
+
+
+def test_sighup_reload_of_the_file_retunes_coalescing_and_the_threshold(tmp_path):
+    from twisted.internet.task import Clock
+
+    from chatd.reload import Reloader
+    from chatd.service import ChatService
+    from chatd.tap import Options
+
+    path = tmp_path / "chatd.toml"
+    path.write_text("coalesce-window = 2.0\nlarge-room = 100\n")
+    options = Options()
+    options.parseOptions(["--config", str(path)])
+    chat = ChatService(options["limits"], clock=Clock())
+    assert (chat.presence.limits.coalesce_window, chat.presence.limits.large_room) == (2.0, 100)
+    path.write_text("coalesce-window = 0\nlarge-room = 0\n")
+    assert Reloader(options, chat).reload()
+    assert (chat.presence.limits.coalesce_window, chat.presence.limits.large_room) == (0.0, 0)
+    assert not chat.presence.is_large(10_000)
