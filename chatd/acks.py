@@ -59,9 +59,9 @@ class PrivateAck(AckData):
 @dataclass(frozen=True, slots=True)
 class WhoAck(AckData):
     room: str
-    nicks: list  # at most chatd.service.WHO_LISTED, in order of joining
-    members: int | None = None  # when the list is cut short: how many are there
-    more: bool | None = None  # True when the list is cut short
+    nicks: list  # a small room's all, in order of joining; else a page in nick order
+    members: int | None = None  # with a page: how many are there in all
+    more: bool | None = None  # True: more after the page's last nick (ask with "after")
 
 
 @dataclass(frozen=True, slots=True)

@@ -584,10 +584,12 @@ class ChatService(Service):
         self.rooms.leave(session, room)
         return succeed(acks.RoomAck(room.name))
 
-    def who(self, session: Session, name: str | None):
+    def who(self, session: Session, name: str | None, after: str | None = None):
+        """Who is in a room: all of a small one, in the order they came; past
+        WHO_LISTED members a page in nick order, the next one ``after`` its last."""
         if name is None:
             room = self.member_room(session, None)
-            return succeed(self._who_ack(room))
+            return succeed(self._who_ack(room, after))
         key = self.check_room(name)
         room = self.rooms.get(key)
         state = self.room_states.get(key)
@@ -599,15 +601,19 @@ class ChatService(Service):
             raise ChatError("not_in_room", f"{state.name} is closed; only its members "
                             "see who is there")
         if room is not None:
-            return succeed(self._who_ack(room))
+            return succeed(self._who_ack(room, after))
         return succeed(acks.WhoAck(state.name, []))  # a stored room nobody is in now
 
     @staticmethod
-    def _who_ack(room) -> acks.WhoAck:
-        if len(room.members) <= WHO_LISTED:
+    def _who_ack(room, after: str | None) -> acks.WhoAck:
+        if after is None and len(room.members) <= WHO_LISTED:
             return acks.WhoAck(room.name, room.nicks())
-        nicks = [s.nick for s in itertools.islice(room.members.values(), WHO_LISTED)]
-        return acks.WhoAck(room.name, nicks, len(room.members), True)
+        keys = room.members if after is None else [k for k in room.members
+                                                   if k > after.lower()]
+        # One page picked without sorting everyone (a large room).
+        page = heapq.nsmallest(WHO_LISTED + 1, keys)
+        return acks.WhoAck(room.name, [room.members[k].nick for k in page[:WHO_LISTED]],
+                           len(room.members), True if len(page) > WHO_LISTED else None)
 
     def room_list(self, after: str | None = None):
         """The rooms that exist (those with people in them and the stored ones), by

@@ -107,10 +107,12 @@ def _join(d: acks.JoinAck) -> str:
 
 
 def _who(d: acks.WhoAck) -> str:
+    if d.members is None:
+        return f"* {d.room}: {len(d.nicks)} present: {', '.join(d.nicks)}"
+    listing = f"* {d.room}: {d.members} present; {len(d.nicks)} here: {', '.join(d.nicks)}"
     if d.more:
-        return (f"* {d.room}: {d.members} present, the first {len(d.nicks)}: "
-                f"{', '.join(d.nicks)}")
-    return f"* {d.room}: {len(d.nicks)} present: {', '.join(d.nicks)}"
+        listing += f"\r\n* more: /who {d.room} {d.nicks[-1]}"
+    return listing
 
 
 def _rooms(d: acks.RoomsAck) -> str:

@@ -298,18 +298,29 @@ def test_the_threshold_off_lists_everyone(make_chat):
     assert "large" not in ack
 
 
-def test_who_lists_a_bounded_number_and_says_how_many(make_chat, monkeypatch):
+def test_who_pages_a_large_room_in_nick_order(make_chat, monkeypatch):
     monkeypatch.setattr(service_module, "WHO_LISTED", 3)
     chat = make_chat()
-    members = [chat.line(f"m{i}", "#r") for i in range(5)]
+    members = [chat.line(nick, "#r") for nick in ("m3", "m0", "m4", "m1", "m2")]
     members[0].raw()
     members[0].send("/who")
-    assert members[0].lines() == ["* #r: 5 present, the first 3: m0, m1, m2"]
+    assert members[0].lines() == ["* #r: 5 present; 3 here: m0, m1, m2",
+                                  "* more: /who #r m2"]
+    members[0].send("/who #r m2")
+    assert members[0].lines() == ["* #r: 5 present; 2 here: m3, m4"]
     members[0].send("/json")
     members[0].raw()
-    members[0].send_json({"type": "who", "id": 9})
+    members[0].send_json({"type": "who", "room": "#r", "after": "M0", "id": 9})
     [who] = members[0].json()
-    assert (len(who["nicks"]), who["members"], who["more"]) == (3, 5, True)
+    assert (who["nicks"], who["members"], who["more"]) == (["m1", "m2", "m3"], 5, True)
+
+
+def test_who_of_a_small_room_lists_everyone_in_the_order_they_came(make_chat):
+    chat = make_chat()
+    members = [chat.line(nick, "#r") for nick in ("zed", "amy", "kim")]
+    members[0].raw()
+    members[0].send("/who")
+    assert members[0].lines() == ["* #r: 3 present: zed, amy, kim"]
 
 
 def test_a_window_open_when_the_room_turns_large_says_nothing(make_chat):

@@ -387,8 +387,10 @@
     },
     who(ev, req) {
       if (req.typed) {
-        tell(req, "In " + ev.room + (ev.more ? " (" + ev.members + ", the first " +
-             (ev.nicks || []).length + ")" : "") + ": " + (ev.nicks || []).join(", "));
+        const nicks = ev.nicks || [];
+        tell(req, "In " + ev.room + (ev.members !== undefined ? " (" + ev.members +
+             " in all, " + nicks.length + " here)" : "") + ": " + nicks.join(", ") +
+             (ev.more ? ". More: /who " + ev.room + " " + nicks[nicks.length - 1] : ""));
       }
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv) return;
@@ -960,7 +962,8 @@
     me: { type: "action", args: ["text"], required: 1, room: true, usage: "/me text",
           help: "an action in this room" },
     nick: { args: ["nick"], required: 1, usage: "/nick NAME", help: "change your nick" },
-    who: { args: ["room"], room: true, usage: "/who [#room]", help: "who is in a room" },
+    who: { args: ["room", "after"], room: true, usage: "/who [#room] [after]",
+           help: "who is in a room (a large one in pages, after a nick)" },
     rooms: { args: ["after"], usage: "/rooms [#after]", help: "list rooms (in pages)" },
     topic: { args: ["room", "topic"], room: true, usage: "/topic [#room] [text]",
              help: "show a room's topic, or (operators) set it",
