@@ -163,11 +163,6 @@ class PresenceNotices:
                                                  tuple(left[:LISTED]), len(left),
                                                  self.clock.seconds()))
 
-    def pending(self, room_key: str) -> int:
-        """Changes gathered in the room's open window (for tests and metrics)."""
-        window = self._windows.get(room_key)
-        return 0 if window is None else len(window.pending)
-
     # -- ends ----------------------------------------------------------------------
     def discard(self, room_key: str) -> None:
         """The room is gone: nobody is left to tell."""
