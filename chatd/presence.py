@@ -81,9 +81,9 @@ class PresenceNotices:
         else:
             self._note(window, session.key, session.nick, -1, event)
 
-    def quitting(self, rooms, key: str, quit) -> list:
+    def quitting(self, rooms, key: str, gone) -> list:
         """The session with nick ``key`` has left ``rooms`` (Room objects) by
-        closing; ``quit`` is its Quit event.
+        closing; ``gone`` is its Quit event.
 
         Returns the keys of the rooms to be sent the ``Quit`` now; in the others
         the quit is gathered in the open window, or not announced (large room).
@@ -99,7 +99,7 @@ class PresenceNotices:
                 now_keys.append(room.key)
                 self._open(room.key, room.name)
             else:
-                self._note(window, key, quit.nick, -1, quit)
+                self._note(window, key, gone.nick, -1, gone)
         return now_keys
 
     def forget(self, room_key: str, key: str) -> None:

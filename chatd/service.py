@@ -277,10 +277,10 @@ class ChatService(Service):
         self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)
-            quit = Quit(session.nick, clean_reason(reason), self.clock.seconds())
-            keys = self.presence.quitting(rooms, session.key, quit)
+            gone = Quit(session.nick, clean_reason(reason), self.clock.seconds())
+            keys = self.presence.quitting(rooms, session.key, gone)
             if keys:
-                self.bus.publish_rooms(keys, quit)
+                self.bus.publish_rooms(keys, gone)
         self.log.info("session {nick} from {host} closed: {reason}",
                       nick=session.nick or "(no nick)", host=session.host,
                       reason=loggable(reason), peer=session.host, session=id(session))
