@@ -26,6 +26,7 @@ Every notice is published through the bus, like any other room event.
 from twisted.logger import Logger
 
 from chatd.events import Join, Part, Presence
+from chatd.metrics import NO_METRICS
 
 LISTED = 50  # nicks named in each list of one Presence notice
 
@@ -44,8 +45,9 @@ class _Window:
 class PresenceNotices:
     log = Logger()
 
-    def __init__(self, bus, clock, limits, rooms):
+    def __init__(self, bus, clock, limits, rooms, metrics=NO_METRICS):
         self.bus = bus
+        self.metrics = metrics
         self.rooms = rooms  # read only: how many are in a room now
         self.clock = clock
         self.limits = limits
@@ -59,26 +61,34 @@ class PresenceNotices:
     # -- what happened -----------------------------------------------------------
     def joined(self, room, session) -> None:
         """``session`` is now a member of ``room``."""
-        if self._stopped or self.is_large(len(room.members)):
+        if self._stopped:
             return
         window = self._windows.get(room.key)
-        if window is None:
+        if self.is_large(len(room.members)):
+            self.metrics.presence("unannounced")
+        elif window is None:
+            self.metrics.presence("at_once")
             self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
             self._open(room.key, room.name)
         else:
+            self.metrics.presence("gathered")
             self._note(window, session.key, session.nick, 1,
                        Join(room.name, session.nick, self.clock.seconds()))
 
     def parting(self, room, session, reason: str) -> None:
         """``session`` is about to leave ``room`` (it still hears an immediate notice)."""
-        if self._stopped or self.is_large(len(room.members)):
+        if self._stopped:
             return
         window = self._windows.get(room.key)
         event = Part(room.name, session.nick, reason, self.clock.seconds())
-        if window is None:
+        if self.is_large(len(room.members)):
+            self.metrics.presence("unannounced")
+        elif window is None:
+            self.metrics.presence("at_once")
             self.bus.publish_room(room.key, event)
             self._open(room.key, room.name)
         else:
+            self.metrics.presence("gathered")
             self._note(window, session.key, session.nick, -1, event)
 
     def quitting(self, rooms, key: str, gone) -> list:
@@ -92,13 +102,17 @@ class PresenceNotices:
             return []
         now_keys = []
         for room in rooms:
-            if not room.members or self.is_large(len(room.members) + 1):
-                continue  # nobody left to tell, or not announced
+            if not room.members:
+                continue  # nobody left to tell
             window = self._windows.get(room.key)
-            if window is None:
+            if self.is_large(len(room.members) + 1):
+                self.metrics.presence("unannounced")
+            elif window is None:
+                self.metrics.presence("at_once")
                 now_keys.append(room.key)
                 self._open(room.key, room.name)
             else:
+                self.metrics.presence("gathered")
                 self._note(window, key, gone.nick, -1, gone)
         return now_keys
 

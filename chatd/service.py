@@ -115,7 +115,7 @@ class ChatService(Service):
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
         # Join, part and quit notices: coalesced in a storm, none in a large room.
-        self.presence = PresenceNotices(self.bus, clock, self.limits, self.rooms)
+        self.presence = PresenceNotices(self.bus, clock, self.limits, self.rooms, self.metrics)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
                               self.limits, presence=self.presence)
         self.ops = Operators(self)

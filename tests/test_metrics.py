@@ -227,7 +227,7 @@ def test_labels_never_name_a_nick_a_room_or_an_address(metered):
     for family in chat.metrics.registry.collect():
         for sample in family.samples:
             names.update(sample.labels)
-    assert names <= {"frontend", "code", "result", "le"}
+    assert names <= {"frontend", "code", "result", "how", "le"}  # how: PRESENCE_HOW
 
 
 def test_the_no_op_default_has_every_method_metrics_has():

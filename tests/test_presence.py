@@ -423,3 +423,27 @@ def test_sighup_reload_of_the_file_retunes_coalescing_and_the_threshold(tmp_path
     assert Reloader(options, chat).reload()
     assert (chat.presence.limits.coalesce_window, chat.presence.limits.large_room) == (0.0, 0)
     assert not chat.presence.is_large(10_000)
+
+
+def test_metrics_count_how_each_room_heard_of_a_change(make_chat):
+    from chatd.dispatch import Dispatcher
+    from chatd.metrics import Metrics
+    from chatd.service import ChatService
+
+    chat = make_chat()
+    metrics = Metrics(chat.clock, process=False)
+    chat.service = ChatService(replace(chat.service.limits, coalesce_window=WINDOW,
+                                       large_room=4),
+                               clock=chat.clock, metrics=metrics)
+    chat.dispatcher = Dispatcher(chat.service)
+
+    def counts():
+        return [metrics.registry.get_sample_value("chatd_presence_changes_total",
+                                                  {"how": how})
+                for how in ("at_once", "gathered", "unannounced")]
+    assert counts() == [0, 0, 0]
+    chat.line("a", "#r")  # at once
+    chat.line("b", "#r")
+    chat.line("c", "#r")  # gathered
+    chat.line("d", "#r")  # 4: a large room
+    assert counts() == [1, 2, 1]
