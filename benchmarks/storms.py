@@ -96,7 +96,10 @@ def ngircd_command(port: int, logdir: str) -> list:
         raise SystemExit("ngircd is not installed: apt-get install -y ngircd")
     conf = Path(logdir) / f"ngircd-{port}.conf"
     conf.write_text(NGIRCD_CONF.format(port=port), encoding="utf-8")
-    return [binary, "-n", "-f", str(conf)]
+    log = Path(logdir) / f"ngircd-{port}.log"
+    # -n keeps it in the foreground, logging to the console: into its log file
+    # instead (exec: the pid the bench measures is ngircd's own).
+    return ["sh", "-c", 'exec "$0" -n -f "$1" >"$2" 2>&1', binary, str(conf), str(log)]
 
 
 # -- arguments ---------------------------------------------------------------------------
