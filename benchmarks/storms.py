@@ -526,7 +526,8 @@ def run_reconnect(target, args, run_no) -> dict:
     b = _bench()
     base, tree = b.split_target(target, args.chatd_trees)
     n, users, rooms = args.clients, args.users, args.rooms
-    data = os.path.join(args.logdir, f"reconnect-{run_no}-{os.getpid()}-data")
+    data = os.path.join(args.logdir,
+                        f"reconnect-{target.replace('@', '-')}-{run_no}-{os.getpid()}-data")
     prefix = f"rc{run_no}u"
     result = {"scenario": "reconnect", "target": target, "run": run_no, "clients": n,
               "registered": users, "rooms": rooms, "scrollback": args.scrollback,
