@@ -6,8 +6,8 @@ every member using that format, so fan-out never re-encodes.
 
 History is sent to one session at a time (each join reads its own copy of the
 room's last messages), so after a restart every member of a room would encode
-the same 50 stored messages again: in the reconnect storm of
-docs/performance.rst that was a quarter of the server's CPU.  Each format keeps
+the same 50 stored messages again (in the reconnect storm of
+docs/performance.rst, a fifth of the server's busy samples).  Each format keeps
 the payloads of the last ``HISTORY_CACHE`` (8,192) history messages it encoded, keyed
 by the (immutable, hashable) event itself, so equal events get the bytes
 encoded the first time.  Only history events are kept: a live message is
