@@ -28,7 +28,7 @@ class NickAck(AckData):
 @dataclass(frozen=True, slots=True)
 class JoinAck(AckData):
     room: str
-    nicks: list | None  # None in a large room (chatd.presence): see members
+    nicks: list | None  # None in a large room (chatd.notices): see members
     topic: str | None = None
     more: bool | None = None  # True when there is more history than was sent
     members: int | None = None  # how many are in a large room, joiner included

@@ -92,9 +92,9 @@ class Part(_Flat):
 
 @dataclass(frozen=True, slots=True)
 class Presence(_Flat):
-    """Joins and parts of one room gathered over a short window (chatd.presence).
+    """Joins and parts of one room gathered over a short window (chatd.notices).
 
-    ``joined`` and ``left`` list at most ``chatd.presence.LISTED`` nicks each, in
+    ``joined`` and ``left`` list at most ``chatd.notices.LISTED`` nicks each, in
     order; ``joins`` and ``parts`` count them all.  A nick that came and went
     within the window is in neither (nor one that went and came back).
     """

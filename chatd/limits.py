@@ -50,7 +50,7 @@ class Limits:
     resume_ttl: float = 7 * 86400.0  # seconds a resume token (chatd.accounts) stays good
     request_timeout: float = 10.0  # seconds from accept to a whole HTTP request head
     ipv6_prefix: int = 64  # IPv6 addresses in one network count as one address
-    # Join/part storms (chatd.presence); 0 turns either off.
+    # Join/part storms (chatd.notices); 0 turns either off.
     coalesce_window: float = 1.0  # seconds joins and parts are gathered into one notice
     large_room: int = 500  # members from which joins and parts are not announced
 

@@ -69,7 +69,7 @@ STORE_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 
 LAG_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, float("inf"))
 
 LAG_INTERVAL = 1.0
-# How a room heard of a join, part or quit (chatd.presence).
+# How a room heard of a join, part or quit (chatd.notices).
 PRESENCE_HOW = ("at_once", "gathered", "unannounced")
 
 

@@ -34,7 +34,7 @@ from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
 from chatd.operators import Operators
-from chatd.presence import PresenceNotices
+from chatd.notices import PresenceNotices
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session
@@ -115,9 +115,9 @@ class ChatService(Service):
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
         # Join, part and quit notices: coalesced in a storm, none in a large room.
-        self.presence = PresenceNotices(self.bus, clock, self.limits, self.rooms, self.metrics)
+        self.notices = PresenceNotices(self.bus, clock, self.limits, self.rooms, self.metrics)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
-                              self.limits, presence=self.presence)
+                              self.limits, notices=self.notices)
         self.ops = Operators(self)
         self._private_ids = itertools.count(1)  # ids of live private messages
         self._creations = RoomCreations(clock, self.limits)
@@ -179,7 +179,7 @@ class ChatService(Service):
                 loop.stop()
         for session in list(self.sessions):
             self.drop(session, "server shutting down")
-        self.presence.stop()
+        self.notices.stop()
         if not self._closing:
             d = succeed(None)
         else:
@@ -230,7 +230,7 @@ class ChatService(Service):
         old, self.limits = self.limits, limits
         self.nicks.max_nick = limits.max_nick
         self.mod.limits = limits
-        self.presence.limits = limits
+        self.notices.limits = limits
         self.accounts.reconfigure(limits)
         self._creations.reconfigure(limits)
         if (old.rate, old.burst) != (limits.rate, limits.burst):
@@ -278,7 +278,7 @@ class ChatService(Service):
         if session.key is not None:
             self.nicks.release(session)
             gone = Quit(session.nick, clean_reason(reason), self.clock.seconds())
-            keys = self.presence.quitting(rooms, session.key, gone)
+            keys = self.notices.quitting(rooms, session.key, gone)
             if keys:
                 self.bus.publish_rooms(keys, gone)
         self.log.info("session {nick} from {host} closed: {reason}",
@@ -372,7 +372,7 @@ class ChatService(Service):
             self._unnamed.pop(session, None)
             return
         self.rooms.renamed(session, old_key)
-        self.presence.renamed(session.rooms, old_key, nick, key)
+        self.notices.renamed(session.rooms, old_key, nick, key)
         self.bus.publish_rooms(list(session.rooms), NickChange(old, nick, self.clock.seconds()),
                                also=session)
 
@@ -540,7 +540,7 @@ class ChatService(Service):
         for event in kept:
             session.send(event)
         self.rooms.enter(session, room)
-        self.presence.joined(room, session)
+        self.notices.joined(room, session)
         return self._join_ack(room, more)
 
     def _join_ack(self, room, more: bool) -> acks.JoinAck:
@@ -548,7 +548,7 @@ class ChatService(Service):
         state = self.room_states.get(room.key)
         topic = state.topic if state is not None and state.topic else None
         more = True if more else None
-        if self.presence.is_large(len(room.members)):
+        if self.notices.is_large(len(room.members)):
             return acks.JoinAck(room.name, None, topic, more, len(room.members), True)
         return acks.JoinAck(room.name, room.nicks(), topic, more)
 
@@ -580,7 +580,7 @@ class ChatService(Service):
 
     def part(self, session: Session, name: str | None, reason: str = ""):
         room = self.member_room(session, name)
-        self.presence.parting(room, session, clean_reason(reason))
+        self.notices.parting(room, session, clean_reason(reason))
         self.rooms.leave(session, room)
         return succeed(acks.RoomAck(room.name))
 
@@ -712,7 +712,7 @@ class ChatService(Service):
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
-        self.presence.discard(key)
+        self.notices.discard(key)
 
     # -- how a session is reached -------------------------------------------------
     def set_format(self, session: Session, fmt) -> None:

@@ -67,7 +67,7 @@ class Chat:
 
     def __init__(self, **limits):
         # Most tests read each join, part and quit notice alone, as a quiet room
-        # sends them; the coalescing of a storm (tests/test_presence.py) asks
+        # sends them; the coalescing of a storm (tests/test_notices.py) asks
         # for its window.
         limits.setdefault("coalesce_window", 0)
         self.clock = Clock()

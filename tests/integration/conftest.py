@@ -36,7 +36,7 @@ class Daemon:
         self.options = list(options)
         # Most tests follow each join, part and quit notice alone, as a quiet
         # room sends them; a test of a storm's coalesced notices gives its own
-        # --coalesce-window (tests/integration/test_presence_e2e.py).
+        # --coalesce-window (tests/integration/test_notices_e2e.py).
         if not any(o.startswith("--coalesce-window") for o in self.options):
             self.options[:0] = ["--coalesce-window", "0"]
         # For running it as systemd would (tests/integration/test_systemd.py):

@@ -1,4 +1,4 @@
-"""Join and part storms (chatd.presence): coalesced notices and large rooms.
+"""Join and part storms (chatd.notices): coalesced notices and large rooms.
 
 What members of a room see, on every front end, when many join or leave at
 once; time moves only with the chat's Clock.
@@ -13,7 +13,7 @@ from chatd import service as service_module
 from chatd import text
 from chatd.client import presence_change
 from chatd.clientcli import render
-from chatd.presence import LISTED
+from chatd.notices import LISTED
 
 WINDOW = 1.0
 
@@ -32,7 +32,7 @@ def quiet(chat):
 
 def presence_calls(chat) -> list:
     return [c for c in chat.clock.getDelayedCalls()
-            if getattr(c.func, "__self__", None) is chat.service.presence]
+            if getattr(c.func, "__self__", None) is chat.service.notices]
 
 
 # -- coalescing --------------------------------------------------------------------
@@ -418,11 +418,11 @@ def test_sighup_reload_of_the_file_retunes_coalescing_and_the_threshold(tmp_path
     options = Options()
     options.parseOptions(["--config", str(path)])
     chat = ChatService(options["limits"], clock=Clock())
-    assert (chat.presence.limits.coalesce_window, chat.presence.limits.large_room) == (2.0, 100)
+    assert (chat.notices.limits.coalesce_window, chat.notices.limits.large_room) == (2.0, 100)
     path.write_text("coalesce-window = 0\nlarge-room = 0\n")
     assert Reloader(options, chat).reload()
-    assert (chat.presence.limits.coalesce_window, chat.presence.limits.large_room) == (0.0, 0)
-    assert not chat.presence.is_large(10_000)
+    assert (chat.notices.limits.coalesce_window, chat.notices.limits.large_room) == (0.0, 0)
+    assert not chat.notices.is_large(10_000)
 
 
 def test_metrics_count_how_each_room_heard_of_a_change(make_chat):
