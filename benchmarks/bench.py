@@ -42,6 +42,7 @@ from pathlib import Path
 
 import formats_bench  # the chatd-pb target (chatd.protobuf.v1)
 import irc_bench  # benchmarks/, on sys.path as this script's directory
+import storms  # the storm scenarios and the ngircd baseline (benchmarks/storms.py)
 
 HERE = Path(__file__).resolve().parent  # benchmarks/: the bare relays live here too
 PROJECT = HERE.parent  # the checkout whose chatd runs unless --chatd-tree says otherwise
@@ -203,22 +204,26 @@ def proc_stats(pid: int) -> dict:
 class Server:
     """A target started by the bench, pinned to a core; stopped with SIGTERM."""
 
-    def __init__(self, target: str, args, cpu: str | None, chatd_args=(), logdir=None):
+    def __init__(self, target: str, args, cpu: str | None, chatd_args=(), logdir=None,
+                 data=None, lift_limits=True):
         base, tree = split_target(target, args.chatd_trees)
         dialect, how, transport = TARGETS[base]
         self.port = free_port()
         if how == "chatd":
-            line = f"tcp:{self.port}:interface=127.0.0.1" if transport == "line" else "none"
-            ws = f"tcp:{self.port}:interface=127.0.0.1" if transport == "ws" else "none"
+            listen = f"tcp:{self.port}:interface=127.0.0.1"
+            if getattr(args, "backlog", 0):
+                listen += f":backlog={args.backlog}"
+            line = listen if transport == "line" else "none"
+            ws = listen if transport == "ws" else "none"
             self.logfile = os.path.join(logdir, f"{target}-{self.port}.log")
             # A data directory per server: trees at different schema versions
             # must not share (an older chatd refuses a newer database).
-            data = os.path.join(logdir, f"{target}-{self.port}-data")
+            data = data or os.path.join(logdir, f"{target}-{self.port}-data")
             irc = ["--irc", f"tcp:{self.port}:interface=127.0.0.1"] if transport == "irc" else []
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
                    "--line", line, "--ws", ws, *irc, "--data-dir", data,
-                   *chatd_limit_args(args, tree), *chatd_args]
+                   *(chatd_limit_args(args, tree) if lift_limits else ()), *chatd_args]
         elif callable(how):
             cmd = how(self.port, logdir, max(args.connections, args.clients))
         else:
@@ -361,6 +366,8 @@ class Swarm:
             data = b""
         if data is None:
             return
+        if c.stage == "ready":
+            return  # the room's traffic (join notices in a storm): not kept
         c.buf += data
         if c.stage == "upgrading":
             end = c.buf.find(b"\r\n\r\n")
@@ -731,6 +738,7 @@ TABLE_COLS = {
              ("server_rss_kib", "RSS KiB", "{:,}"), ("kib_per_connection", "KiB/conn", "{}"),
              ("closed", "closed", "{}")],
 }
+TABLE_COLS.update(storms.TABLE_COLS)
 
 
 def _get(result, dotted):
@@ -764,15 +772,17 @@ def ratios(results, scenario) -> list:
     by_target = {}
     for r in results:
         by_target.setdefault(r["target"], []).append(r)
-    keys = (["deliveries_per_s", "server_us_per_delivery", "latency_ms.p99"]
-            if scenario == "fanout" else ["kib_per_connection"])
+    keys = {"fanout": ["deliveries_per_s", "server_us_per_delivery", "latency_ms.p99"],
+            "idle": ["kib_per_connection"]}.get(scenario) or storms.RATIO_KEYS[scenario]
     pairs, first_of = [], {}
     for target in by_target:
         base = target.partition("@")[0]
         if base not in BASELINE_OF:
             continue
-        if BASELINE_OF[base] in by_target:
-            pairs.append((target, BASELINE_OF[base]))
+        # ngircd, when it ran, is the bar (the unbatched scenario); else the bare relay.
+        baseline = "ngircd" if "ngircd" in by_target else BASELINE_OF[base]
+        if baseline in by_target:
+            pairs.append((target, baseline))
         reference = first_of.setdefault(base, target)
         if reference != target:
             pairs.append((target, reference))
@@ -790,7 +800,7 @@ def ratios(results, scenario) -> list:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="benchmarks/bench.py",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("scenario", choices=["fanout", "idle"])
+    p.add_argument("scenario", choices=["fanout", "idle", *storms.SCENARIOS])
     p.add_argument("--targets", default="bare-line,chatd-line,bare-ws,chatd-ws",
                    help=f"comma-separated, run back to back in this order: {', '.join(TARGETS)}"
                         "; a chatd target may end in @NAME to run the --chatd-tree NAME")
@@ -831,6 +841,7 @@ def parse_args(argv):
                    help="fanout: give up on missing deliveries after this many silent seconds")
     p.add_argument("--logdir", help="keep the servers' logs here (default: a temporary directory)")
     p.add_argument("--json-only", action="store_true", help="print only the JSON lines")
+    storms.add_arguments(p)
     args = p.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     args.chatd_trees = {}
@@ -853,6 +864,7 @@ def parse_args(argv):
         p.error("more senders than clients")
     args.probes = max(1, min(args.probes, args.clients))
     args.server_cpu = args.server_cpu or None
+    storms.check_args(p, args, argv)
     return args
 
 
@@ -870,7 +882,8 @@ def main(argv=None) -> int:
         args.logdir = args.logdir or tmp
         for run_no in range(1, args.repeat + 1):
             for target in args.targets:
-                result = one_run(target, args, run_no)
+                run = storms.RUNS.get(args.scenario, one_run)
+                result = run(target, args, run_no)
                 results.append(result)
                 print(json.dumps(result), flush=True)
     summary = ratios(results, args.scenario)
@@ -886,4 +899,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("bench", sys.modules["__main__"])  # storms.py imports it as bench
     sys.exit(main())

@@ -28,9 +28,11 @@ class NickAck(AckData):
 @dataclass(frozen=True, slots=True)
 class JoinAck(AckData):
     room: str
-    nicks: list
+    nicks: list | None  # None in a large room (chatd.notices): see members
     topic: str | None = None
     more: bool | None = None  # True when there is more history than was sent
+    members: int | None = None  # how many are in a large room, joiner included
+    large: bool | None = None  # True: joins and parts here are not announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,9 @@ class PrivateAck(AckData):
 @dataclass(frozen=True, slots=True)
 class WhoAck(AckData):
     room: str
-    nicks: list
+    nicks: list  # a small room's all, in order of joining; else a page in nick order
+    members: int | None = None  # with a page: how many are there in all
+    more: bool | None = None  # True: more after the page's last nick (ask with "after")
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ the ack of a resume brings the next.  The token is kept in memory, never logged.
 
 import itertools
 import json
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -69,6 +70,37 @@ CONNECT_TIMEOUT = 10
 ROOM_MESSAGES = ("message", "action")
 FORMATS = ("json", "protobuf")
 PROTOBUF_V1 = "chatd.protobuf.v1"
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """Who came and went in a room, however the server said it."""
+
+    room: str
+    joined: list  # nicks named (a coalesced notice names at most 50)
+    left: list
+    joins: int  # how many in all
+    parts: int
+
+
+def presence_change(event: dict) -> PresenceChange | None:
+    """A ``join``, ``part`` or coalesced ``presence`` event read one way (a room's
+    quits come as ``quit``, without a room, or inside ``presence``); else None.
+
+        client.on_event(lambda e: track(presence_change(e)), "join", "part", "presence")
+    """
+    kind, room = event.get("type"), event.get("room")
+    if not isinstance(room, str):
+        return None
+    if kind == "presence":
+        joined, left = list(event.get("joined") or ()), list(event.get("left") or ())
+        return PresenceChange(room, joined, left, int(event.get("joins", len(joined))),
+                              int(event.get("parts", len(left))))
+    if kind == "join":
+        return PresenceChange(room, [event.get("nick")], [], 1, 0)
+    if kind == "part":
+        return PresenceChange(room, [], [event.get("nick")], 0, 1)
+    return None
 
 
 class RequestError(Exception):

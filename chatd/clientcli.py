@@ -169,6 +169,8 @@ def who(reactor, client, args):
     ack = yield request(reactor, lambda: client.who(args.room), args.timeout)
     for nick in ack["nicks"]:
         out(nick)
+    if ack.get("more"):
+        err(f"{ack['members']} present; only the first {len(ack['nicks'])} are listed")
 
 
 @defer.inlineCallbacks

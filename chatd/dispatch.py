@@ -259,7 +259,7 @@ class Dispatcher:
         return self.service.private(session, _req_str(req, "to"), req.get("text"))
 
     def who(self, session, req):
-        return self.service.who(session, _opt_str(req, "room"))
+        return self.service.who(session, _opt_str(req, "room"), _opt_str(req, "after"))
 
     def rooms(self, session, req):
         return self.service.room_list(_opt_str(req, "after"))

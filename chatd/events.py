@@ -91,6 +91,29 @@ class Part(_Flat):
 
 
 @dataclass(frozen=True, slots=True)
+class Presence(_Flat):
+    """Joins and parts of one room gathered over a short window (chatd.notices).
+
+    ``joined`` and ``left`` list at most ``chatd.notices.LISTED`` nicks each, in
+    order; ``joins`` and ``parts`` count them all.  A nick that came and went
+    within the window is in neither (nor one that went and came back).
+    """
+
+    type: ClassVar[str] = "presence"
+    room: str
+    joined: tuple
+    joins: int
+    left: tuple
+    parts: int
+    ts: float
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "room": self.room, "joined": list(self.joined),
+                "joins": self.joins, "left": list(self.left), "parts": self.parts,
+                "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
 class NickChange(_Flat):
     type: ClassVar[str] = "nick"
     old: str

@@ -6,6 +6,9 @@ docs and the tests all read one source.
 
 from dataclasses import dataclass, fields
 
+# Limits that 0 turns off rather than makes impossible.
+OFF_AT_ZERO = frozenset({"coalesce_window", "large_room", "reconnect_burst"})
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -17,6 +20,10 @@ class Limits:
     max_rooms_per_session: int = 20
     rate: float = 5.0  # requests per second a session may sustain
     burst: int = 20  # requests a session may send at once
+    # ... and once, when it connects, this many more: logging in (nick or login or
+    # resume, a format switch, a rooms listing) and rejoining max_rooms_per_session
+    # rooms, as the clients do after every reconnect, is never refused as a flood.
+    reconnect_burst: int = 24
     flood_strikes: int = 30  # refused requests in a row before disconnecting
     nick_interval: float = 5.0  # seconds between nick changes
     max_connections: int = 20000
@@ -43,30 +50,41 @@ class Limits:
     resume_ttl: float = 7 * 86400.0  # seconds a resume token (chatd.accounts) stays good
     request_timeout: float = 10.0  # seconds from accept to a whole HTTP request head
     ipv6_prefix: int = 64  # IPv6 addresses in one network count as one address
+    # Join/part storms (chatd.notices); 0 turns either off.
+    coalesce_window: float = 1.0  # seconds joins and parts are gathered into one notice
+    large_room: int = 500  # members from which joins and parts are not announced
 
     def __post_init__(self):
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ValueError(f"{f.name} must be positive")
+            value = getattr(self, f.name)
+            if value < 0 or (value == 0 and f.name not in OFF_AT_ZERO):
+                raise ValueError(f"{f.name} must be positive"
+                                 + (" or 0 (off)" if f.name in OFF_AT_ZERO else ""))
         if self.ping_timeout <= self.ping_interval:
             raise ValueError("ping_timeout must be longer than ping_interval")
 
 
 class TokenBucket:
-    """Classic token bucket; ``take`` returns whether a request may proceed."""
+    """Classic token bucket; ``take`` returns whether a request may proceed.
+
+    ``extra`` tokens on top of the capacity are given once, at the start: they
+    are spent first and never refilled.
+    """
 
     __slots__ = ("rate", "capacity", "tokens", "stamp")
 
-    def __init__(self, rate: float, capacity: int, now: float):
+    def __init__(self, rate: float, capacity: int, now: float, extra: int = 0):
         self.rate = rate
         self.capacity = capacity
-        self.tokens = float(capacity)
+        self.tokens = float(capacity + extra)
         self.stamp = now
 
     def take(self, now: float) -> bool:
-        tokens = self.tokens + (now - self.stamp) * self.rate
-        if tokens > self.capacity:
-            tokens = self.capacity
+        tokens = self.tokens
+        if tokens < self.capacity:
+            tokens += (now - self.stamp) * self.rate
+            if tokens > self.capacity:
+                tokens = self.capacity
         self.stamp = now
         if tokens >= 1.0:
             self.tokens = tokens - 1.0

@@ -71,6 +71,8 @@ STORE_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 
 LAG_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, float("inf"))
 
 LAG_INTERVAL = 1.0
+# How a room heard of a join, part or quit (chatd.notices).
+PRESENCE_HOW = ("at_once", "gathered", "unannounced")
 
 
 class NoMetrics:
@@ -94,6 +96,7 @@ class NoMetrics:
     def redis_published(self): pass
     def redis_state(self, up): pass
     def redis_received(self): pass
+    def presence(self, how): pass
 
     def login_result(self, result):
         return result
@@ -137,6 +140,9 @@ class Metrics(NoMetrics):
                               registry=r)
         self.logins = Counter("chatd_logins", "Login attempts by result (ok, failed: wrong "
                               "nick or password)", ["result"], registry=r)
+        self.presence_changes = Counter("chatd_presence_changes", "Joins, parts and quits "
+                                        "by how their room heard of them", ["how"],
+                                        registry=r)
         self.store_seconds = Histogram("chatd_store_operation_seconds", "Time a store "
                                        "operation took, failures included",
                                        buckets=STORE_BUCKETS, registry=r)
@@ -169,6 +175,7 @@ class Metrics(NoMetrics):
         # can make errors as fast as it can send.
         self._errors = {code: self.errors.labels(code) for code in ERROR_CODES | {"other"}}
         self._fanout = self.fanout_seconds.observe
+        self._presence = {how: self.presence_changes.labels(how) for how in PRESENCE_HOW}
         self.last_lag = 0.0
 
     def redis_published(self) -> None:
@@ -219,6 +226,9 @@ class Metrics(NoMetrics):
 
     def flood_refused(self) -> None:
         self.floods.inc()
+
+    def presence(self, how: str) -> None:
+        self._presence[how].inc()
 
     def ping_timeout(self) -> None:
         self.ping_timeouts.inc()

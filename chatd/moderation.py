@@ -28,8 +28,9 @@ def matches(session, names) -> bool:
 class Moderation:
     log = Logger()
 
-    def __init__(self, states, rooms, nicks, bus, clock, limits):
+    def __init__(self, states, rooms, nicks, bus, clock, limits, notices=None):
         self.states = states
+        self.notices = notices  # chatd.notices: a kick is its own notice
         self.rooms = rooms
         self.nicks = nicks
         self.bus = bus
@@ -110,6 +111,8 @@ class Moderation:
     def _kick(self, room, target, by, reason) -> None:
         self.bus.publish_room(room.key, Kick(room.name, target.nick, by, clean_reason(reason),
                                              self.clock.seconds()))
+        if self.notices is not None:
+            self.notices.forget(room.key, target.key)
         self.rooms.leave(target, room)
 
     def ban(self, session, room, nick, banned=True):

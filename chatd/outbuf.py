@@ -58,7 +58,9 @@ class OutputQueue:
         self.closed = False
         self.resumes = 0
         self.verdict = None  # the pending over-cap check, if any
-        self.turn = None  # this turn's writes, or None (a list per idle connection costs)
+        # This turn's writes: None, one payload (bytes: most turns carry one
+        # message, and a list per write would cost an allocation), or a list.
+        self.turn = None
         self.turn_bytes = 0  # of them, what write_counted added (replies)
         # The plain TCP transport beneath (through chatd.admission's wrapper), for
         # the end-of-turn direct send and the high-water mark: set on a wrapper,
@@ -86,11 +88,15 @@ class OutputQueue:
         elif data:
             if self.flusher is None:
                 self.transport.write(data)
-            elif self.turn is None:
-                self.turn = [data]
-                self.flusher.add(self)
             else:
-                self.turn.append(data)
+                turn = self.turn
+                if turn is None:
+                    self.turn = data
+                    self.flusher.add(self)
+                elif type(turn) is list:
+                    turn.append(data)
+                else:
+                    self.turn = [turn, data]
 
     def write_counted(self, data: bytes) -> None:
         """``write`` for a reply: also counted while it waits for the end of the turn.
@@ -115,7 +121,7 @@ class OutputQueue:
         self.turn_bytes = 0
         if self.closed:
             return
-        fastsend.send(self.socket_transport, turn[0] if len(turn) == 1 else b"".join(turn))
+        fastsend.send(self.socket_transport, b"".join(turn) if type(turn) is list else turn)
 
     def _judge(self, resumes: int) -> None:
         self.verdict = None

@@ -31,11 +31,12 @@ from chatd import __version__, acks
 from chatd.accounts import Accounts
 from chatd.bus import LocalBus
 from chatd.errors import ChatError
-from chatd.events import Away, Hello, Join, Message, NickChange, Notice, Part, Private, Quit
+from chatd.events import Away, Hello, Join, Message, NickChange, Notice, Private, Quit
 from chatd.limits import Limits
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
+from chatd.notices import PresenceNotices
 from chatd.operators import Operators
 from chatd.presence import LocalPresence
 from chatd.rooms import Rooms
@@ -48,6 +49,8 @@ from chatd.validate import check_room, check_text, clean_reason, loggable
 # A rooms answer lists at most this many (a long list is asked for in pages), so
 # one request can never produce an unbounded reply.
 ROOMS_PAGE = 200
+# A who answer names at most this many members (and says how many there are).
+WHO_LISTED = 500
 
 
 class RoomCreations:
@@ -63,12 +66,18 @@ class RoomCreations:
         self.limits = limits
         self.counts.retune(limits.new_rooms_per_minute, 60.0, limits.throttle_entries)
 
+    def full(self, session) -> bool:
+        return self.counts.full(address_key(session.host, self.limits.ipv6_prefix))
+
     def check(self, session) -> None:
-        key = address_key(session.host, self.limits.ipv6_prefix)
-        if self.counts.full(key):
-            raise ChatError("too_many_new_rooms", "too many new rooms from your address; "
-                            "join an existing one or try again in a minute")
-        self.counts.charge(key)
+        if self.full(session):
+            raise self.refusal()
+        self.counts.charge(address_key(session.host, self.limits.ipv6_prefix))
+
+    @staticmethod
+    def refusal() -> ChatError:
+        return ChatError("too_many_new_rooms", "too many new rooms from your address; "
+                         "join an existing one or try again in a minute")
 
 
 def _memory_store():
@@ -117,8 +126,10 @@ class ChatService(Service):
         if make_bus is not None:
             # A cluster's bus (chatd.redisbus), built around the local one.
             self.bus = make_bus(self, self.bus)
+        # Join, part and quit notices: coalesced in a storm, none in a large room.
+        self.notices = PresenceNotices(self.bus, clock, self.limits, self.rooms, self.metrics)
         self.mod = Moderation(self.room_states, self.rooms, self.nicks, self.bus, clock,
-                              self.limits)
+                              self.limits, notices=self.notices)
         self.presence.bind(self._presence_local, self._presence_lost, self._presence_conflict,
                            self._presence_back)
         on_state = getattr(self.bus, "on_state", None)  # a cluster's bus (chatd.redisbus)
@@ -194,6 +205,7 @@ class ChatService(Service):
                 loop.stop()
         for session in list(self.sessions):
             self.drop(session, "server shutting down")
+        self.notices.stop()
         if not self._closing:
             d = succeed(None)
         else:
@@ -246,6 +258,7 @@ class ChatService(Service):
         old, self.limits = self.limits, limits
         self.nicks.max_nick = limits.max_nick
         self.mod.limits = limits
+        self.notices.limits = limits
         self.accounts.reconfigure(limits)
         self._creations.reconfigure(limits)
         if (old.rate, old.burst) != (limits.rate, limits.burst):
@@ -288,12 +301,15 @@ class ChatService(Service):
         self.sessions.discard(session)
         self._unnamed.pop(session, None)
         self.accounts.closed(session)
-        keys = self.rooms.leave_all(session)
+        rooms = list(session.rooms.values())
+        self.rooms.leave_all(session)
         if session.key is not None:
             self.nicks.release(session)
             self.presence.release(session.key)
-            self.bus.publish_rooms(keys, Quit(session.nick, clean_reason(reason),
-                                              self.clock.seconds()))
+            gone = Quit(session.nick, clean_reason(reason), self.clock.seconds())
+            keys = self.notices.quitting(rooms, session.key, gone)
+            if keys:
+                self.bus.publish_rooms(keys, gone)
         self.log.info("session {nick} from {host} closed: {reason}",
                       nick=session.nick or "(no nick)", host=session.host,
                       reason=loggable(reason), peer=session.host, session=id(session))
@@ -414,6 +430,7 @@ class ChatService(Service):
             self._unnamed.pop(session, None)
             return
         self.rooms.renamed(session, old_key)
+        self.notices.renamed(session.rooms, old_key, nick, key)
         self.bus.publish_rooms(list(session.rooms), NickChange(old, nick, self.clock.seconds()),
                                also=session)
 
@@ -531,6 +548,10 @@ class ChatService(Service):
              since: int | None = None):
         """Enter a room; fires its JoinAck once the room's history (the last N
         messages, or those after ``since``) has been sent as history events."""
+        return self._join(session, name, password, since, False)
+
+    def _join(self, session, name, password, since, has_past: bool):
+        """``has_past``: the store says the room has messages, so it is not a new one."""
         self._require_nick(session)
         key = self.check_room(name)
         room = session.rooms.get(key)
@@ -545,7 +566,13 @@ class ChatService(Service):
                             f"you may be in at most {self.limits.max_rooms_per_session} rooms")
         if room is None:
             self.mod.check_entry(session, key, name, password)
-            if self.rooms.get(key) is None and self.room_states.get(key) is None:
+            if (self.rooms.get(key) is None and self.room_states.get(key) is None
+                    and not has_past):
+                if self._creations.full(session):
+                    # A room with stored messages is not new: everyone rejoining
+                    # after a restart is not refused, however many rooms they had.
+                    return self._had_messages(key).addCallback(
+                        lambda _: self._join(session, name, password, since, True))
                 self._creations.check(session)  # a new room: per-address rate
             room = self.rooms.open(key, name)
             self.mod.on_enter(session, room)
@@ -562,6 +589,17 @@ class ChatService(Service):
                        self._history_unavailable, errbackArgs=(session,))
         d.addCallback(self._joined, session, room)
         return d
+
+    def _had_messages(self, key: str):
+        """Fires if the room has stored messages; else fails with ``too_many_new_rooms``."""
+        def judged(rows):
+            if not rows:
+                raise self._creations.refusal()
+
+        def unknown(failure):
+            failure.trap(StoreUnavailable)
+            raise self._creations.refusal()
+        return self.store.history(key, upto=self.last_mid, limit=1).addCallbacks(judged, unknown)
 
     def _history_unavailable(self, failure, session):
         # Chat works without scrollback: say so and join anyway.
@@ -585,20 +623,26 @@ class ChatService(Service):
             if not (shown and type(event) is Message and event.mid in shown):
                 session.send(event)
         self.rooms.enter(session, room)
-        self.bus.publish_room(room.key, Join(room.name, session.nick, self.clock.seconds()))
+        self.notices.joined(room, session)
         return self._join_ack(room, more)
 
     def _join_ack(self, room, more: bool):
         """Fires the JoinAck: the members here, then those on the other nodes
-        (chatd.presence; this node's alone while the cluster cannot be reached)."""
+        (chatd.presence; this node's alone while the cluster cannot be reached).
+        In a large room only how many (O(1) per join; this node's count)."""
         state = self.room_states.get(room.key)
         topic = state.topic if state is not None and state.topic else None
+        more = True if more else None
+        if self.notices.is_large(len(room.members)):
+            return succeed(acks.JoinAck(room.name, None, topic, more, len(room.members), True))
         here = room.nicks()
+        if not self.presence.clustered:
+            return succeed(acks.JoinAck(room.name, here, topic, more))
 
         def ack(there):
             seen = {n.lower() for n in here}
             return acks.JoinAck(room.name, here + [n for n in there if n.lower() not in seen],
-                                topic, True if more else None)
+                                topic, more)
 
         def here_only(failure):
             failure.trap(ChatError)
@@ -635,16 +679,17 @@ class ChatService(Service):
 
     def part(self, session: Session, name: str | None, reason: str = ""):
         room = self.member_room(session, name)
-        self.bus.publish_room(room.key, Part(room.name, session.nick, clean_reason(reason),
-                                             self.clock.seconds()))
+        self.notices.parting(room, session, clean_reason(reason))
         self.rooms.leave(session, room)
         return succeed(acks.RoomAck(room.name))
 
-    def who(self, session: Session, name: str | None):
-        """Who is in a room: this node's members, then the other nodes' (chatd.presence)."""
+    def who(self, session: Session, name: str | None, after: str | None = None):
+        """Who is in a room: all of a small one, in the order they came, on every
+        node (chatd.presence); past WHO_LISTED members a page in nick order, the
+        next one ``after`` its last (this node's members)."""
         if name is None:
             room = self.member_room(session, None)
-            return self._everyone(session, room.key, room.name, room.nicks())
+            return self._who_in(session, room, after)
         key = self.check_room(name)
         room = self.rooms.get(key)
         state = self.room_states.get(key)
@@ -654,7 +699,7 @@ class ChatService(Service):
             raise ChatError("not_in_room", f"{state.name} is closed; only its members "
                             "see who is there")
         if room is not None:
-            return self._everyone(session, key, room.name, room.nicks())
+            return self._who_in(session, room, after)
         if state is not None:  # a stored room nobody is in here
             return self._everyone(session, key, state.name, [])
         if not self.presence.clustered:
@@ -683,6 +728,22 @@ class ChatService(Service):
                                 "on this server are listed"))
             return acks.WhoAck(name, here)
         return self.presence.who(key).addCallbacks(merged, partial)
+
+    def _who_in(self, session: Session, room, after: str | None):
+        if self.presence.clustered and after is None and len(room.members) <= WHO_LISTED:
+            return self._everyone(session, room.key, room.name, room.nicks())
+        return succeed(self._who_ack(room, after))
+
+    @staticmethod
+    def _who_ack(room, after: str | None) -> acks.WhoAck:
+        if after is None and len(room.members) <= WHO_LISTED:
+            return acks.WhoAck(room.name, room.nicks())
+        keys = room.members if after is None else [k for k in room.members
+                                                   if k > after.lower()]
+        # One page picked without sorting everyone (a large room).
+        page = heapq.nsmallest(WHO_LISTED + 1, keys)
+        return acks.WhoAck(room.name, [room.members[k].nick for k in page[:WHO_LISTED]],
+                           len(room.members), True if len(page) > WHO_LISTED else None)
 
     def room_list(self, after: str | None = None):
         """The rooms that exist (those with people in them and the stored ones), by
@@ -878,6 +939,7 @@ class ChatService(Service):
 
     def _room_emptied(self, key: str) -> None:
         self.room_states.discard(key)
+        self.notices.discard(key)
 
     # -- the cluster (chatd.presence calls these) ----------------------------------
     def _presence_local(self):

@@ -37,7 +37,8 @@ class Session:
         self.key = None
         self.nick_at = None
         self.account = None
-        self.bucket = TokenBucket(limits.rate, limits.burst, now)
+        # Enough at once to log in and rejoin every room after a reconnect.
+        self.bucket = TokenBucket(limits.rate, limits.burst, now, limits.reconnect_burst)
         self.strikes = 0
         self.last_seen = now
         self.pinged_at = now

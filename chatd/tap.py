@@ -101,6 +101,12 @@ _LIMIT_HELP = {
     "request_timeout": "seconds from accept for a whole HTTP request head or TLS handshake "
                        "(slowloris)",
     "ipv6_prefix": "IPv6 prefix length counted as one address by --max-per-ip",
+    "reconnect_burst": "requests a new connection may make at once on top of --burst, once: "
+                       "enough to log in and rejoin --max-rooms-per-session rooms; 0: none",
+    "coalesce_window": "seconds during which joins and parts after the first are gathered "
+                       "into one notice per room; 0: every join and part announced alone",
+    "large_room": "members from which a room's joins and parts are not announced and a "
+                  "joiner gets the member count, not the list; 0: no limit",
 }
 
 _ARGON2 = Argon2Params()

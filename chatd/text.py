@@ -44,6 +44,29 @@ def _room_change(e: ev.RoomChange) -> str:
     return f"* {e.by} {verb} {e.target} in {e.room}"
 
 
+def _some(nicks, total: int) -> str:
+    """"alice", "alice and bob", "alice, bob and carol", "alice, bob, carol and 41 others"."""
+    shown = list(nicks[:TEXT_NAMED]) if total > TEXT_NAMED + 1 else list(nicks[:total])
+    rest = total - len(shown)
+    if rest > 0:
+        shown.append(f"{rest} other" if rest == 1 else f"{rest} others")
+    if len(shown) == 1:
+        return shown[0]
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+TEXT_NAMED = 3  # nicks a text-mode presence notice names before "and N others"
+
+
+def _presence(e: ev.Presence) -> str:
+    lines = []
+    if e.joins:
+        lines.append(f"* {_some(e.joined, e.joins)} joined {e.room}")
+    if e.parts:
+        lines.append(f"* {_some(e.left, e.parts)} left {e.room}")
+    return "\r\n".join(lines)
+
+
 _EVENTS = {
     ev.Hello: lambda e: (f"* Welcome to {e.server} {e.version}. Choose a nick with /nick NAME, "
                          "join a room with /join #room, /help lists every command."),
@@ -51,6 +74,7 @@ _EVENTS = {
     ev.Private: _private,
     ev.Join: lambda e: f"* {e.nick} joined {e.room}",
     ev.Part: lambda e: f"* {e.nick} left {e.room}{_why(e.reason)}",
+    ev.Presence: _presence,
     ev.NickChange: lambda e: f"* {e.old} is now known as {e.new}",
     ev.Quit: lambda e: f"* {e.nick} quit{_why(e.reason)}",
     ev.Topic: _topic,
@@ -71,12 +95,25 @@ def render(event) -> str:
 
 # -- acks ------------------------------------------------------------------------------
 def _join(d: acks.JoinAck) -> str:
-    lines = [f"* now talking in {d.room}; members: {', '.join(d.nicks)}"]
+    if d.large:
+        lines = [f"* now talking in {d.room}; {d.members} members (a large room: joins and "
+                 f"parts are not announced; /who {d.room} lists who is here)"]
+    else:
+        lines = [f"* now talking in {d.room}; members: {', '.join(d.nicks)}"]
     if d.topic:
         lines.append(f"* topic: {d.topic}")
     if d.more:
         lines.append("* more history than shown: /history " + d.room)
     return "\r\n".join(lines)
+
+
+def _who(d: acks.WhoAck) -> str:
+    if d.members is None:
+        return f"* {d.room}: {len(d.nicks)} present: {', '.join(d.nicks)}"
+    listing = f"* {d.room}: {d.members} present; {len(d.nicks)} here: {', '.join(d.nicks)}"
+    if d.more:
+        listing += f"\r\n* more: /who {d.room} {d.nicks[-1]}"
+    return listing
 
 
 def _rooms(d: acks.RoomsAck) -> str:
@@ -140,7 +177,7 @@ _ACKS = {
     acks.NickAck: lambda d: f"* you are now {d.nick}",
     acks.JoinAck: _join,
     acks.RoomAck: lambda d: f"* you left {d.room}",
-    acks.WhoAck: lambda d: f"* {d.room}: {len(d.nicks)} present: {', '.join(d.nicks)}",
+    acks.WhoAck: _who,
     acks.RoomsAck: _rooms,
     acks.HelpAck: lambda d: "\r\n".join(f"* {line}" for line in d.lines),
     acks.EmptyAck: lambda d: "* pong",
@@ -185,7 +222,7 @@ _EVENTS[ev.Ack] = render_ack
 
 # -- a client's view: JSON back to the text-mode line ----------------------------------
 _CONVERSATION = {cls.type: cls for cls in (ev.Join, ev.Part, ev.NickChange, ev.Quit, ev.Topic,
-                                          ev.Kick, ev.Invite, ev.Notice, ev.Bye)}
+                                          ev.Kick, ev.Invite, ev.Notice, ev.Bye, ev.Presence)}
 
 
 def text_of(d: dict) -> str | None:

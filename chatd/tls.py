@@ -25,6 +25,11 @@ from zope.interface import implementer
 from chatd import sdnotify
 
 PREFIX = "tls:"
+# Connections the kernel holds for accept() on a tcp/unix listener whose
+# description names no backlog (Twisted's default is 50).  A reconnect storm
+# after a restart brings thousands of connections a second; past the backlog
+# the kernel drops them (docs/performance.rst).  net.core.somaxconn caps it.
+DEFAULT_BACKLOG = 4096
 MINIMUM_VERSION = TLSVersion.TLSv1_2
 # Mozilla's "intermediate" profile without its DHE suites (we load no DH
 # parameters): TLS 1.2 with forward-secret key exchange (ECDHE) and AEAD
@@ -109,6 +114,14 @@ def is_tls(description: str) -> bool:
     return description.startswith(PREFIX)
 
 
+def with_backlog(description: str) -> str:
+    """A tcp/tcp6/unix description with ``backlog=DEFAULT_BACKLOG`` unless it names one."""
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
+
 def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
              admit=None) -> service.Service:
     """A listening service for an endpoint description, ours (``tls:``) or Twisted's.
@@ -118,13 +131,13 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
     """
     admit = admit or (lambda f: f)
     if not is_tls(description):
-        return strports.service(description, admit(factory), reactor=reactor)
+        return strports.service(with_backlog(description), admit(factory), reactor=reactor)
     if tls is None:
         raise ValueError(f"{description}: a tls: listener needs --tls-cert and --tls-key")
     inner = description[len(PREFIX):]
     if inner[:1].isdigit():
         inner = "tcp:" + inner
-    endpoint = serverFromString(reactor, inner)
+    endpoint = serverFromString(reactor, with_backlog(inner))
     svc = internet.StreamServerEndpointService(
         endpoint, admit(TLSMemoryBIOFactory(tls, False, factory)))
     # As strports.service does: a port that cannot be bound raises at start-up

@@ -66,6 +66,10 @@ class Chat:
     """A ChatService with its dispatcher on a task.Clock."""
 
     def __init__(self, **limits):
+        # Most tests read each join, part and quit notice alone, as a quiet room
+        # sends them; the coalescing of a storm (tests/test_notices.py) asks
+        # for its window.
+        limits.setdefault("coalesce_window", 0)
         self.clock = Clock()
         self.clock.advance(START)
         self.service = ChatService(Limits(**limits), clock=self.clock,

@@ -286,7 +286,7 @@ def test_switching_to_json_in_a_room_keeps_delivery_single(chat):
 
 
 def test_json_switch_when_flooding_is_an_error_not_a_crash(make_chat):
-    chat = make_chat(burst=1, rate=1.0)
+    chat = make_chat(burst=1, rate=1.0, reconnect_burst=0)
     client = chat.line(fresh=False)
     client.raw()
     client.send("/rooms")  # takes the only token

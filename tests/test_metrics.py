@@ -25,7 +25,6 @@ from chatd.admission import Admission, AdmissionFactory, line_refusal
 from chatd.dispatch import Dispatcher
 from chatd.errors import ChatError
 from chatd.events import Notice
-from chatd.limits import Limits
 from chatd.metrics import ERROR_CODES, LagProbe, Metrics, NoMetrics
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -42,7 +41,7 @@ class MeteredChat(Chat):
     def __init__(self, **limits):
         super().__init__(**limits)
         self.metrics = Metrics(self.clock, process=False)
-        self.service = ChatService(Limits(**limits), clock=self.clock,
+        self.service = ChatService(self.service.limits, clock=self.clock,  # Chat's defaults
                                    passwords=InlinePasswords(), metrics=self.metrics)
         self.dispatcher = Dispatcher(self.service)
         self.ws_factory = ChatWebSocketFactory(self.service, self.dispatcher,
@@ -126,7 +125,7 @@ def test_errors_are_counted_by_code_and_unknown_codes_as_other(metered):
 
 
 def test_flood_refusals_and_ping_timeouts(metered):
-    chat = metered(rate=1, burst=2, ping_interval=30, ping_timeout=60)
+    chat = metered(rate=1, burst=2, ping_interval=30, ping_timeout=60, reconnect_burst=0)
     alice = chat.line("alice")  # the nick took one token
     alice.send("/help", "/help", "/help")
     assert chat.value("chatd_flood_refusals_total") == 2
@@ -228,7 +227,7 @@ def test_labels_never_name_a_nick_a_room_or_an_address(metered):
     for family in chat.metrics.registry.collect():
         for sample in family.samples:
             names.update(sample.labels)
-    assert names <= {"frontend", "code", "result", "le"}
+    assert names <= {"frontend", "code", "result", "how", "le"}  # how: PRESENCE_HOW
 
 
 def test_the_no_op_default_has_every_method_metrics_has():

@@ -381,7 +381,7 @@ def test_broadcast_encodes_once_per_format(chat):
 # -- connection limits ------------------------------------------------------------------
 # -- flood control ------------------------------------------------------------------
 def test_token_bucket_refuses_past_burst(make_chat):
-    chat = make_chat(rate=2.0, burst=3)
+    chat = make_chat(rate=2.0, burst=3, reconnect_burst=0)
     alice = Member(chat, "alice", "#r")  # two requests
     bob = Member(chat, "bob", "#r")
     bob.events()
@@ -394,7 +394,7 @@ def test_token_bucket_refuses_past_burst(make_chat):
 
 
 def test_persistent_flood_disconnects(make_chat):
-    chat = make_chat(rate=1.0, burst=2, flood_strikes=4)
+    chat = make_chat(rate=1.0, burst=2, flood_strikes=4, reconnect_burst=0)
     alice = Member(chat, "alice", "#r")
     bob = Member(chat, "bob", "#r")
     bob.events()

@@ -20,7 +20,7 @@ from chatd.tls import ReloadOnHangup
 
 DEFAULT_LIMITS = {
     "max-line": 4096, "max-frame": 16384, "max-message": 2000, "max-nick": 24,
-    "max-room": 50, "max-rooms-per-session": 20, "rate": 5.0, "burst": 20,
+    "max-room": 50, "max-rooms-per-session": 20, "rate": 5.0, "burst": 20, "reconnect-burst": 24,
     "flood-strikes": 30, "nick-interval": 5.0, "max-connections": 20000, "max-per-ip": 100,
     "send-queue": 262144, "ping-interval": 30.0, "ping-timeout": 60.0,
     "register-timeout": 60.0, "offline-queue": 100, "max-kept-rooms": 10,
@@ -29,7 +29,7 @@ DEFAULT_LIMITS = {
     "login-delay": 2.0, "register-per-addr": 3, "register-window": 3600.0,
     "register-per-minute": 20, "throttle-entries": 10000, "hash-threads": 2,
     "hash-queue": 100, "resume-ttl": 604800.0,
-    "request-timeout": 10.0, "ipv6-prefix": 64,
+    "request-timeout": 10.0, "ipv6-prefix": 64, "coalesce-window": 1.0, "large-room": 500,
 }
 DEFAULT_ARGON2 = {"argon2-time-cost": 2, "argon2-memory-cost": 65536, "argon2-parallelism": 1}
 # chatd.config: the file, the MOTD, the operators and the log level (tests/test_config.py).
@@ -81,12 +81,14 @@ def test_full_command_line():
         "--login-window", "600", "--login-delay", "0.5", "--register-per-addr", "2",
         "--register-window", "7200", "--register-per-minute", "5",
         "--throttle-entries", "5000", "--hash-threads", "4", "--hash-queue", "50",
-        "--resume-ttl", "3600",
+        "--resume-ttl", "3600", "--coalesce-window", "0", "--large-room", "0",
+        "--reconnect-burst", "9",
         "--argon2-time-cost", "3", "--argon2-memory-cost", "19456", "--argon2-parallelism", "2",
     )
     limits = {
         "max-line": 1024, "max-frame": 8192, "max-message": 500, "max-nick": 16,
         "max-room": 32, "max-rooms-per-session": 5, "rate": 2.5, "burst": 10,
+        "reconnect-burst": 9,
         "flood-strikes": 7, "nick-interval": 1.5, "max-connections": 300, "max-per-ip": 3,
         "send-queue": 65536, "ping-interval": 20.0, "ping-timeout": 45.0,
         "register-timeout": 30.0, "offline-queue": 7, "max-kept-rooms": 2,
@@ -95,7 +97,7 @@ def test_full_command_line():
         "login-delay": 0.5, "register-per-addr": 2, "register-window": 7200.0,
         "register-per-minute": 5, "throttle-entries": 5000, "hash-threads": 4,
         "hash-queue": 50, "resume-ttl": 3600.0,
-        "request-timeout": 10.0, "ipv6-prefix": 64,
+        "request-timeout": 10.0, "ipv6-prefix": 64, "coalesce-window": 0.0, "large-room": 0,
     }
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,

@@ -9,7 +9,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python import usage
 
 from chatd.tap import Options
-from chatd.tls import CertificateError, ReloadableTLS, listener, load_options
+from chatd.tls import DEFAULT_BACKLOG, CertificateError, ReloadableTLS, listener, load_options
 from tests.integration.certs import CA
 
 
@@ -106,3 +106,22 @@ def test_tls_listeners_wrap_the_front_ends(ca):
             s.stopService()
     with pytest.raises(ValueError, match="needs --tls-cert"):
         listener("tls:9443", factory, reactor, None)
+
+
+def test_listeners_hold_a_storm_of_connections_unless_told_otherwise(ca):
+    # Twisted's default listen backlog (50) drops connections in a reconnect storm.
+    cert, key, _ = ca.issue("server")
+    tls = ReloadableTLS(str(cert), str(key))
+    reactor = MemoryReactor()
+    factory = Factory.forProtocol(Protocol)
+    services = [listener("tcp:9000", factory, reactor, tls),
+                listener("tls:9443:interface=127.0.0.1", factory, reactor, tls),
+                listener("tcp:9001:backlog=100", factory, reactor, tls)]
+    for s in services:
+        s.privilegedStartService()
+    try:
+        assert [(port, backlog) for port, _, backlog, _ in reactor.tcpServers] == [
+            (9000, DEFAULT_BACKLOG), (9443, DEFAULT_BACKLOG), (9001, 100)]
+    finally:
+        for s in services:
+            s.stopService()

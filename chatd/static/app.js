@@ -204,6 +204,7 @@
     join(ev) {
       const conv = roomConv(ev.room);
       if (isMe(ev.nick)) return; // the ack says it, with the member list
+      if (conv.large !== null && !conv.members.has(lower(ev.nick))) conv.large += 1;
       conv.members.set(lower(ev.nick), ev.nick);
       system(conv, ev.nick + " joined", ev.ts, "presence");
       if (conv === current()) renderMembers();
@@ -211,9 +212,23 @@
     part(ev) {
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv || isMe(ev.nick)) return;
+      if (conv.large !== null) conv.large -= 1;
       conv.members.delete(lower(ev.nick));
       system(conv, ev.nick + " left" + (ev.reason ? " (" + ev.reason + ")" : ""), ev.ts,
              "presence");
+      if (conv === current()) renderMembers();
+    },
+    presence(ev) {
+      // Joins and parts gathered over a short window (a storm): one line for each.
+      const conv = state.convs.get(roomKey(ev.room));
+      if (!conv) return;
+      for (const n of ev.joined || []) conv.members.set(lower(n), n);
+      for (const n of ev.left || []) conv.members.delete(lower(n));
+      if (conv.large !== null) conv.large += (ev.joins || 0) - (ev.parts || 0);
+      if (ev.joins) system(conv, someNicks(ev.joined || [], ev.joins) + " joined", ev.ts,
+                           "presence");
+      if (ev.parts) system(conv, someNicks(ev.left || [], ev.parts) + " left", ev.ts,
+                           "presence");
       if (conv === current()) renderMembers();
     },
     quit(ev) {
@@ -348,11 +363,18 @@
       if (req.paging) return;
       conv.members.clear();
       for (const n of ev.nicks || []) conv.members.set(lower(n), n);
+      // A large room sends its member count, not the list, and announces no joins.
+      conv.large = ev.large ? ev.members : null;
+      if (ev.large && state.nick) conv.members.set(lower(state.nick), state.nick);
       if (req.secret) conv.password = req.secret;
       if (rejoin) {
         system(conv, "Reconnected to " + conv.name);
       } else {
         system(conv, "You joined " + conv.name + ".");
+      }
+      if (ev.large) {
+        system(conv, conv.name + " is a large room: " + ev.members + " members; joins and " +
+               "parts are not shown. /who lists who is here.");
       }
       if (req.activate || !state.active) activate(conv);
       else if (conv === current()) renderMembers();
@@ -364,7 +386,12 @@
       send({ type: "rooms" }, { quiet: true });
     },
     who(ev, req) {
-      if (req.typed) tell(req, "In " + ev.room + ": " + (ev.nicks || []).join(", "));
+      if (req.typed) {
+        const nicks = ev.nicks || [];
+        tell(req, "In " + ev.room + (ev.members !== undefined ? " (" + ev.members +
+             " in all, " + nicks.length + " here)" : "") + ": " + nicks.join(", ") +
+             (ev.more ? ". More: /who " + ev.room + " " + nicks[nicks.length - 1] : ""));
+      }
       const conv = state.convs.get(roomKey(ev.room));
       if (!conv) return;
       conv.members.clear();
@@ -606,7 +633,7 @@
   function makeConv(key, kind, name) {
     const conv = {
       key: key, kind: kind, name: name, joined: false, unread: 0,
-      members: new Map(), seen: new Map(), lastMid: null,
+      members: new Map(), seen: new Map(), lastMid: null, large: null,
       log: el("div", "log"),
     };
     conv.log.setAttribute("role", "log");
@@ -751,10 +778,24 @@
     appendLine(conv, line, false);
   }
 
+  function memberCount(conv) {
+    return conv.large !== null ? conv.large : conv.members.size;
+  }
+
+  // "alice", "alice and bob", "alice, bob and carol", "alice, bob, carol and 41 others":
+  // as the server's text mode says it (chatd/text.py).
+  function someNicks(nicks, total) {
+    const shown = total > 4 ? nicks.slice(0, 3) : nicks.slice(0, total);
+    const rest = total - shown.length;
+    if (rest > 0) shown.push(rest === 1 ? "1 other" : rest + " others");
+    if (shown.length === 1) return shown[0];
+    return shown.slice(0, -1).join(", ") + " and " + shown[shown.length - 1];
+  }
+
   function subtitle(conv) {
     if (!conv) return "";
     if (conv.kind === "private") return "private conversation";
-    const present = conv.joined ? conv.members.size + " present" : "not joined";
+    const present = conv.joined ? memberCount(conv) + " present" : "not joined";
     return conv.topic ? present + " · " + conv.topic : present;
   }
 
@@ -796,7 +837,7 @@
       li.appendChild(b);
       list.appendChild(li);
     }
-    $("member-count").textContent = String(nicks.length);
+    $("member-count").textContent = String(memberCount(conv));
     $("conversation-sub").textContent = subtitle(conv);
   }
 
@@ -805,7 +846,7 @@
     const list = $("room-directory");
     const rooms = state.directory.map((r) => {
       const conv = state.convs.get(roomKey(r.room));
-      return conv && conv.joined ? { room: r.room, members: conv.members.size } : r;
+      return conv && conv.joined ? { room: r.room, members: memberCount(conv) } : r;
     });
     list.replaceChildren();
     if (!rooms.length) {
@@ -921,7 +962,8 @@
     me: { type: "action", args: ["text"], required: 1, room: true, usage: "/me text",
           help: "an action in this room" },
     nick: { args: ["nick"], required: 1, usage: "/nick NAME", help: "change your nick" },
-    who: { args: ["room"], room: true, usage: "/who [#room]", help: "who is in a room" },
+    who: { args: ["room", "after"], room: true, usage: "/who [#room] [after]",
+           help: "who is in a room (a large one in pages, after a nick)" },
     rooms: { args: ["after"], usage: "/rooms [#after]", help: "list rooms (in pages)" },
     topic: { args: ["room", "topic"], room: true, usage: "/topic [#room] [text]",
              help: "show a room's topic, or (operators) set it",

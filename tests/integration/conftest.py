@@ -34,6 +34,11 @@ class Daemon:
                  listen=None):
         self.workdir = workdir
         self.options = list(options)
+        # Most tests follow each join, part and quit notice alone, as a quiet
+        # room sends them; a test of a storm's coalesced notices gives its own
+        # --coalesce-window (tests/integration/test_notices_e2e.py).
+        if not any(o.startswith("--coalesce-window") for o in self.options):
+            self.options[:0] = ["--coalesce-window", "0"]
         # For running it as systemd would (tests/integration/test_systemd.py):
         # extra environment, a launcher in front of the command line (e.g.
         # systemd-socket-activate), descriptors it inherits, and listener options

@@ -105,3 +105,37 @@ def test_formats_bench_compares_both_formats_in_one_batch():
     assert [r["target"] for r in fanout] == ["chatd-ws", "chatd-pb"]
     assert all(r["lost"] == 0 and r["deliveries"] == 5 * 2 * 10 for r in fanout)
     assert "fan-out" in out.stderr and "per event" in out.stderr
+
+
+# -- the storm scenarios (benchmarks/storms.py), at toy scale ---------------------------
+
+def test_unbatched_fanout_reaches_every_member():
+    (run,) = bench("unbatched", "-n", "5", "-s", "2", "-m", "5", "--rate", "200",
+                           "--targets", "chatd-line")
+    assert (run["scenario"], run["rate"], run["deliveries"], run["lost"]) == (
+        "unbatched", 200, 2 * 5 * 5, 0)
+    assert run["latency_ms"]["samples"] > 0
+
+
+def test_joinstorm_gets_every_client_into_one_room():
+    (run,) = bench("joinstorm", "-n", "30", "--window", "10")
+    assert (run["scenario"], run["clients"]) == ("joinstorm", 30)
+    assert run["server_cpu_s"] >= 0 and run["server_peak_rss_kib"] > 0
+
+
+def test_loginstorm_logs_everyone_in_with_password_then_with_resume_token():
+    (run,) = bench("loginstorm", "--users", "4")
+    for phase in ("password", "resume"):
+        assert (run[phase]["logged_in"], run[phase]["not_logged_in"],
+                run[phase]["dropped"]) == (4, 0, 0), run
+        assert run[phase]["ack_wait_ms"]["samples"] == 4
+    assert run["lost"] == 0
+
+
+def test_reconnect_storm_brings_everyone_back_with_scrollback_after_a_restart():
+    (run,) = bench("reconnect", "-n", "40", "--users", "20", "--rooms", "2",
+                   "--scrollback", "3", "--spread", "0.5", "--probes", "2",
+                   "--per-address", "10")
+    assert (run["back_with_scrollback"], run["lost"], run["dropped"], run["refusals"]) == (
+        40, 0, 0, 0), run
+    assert run["probe_rtt_ms"]["samples"] > 0 and run["ping_rtt_ms"]["samples"] > 0

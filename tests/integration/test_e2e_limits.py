@@ -10,7 +10,8 @@ from .clients import pump
 
 
 def test_flooder_is_warned_then_dropped_and_others_carry_on(start_daemon):
-    d = start_daemon("--rate", "0.1", "--burst", "5", "--flood-strikes", "10")
+    d = start_daemon("--rate", "0.1", "--burst", "5", "--flood-strikes", "10",
+                     "--reconnect-burst", "0")
     calm = d.line().login("calm", "#flood")
     loud = d.line().login("loud", "#flood")  # the login spent 2 of loud's 5 tokens
     for i in range(4):
