@@ -85,6 +85,12 @@ class ChatdProtobuf:
     def say(self, text: bytes) -> bytes:
         return _binary_frame(_field(2, _field(2, text)))
 
+    def say_in(self, room: str, text: bytes) -> bytes:
+        return self.say(text)  # the current room, as bench.Dialect does
+
+    def pong(self, data: bytes) -> bytes:
+        return b""  # WebSocket pings are answered by the client's frame layer
+
 
 # target name -> (dialect, how to start it, transport), as bench.TARGETS
 TARGETS = {"chatd-pb": (ChatdProtobuf(), "chatd", "ws")}

@@ -149,6 +149,23 @@ def _part(f, e: ev.Part) -> bytes:
                          trail=bool(e.reason))])
 
 
+def _presence(f, e: ev.Presence) -> bytes:
+    """A storm's window (chatd.notices): a JOIN or PART for each nick it names, so
+    the client's member list follows; those it only counts, in one NOTICE."""
+    tags = f.tags(e.ts)
+    lines = [line("JOIN", e.room, source=mask(nick), tags=tags) for nick in e.joined]
+    lines += [line("PART", e.room, source=mask(nick), tags=tags) for nick in e.left]
+    more = []
+    if e.joins > len(e.joined):
+        more.append(f"{e.joins - len(e.joined)} more joined")
+    if e.parts > len(e.left):
+        more.append(f"{e.parts - len(e.left)} more left")
+    if more:
+        lines.append(line("NOTICE", e.room, " and ".join(more) + " (/NAMES lists everyone)",
+                          source=f.server, tags=tags, trail=True))
+    return f.frame(lines)
+
+
 def _nick(f, e: ev.NickChange) -> bytes:
     return f.frame([line("NICK", e.new, source=mask(e.old), tags=f.tags(e.ts))])
 
@@ -222,6 +239,7 @@ RENDERERS = {
     ev.Private: _private,
     ev.Join: _join,
     ev.Part: _part,
+    ev.Presence: _presence,
     ev.NickChange: _nick,
     ev.Quit: _quit,
     ev.Topic: _topic,
