@@ -258,7 +258,7 @@ def test_heartbeat_pings_and_silence_is_a_binary_bye(factories):
 
 
 def test_flood_is_refused_with_the_request_id(factories):
-    chat, factory = factories(rate=1.0, burst=2)
+    chat, factory = factories(rate=1.0, burst=2, reconnect_burst=0)  # count tokens exactly
     client = connect_pb(chat, factory)
     client.events()
     for i in range(3):
