@@ -23,6 +23,9 @@ _CODE_NAME = pb.Error.Code.Name
 
 # Fields that JSON shows as null rather than leaving out.
 _NULLABLE = {"chatd.v1.SessionsAck.SessionEntry": frozenset({"nick"})}
+# Lists JSON leaves out when there are none (a repeated field cannot tell none from
+# empty, and these are never sent empty): a large room's JoinAck has no "nicks".
+_ABSENT_WHEN_EMPTY = {"chatd.v1.JoinAck": frozenset({"nicks"})}
 
 
 def _snake(name: str) -> str:
@@ -70,15 +73,18 @@ def encode_event(event) -> bytes:
 def _plan(descriptor) -> tuple:
     """What JSON shows for the fields a message leaves unset (a plain scalar's zero
     value, null for the nullable ones; absent optional fields stay out), and which
-    fields are lists (each decoded message gets lists of its own)."""
+    fields are lists (each decoded message gets lists of its own; an empty one left
+    out where JSON leaves it out)."""
     defaults = {}
     nullable = _NULLABLE.get(descriptor.full_name, ())
+    absent = _ABSENT_WHEN_EMPTY.get(descriptor.full_name, ())
     for fd in descriptor.fields:
         if fd.name in nullable:
             defaults[fd.name] = None
         elif not fd.has_presence and not fd.is_repeated:
             defaults[fd.name] = fd.default_value
-    return defaults, tuple(fd.name for fd in descriptor.fields if fd.is_repeated)
+    return defaults, tuple(fd.name for fd in descriptor.fields
+                           if fd.is_repeated and fd.name not in absent)
 
 
 _PLANS = {}  # descriptor -> _plan(descriptor)

@@ -171,6 +171,39 @@ def test_protobuf_json_and_line_users_share_a_room_and_each_format_is_encoded_on
     assert js.events()[0]["text"] == "from protobuf"
 
 
+def test_storm_notices_away_and_a_large_rooms_join_read_the_same_in_both_formats(factories):
+    chat, factory = factories(coalesce_window=1.0, large_room=6)
+    watch = connect_pb(chat, factory, host="10.0.4.1")
+    watch.request({"type": "nick", "nick": "watch"})
+    watch.request({"type": "join", "room": "#r"})
+    js = WSClient(chat, factory, host="10.0.4.2")
+    js.request({"type": "nick", "nick": "js"})
+    js.request({"type": "join", "room": "#r"})
+    chat.clock.advance(1)
+    chat.clock.advance(1)  # the windows close: the next join is told at once
+    watch.frames()
+    js.frames()
+    for nick in ("t1", "t2", "t3"):  # a storm: the first at once, then gathered
+        chat.line(nick, "#r")
+    chat.clock.advance(1)
+    seen = watch.events()
+    assert seen == js.events()
+    assert [e["type"] for e in seen] == ["join", "presence"]
+    assert {k: seen[1][k] for k in ("joined", "joins", "left", "parts")} == {
+        "joined": ["t2", "t3"], "joins": 2, "left": [], "parts": 0}
+    away, ack = watch.request({"type": "away", "text": "lunch", "id": "a"})
+    assert ack == {"type": "ack", "request": "away", "id": "a", "away": True, "text": "lunch"}
+    assert (away["type"], away["nick"], away["text"]) == ("away", "watch", "lunch")
+    assert js.events() == [away]
+    late = connect_pb(chat, factory, host="10.0.4.3")
+    late.request({"type": "nick", "nick": "late"})
+    [ack] = late.request({"type": "join", "room": "#r", "id": "j"})
+    assert ack == {"type": "ack", "request": "join", "id": "j", "room": "#r",
+                   "members": 6, "large": True}  # no nick list in a large room
+    assert watch.events() == js.events() == []  # and no join notice
+    chat.service.stopService()
+
+
 def test_the_json_mode_switch_is_refused_as_on_json_websocket(chat_factory):
     chat, factory = chat_factory
     client = connect_pb(chat, factory)
@@ -258,7 +291,7 @@ def test_heartbeat_pings_and_silence_is_a_binary_bye(factories):
 
 
 def test_flood_is_refused_with_the_request_id(factories):
-    chat, factory = factories(rate=1.0, burst=2)
+    chat, factory = factories(rate=1.0, burst=2, reconnect_burst=0)  # count tokens exactly
     client = connect_pb(chat, factory)
     client.events()
     for i in range(3):

@@ -136,3 +136,17 @@ def test_heartbeats_on_protobuf_keep_who_answers_and_drop_who_does_not(start_dae
     assert {"type": "bye", "reason": "ping timeout"} in sleeper.expect_closed()
     assert (sleeper.close_code, sleeper.close_reason) == (1000, "ping timeout")
     assert keeper.request({"type": "who"})["nicks"] == ["pbkeeper"]
+
+
+def test_away_reaches_protobuf_and_json_members_alike(daemon):
+    wes = daemon.ws().login("wes", "#aw")
+    pat = daemon.pb().login("pat", "#aw")
+    wes.request({"type": "away", "text": "lunch"})
+    seen_pb = pat.expect({"type": "away", "nick": "wes"})
+    assert seen_pb == wes.expect({"type": "away", "nick": "wes"})
+    assert seen_pb["text"] == "lunch"
+    ack = pat.request({"type": "away", "text": "brb", "id": "a1"})
+    assert ack == {"type": "ack", "request": "away", "id": "a1", "away": True, "text": "brb"}
+    assert wes.expect({"type": "away", "nick": "pat"})["text"] == "brb"
+    assert pat.request({"type": "away", "id": "a2"})["away"] is False
+    assert wes.expect({"type": "away", "nick": "pat"})["text"] == ""
