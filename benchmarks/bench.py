@@ -779,8 +779,10 @@ def ratios(results, scenario) -> list:
         base = target.partition("@")[0]
         if base not in BASELINE_OF:
             continue
-        # ngircd, when it ran, is the bar (the unbatched scenario); else the bare relay.
-        baseline = "ngircd" if "ngircd" in by_target else BASELINE_OF[base]
+        # In a storm scenario ngircd, when it ran, is every target's bar (unbatched);
+        # else each target's own baseline (the bare relay; ngircd for chatd-irc).
+        baseline = ("ngircd" if scenario in storms.SCENARIOS and "ngircd" in by_target
+                    else BASELINE_OF[base])
         if baseline in by_target:
             pairs.append((target, baseline))
         reference = first_of.setdefault(base, target)

@@ -28,6 +28,7 @@ class Irc:
     window = 200  # connections bench.py opens at once
     echo = False  # IRC never sends a sender its own PRIVMSG without echo-message
     ready_mark = b" 366 "
+    mark = b"~~"  # ends every benchmark message (bench.MARK)
     oper = False  # ngircd's clients log in as its operator (NGIRCD_CONF)
 
     def login(self, nick: str, room: str) -> bytes:

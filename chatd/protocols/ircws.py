@@ -60,7 +60,7 @@ class IrcWebSocketProtocol(IrcSink, ChatWebSocketProtocol):
     irc = None  # the IRC session (chatd.irc.conn.IrcConnection), from the handshake on
 
     def onConnect(self, request):
-        super().onConnect(request)  # the origin check; X-Forwarded-For
+        self.check_handshake(request)  # the origin check; X-Forwarded-For
         self._credentials = None  # IRC logs in with PASS or SASL
         offered = request.protocols or []
         chosen = next((p for p in offered if p in self.factory.servers), None)

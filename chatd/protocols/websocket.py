@@ -100,15 +100,20 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         return self.factory.service
 
     def onConnect(self, request):
-        # Connect-time login: HTTP Basic credentials on the upgrade request.
-        self._credentials = basic_credentials(request.headers.get("authorization"))
-        self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
-        self.factory.origins.check(request, self.transport)  # 403 for a foreign page
+        self.check_handshake(request)
         chosen = choose_subprotocol(request.protocols)  # 400 for none we speak
         if chosen == PROTOBUF_V1:
             self.binary = True
             self.wire_format = wire.PROTOBUF  # before open_session: the session's format
         return chosen
+
+    def check_handshake(self, request) -> None:
+        """What every WebSocket front end on the HTTP port checks and keeps of the
+        upgrade request, whatever its subprotocols (IRC over WebSocket too)."""
+        # Connect-time login: HTTP Basic credentials on the upgrade request.
+        self._credentials = basic_credentials(request.headers.get("authorization"))
+        self._forwarded_for = forwarded_client(request.headers.get("x-forwarded-for"))
+        self.factory.origins.check(request, self.transport)  # 403 for a foreign page
 
     def onOpen(self):
         # twisted.web's HTTP channel registered itself as the transport's producer
