@@ -103,7 +103,10 @@ class PresenceNotices:
         now_keys = []
         for room in rooms:
             if not room.members:
-                continue  # nobody left to tell
+                # Nobody left here to tell, but with several nodes the room's
+                # members elsewhere are: the bus carries the Quit (one node: a no-op).
+                now_keys.append(room.key)
+                continue
             window = self._windows.get(room.key)
             if self.is_large(len(room.members) + 1):
                 self.metrics.presence("unannounced")
