@@ -137,7 +137,7 @@ def test_line_longer_than_512_bytes_is_refused_with_417(irc):
 
 
 def test_flood_is_the_services(make_chat):
-    chat = make_chat(rate=1, burst=3, flood_strikes=3)
+    chat = make_chat(rate=1, burst=3, flood_strikes=3, reconnect_burst=0)
     alice = IrcChat(chat).client("alice", "#tea")
     alice.raw()
     for i in range(7):
@@ -175,7 +175,7 @@ def test_slow_reader_is_dropped_by_the_send_queue_cap(make_chat):
 
 
 def test_one_line_is_one_request_for_flood_control(make_chat):
-    chat = make_chat(rate=0.1, burst=3)
+    chat = make_chat(rate=0.1, burst=3, reconnect_burst=0)
     client = IrcChat(chat).client()
     client.register("alice")  # NICK and USER: two of the three
     client.send("JOIN #a,#b,#c,#d,#e")  # five rooms, one line

@@ -35,7 +35,7 @@ class ServiceOnSQLite(TestCase):
                                                     parallelism=1))
         passwords.start()
         self.addCleanup(passwords.stop)
-        self.chat = ChatService(Limits(rate=1000.0, burst=1000), clock=reactor,
+        self.chat = ChatService(Limits(rate=1000.0, burst=1000, coalesce_window=0), clock=reactor,
                                 store=self.store, history=3, passwords=passwords)
         self.dispatcher = Dispatcher(self.chat)
         yield self.chat.load()

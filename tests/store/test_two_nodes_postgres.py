@@ -29,8 +29,8 @@ class TwoNodesOnePostgres(TestCase):
                                                     parallelism=1))
         passwords.start()
         self.addCleanup(passwords.stop)
-        chat = ChatService(Limits(rate=1000.0, burst=1000), clock=reactor, store=store,
-                           passwords=passwords)
+        chat = ChatService(Limits(rate=1000.0, burst=1000, coalesce_window=0), clock=reactor,
+                           store=store, passwords=passwords)
         yield chat.load()
         self.addCleanup(store.close)
         return chat
