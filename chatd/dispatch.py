@@ -13,6 +13,11 @@ exception is a run of room messages: they go to the store without waiting
 for each other's commit (the store commits them in arrival order, so order
 and ids hold), which lets one group commit carry a whole burst.  Anything
 else waits until every message before it is answered.
+
+With a ``pacer`` (chatd.pacing), a newcomer's request may wait its turn
+before it runs, in a storm of reconnects: the session's order and its one
+answer per request hold, and a request the pacer cannot take is answered
+``busy`` at once.
 """
 
 import json
@@ -90,8 +95,9 @@ def _store_error(failure) -> ChatError:
 class Dispatcher:
     log = Logger()
 
-    def __init__(self, service, metrics=None):
+    def __init__(self, service, metrics=None, pacer=None):
         self.service = service
+        self.pacer = pacer
         self.metrics = metrics if metrics is not None else getattr(service, "metrics",
                                                                    NO_METRICS)
         self._flows = {}  # session -> _Flow, while it has a request in flight
@@ -142,6 +148,39 @@ class Dispatcher:
             return
         if kind == "pong":
             return
+        pacer = self.pacer
+        if pacer is not None and pacer.holds(session):
+            self._hold(session, req)
+            return
+        flow = self._flows.get(session)
+        if flow is None or flow.admits(req):
+            self._go(session, req)
+        else:
+            flow.queue.append(req)
+
+    def _go(self, session, req) -> None:
+        """Run ``req`` now, or let the pacer hold it for its turn."""
+        pacer = self.pacer
+        if pacer is None:
+            self._run(session, req)
+        elif pacer.now_ok(session):
+            if pacer.newcomer(session):
+                pacer.run(lambda: self._run(session, req))
+            else:
+                self._run(session, req)
+        else:
+            self._hold(session, req)
+
+    def _hold(self, session, req) -> None:
+        if self.pacer.full():
+            kind = req.get("type")
+            self._error(session, ChatError("busy", "the server is busy; try again shortly"),
+                        req.get("id"), kind if isinstance(kind, str) else None)
+            return
+        self.pacer.add(session, lambda: self._turn(session, req))
+
+    def _turn(self, session, req) -> None:
+        """The pacer's turn for ``req``: behind what is in flight, as ever."""
         flow = self._flows.get(session)
         if flow is None or flow.admits(req):
             self._run(session, req)
@@ -207,13 +246,23 @@ class Dispatcher:
         if self._flows.get(session) is flow:
             del self._flows[session]
         queue = flow.queue
+        pacer = self.pacer
         # Run what queued behind, until something has to wait again.
         while queue and session.attached:
             current = self._flows.get(session)
             if current is not None and not current.admits(queue[0]):
                 current.queue.extend(queue)
                 return
-            self._run(session, queue.popleft())
+            if pacer is not None and not pacer.now_ok(session):
+                # Older than anything the pacer holds for this session: in front.
+                for req in reversed(queue):
+                    pacer.add(session, lambda req=req: self._turn(session, req), front=True)
+                return
+            req = queue.popleft()
+            if pacer is not None and pacer.newcomer(session):
+                pacer.run(lambda: self._run(session, req))
+            else:
+                self._run(session, req)
 
     def refuse(self, session, error: ChatError) -> None:
         """Input that never became a request (bad bytes, bad JSON, bad command)."""

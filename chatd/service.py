@@ -33,8 +33,8 @@ from chatd.limits import Limits
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
-from chatd.operators import Operators
 from chatd.notices import PresenceNotices
+from chatd.operators import Operators
 from chatd.rooms import Rooms
 from chatd.roomstate import RoomStates
 from chatd.session import Session

@@ -23,6 +23,7 @@ from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
 from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
+from chatd.pacing import Pacer
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
@@ -325,7 +326,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     listeners = AfterStore(chat, reactor)
     readiness = Readiness(store, listeners)
     LagProbe(metrics, reactor).setServiceParent(top)
-    dispatcher = Dispatcher(chat)
+    # In a reconnect storm, newcomers' work waits its turn (chatd/pacing.py).
+    dispatcher = Dispatcher(chat, pacer=Pacer(reactor))
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
