@@ -161,7 +161,9 @@ class Dispatcher:
     def _go(self, session, req) -> None:
         """Run ``req`` now, or let the pacer hold it for its turn."""
         pacer = self.pacer
-        if pacer is None:
+        if pacer is None or req.get("type") == "json":
+            # A format switch is never held: the front end reads the
+            # session's next lines in the format it switches to.
             self._run(session, req)
         elif pacer.now_ok(session):
             if pacer.newcomer(session):

@@ -158,3 +158,14 @@ def test_a_newcomer_gone_while_queued_costs_nothing_more(chat):
     assert pacer.queued == 0
     for c in newcomers[:-1]:
         assert len(c.answers()) == 3
+
+
+def test_a_line_client_switching_to_json_in_a_storm_is_read_as_json(chat):
+    paced(chat)
+    storm(chat, 40)  # the budget of this turn is spent
+    client = chat.line(fresh=True)
+    client.send('/json\n{"type": "nick", "nick": "late", "id": 1}')
+    turns(chat)
+    acks = [json.loads(line) for line in client.raw().decode().split("\r\n")
+            if line.startswith("{")]
+    assert [(a["type"], a.get("request")) for a in acks] == [("ack", "json"), ("ack", "nick")]
