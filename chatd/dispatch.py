@@ -181,15 +181,16 @@ class Dispatcher:
             return
         self.pacer.add(session, lambda: self._turn(session, req))
 
-    def _turn(self, session, req) -> None:
+    def _turn(self, session, req):
         """The pacer's turn for ``req``: behind what is in flight, as ever."""
         flow = self._flows.get(session)
         if flow is None or flow.admits(req):
-            self._run(session, req)
-        else:
-            flow.queue.append(req)
+            return self._run(session, req)
+        flow.queue.append(req)
+        return None
 
-    def _run(self, session, req) -> None:
+    def _run(self, session, req):
+        """Run ``req``; the Deferred of its answer if it waits for the store."""
         rid = req.get("id")
         kind = req.get("type")
         kind = kind if isinstance(kind, str) else None
@@ -219,6 +220,8 @@ class Dispatcher:
             if kind not in PIPELINED:
                 flow.barrier = True
             d.addBoth(lambda _: self._settled(session, flow))
+            return d  # the pacer counts it in flight until it settles
+        return None
 
     def _answer(self, data, session, kind, rid) -> None:
         if session.attached:
@@ -262,7 +265,7 @@ class Dispatcher:
                 return
             req = queue.popleft()
             if pacer is not None and pacer.newcomer(session):
-                pacer.run(lambda: self._run(session, req))
+                pacer.run(lambda: self._run(session, req))  # noqa: B023 (runs at once)
             else:
                 self._run(session, req)
 

@@ -14,6 +14,9 @@ an answer.  The Pacer gives the newcomers a budget instead:
   round-robin (a session's own requests stay in order), and a time-sliced
   ``Cooperator`` runs them, at most ``slice`` seconds per reactor turn, so the
   reactor reads and answers established sessions between slices.
+* At most ``max_inflight`` newcomer requests wait for the store at once:
+  their answers (a join's scrollback above all) come back in the turn the
+  store replies, so this bounds the work those replies bring into one turn.
 * At most ``max_queued`` requests wait; past that a request is refused at once
   with ``busy`` (the client tries again shortly), never silently dropped.
 
@@ -24,22 +27,28 @@ dispatcher's business (it hands in a callable per request).
 import time
 from collections import OrderedDict, deque
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
 WARMUP = 60.0  # seconds a session in no room counts as a newcomer
 SLICE = 0.005  # seconds of newcomer work per reactor turn
 MAX_QUEUED = 50_000  # requests waiting, all sessions together
+MAX_INFLIGHT = 32  # newcomer requests waiting for the store
 
 
 class Pacer:
     def __init__(self, clock, slice_s: float = SLICE, warmup: float = WARMUP,
-                 max_queued: int = MAX_QUEUED, timer=time.perf_counter, tick: float = 0.0):
+                 max_queued: int = MAX_QUEUED, max_inflight: int = MAX_INFLIGHT,
+                 timer=time.perf_counter, tick: float = 0.0):
         """``timer`` measures CPU work; ``tick`` is the wait between two slices
         (0: the next reactor turn; a test on a task.Clock gives each turn a time)."""
         self.clock = clock
         self.slice = slice_s
         self.warmup = warmup
         self.max_queued = max_queued
+        self.max_inflight = max_inflight
+        self.inflight = 0  # newcomer requests run and waiting for the store
+        self._slot = None  # Deferred: the queue waits for a request to settle
         self.timer = timer
         self.tick = tick
         self.spent = 0.0  # newcomer work run at once in this reactor turn
@@ -67,17 +76,31 @@ class Pacer:
             return False
         if not self.newcomer(session):
             return True
-        return not self._lines and self.spent < self.slice
+        return (not self._lines and self.spent < self.slice
+                and self.inflight < self.max_inflight)
 
     def run(self, work) -> None:
         """Run a newcomer's ``work()`` at once, counting its time in this turn."""
         start = self.timer()
         try:
-            work()
+            self._track(work())
         finally:
             self.spent += self.timer() - start
             if self._reset is None:
                 self._reset = self.clock.callLater(self.tick, self._new_turn)
+
+    def _track(self, d) -> None:
+        """``d``: None, or the Deferred of an answer waiting for the store."""
+        if d is not None:
+            self.inflight += 1
+            d.addBoth(self._settled)
+
+    def _settled(self, result):
+        self.inflight -= 1
+        if self._slot is not None and self.inflight < self.max_inflight:
+            slot, self._slot = self._slot, None
+            slot.callback(None)
+        return result
 
     def _new_turn(self) -> None:
         self._reset = None
@@ -109,6 +132,10 @@ class Pacer:
     def _drain(self):
         lines = self._lines
         while lines:
+            if self.inflight >= self.max_inflight:
+                self._slot = Deferred()
+                yield self._slot  # the task pauses until a request settles
+                continue
             session, line = next(iter(lines.items()))
             work = line.popleft()
             self.queued -= 1
@@ -117,7 +144,7 @@ class Pacer:
             else:
                 del lines[session]
             if session.attached:
-                work()
+                self._track(work())
             yield None
 
     def _drained(self, result):

@@ -169,3 +169,38 @@ def test_a_line_client_switching_to_json_in_a_storm_is_read_as_json(chat):
     acks = [json.loads(line) for line in client.raw().decode().split("\r\n")
             if line.startswith("{")]
     assert [(a["type"], a.get("request")) for a in acks] == [("ack", "json"), ("ack", "nick")]
+
+
+def test_newcomers_waiting_for_the_store_are_bounded(chat):
+    """Their answers (a join's scrollback) come back when the store replies:
+    only ``max_inflight`` of them may be waiting at once."""
+    from twisted.internet.defer import Deferred
+
+    from chatd import acks
+
+    pacer = paced(chat, max_inflight=3)
+    old = established(chat)
+    started = []
+
+    def slow_join(session, room, password=None, since=None):
+        d = Deferred()
+        started.append(d)
+        return d
+
+    chat.service.join = slow_join
+    newcomers = [Client(chat, host=f"10.1.0.{i + 1}") for i in range(10)]
+    for c in newcomers:
+        c.send("join", 1, room="#slow")
+        c.send("ping", 2)
+    turns(chat)
+    assert len(started) == 3  # the other seven wait their turn
+    assert pacer.queued > 0
+    old.send("ping", 9)  # in a room: never held
+    assert old.answers() == [("ack", 9, None)]
+    while len(started) < 10 or not all(d.called for d in started):
+        assert pacer.inflight <= 3
+        next(d for d in started if not d.called).callback(acks.EmptyAck())
+        turns(chat)
+    for c in newcomers:
+        assert c.answers() == [("ack", 1, None), ("ack", 2, None)]
+    assert pacer.inflight == 0 and pacer.queued == 0
