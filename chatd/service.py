@@ -30,6 +30,7 @@ from chatd.bus import LocalBus
 from chatd.errors import ChatError
 from chatd.events import Hello, Message, NickChange, Notice, Private, Quit
 from chatd.limits import Limits
+from chatd.logsummary import Summarised
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
@@ -131,6 +132,8 @@ class ChatService(Service):
         self._unnamed = {}
         self._deadlines = LoopingCall(self.registration_deadlines)
         self._deadlines.clock = clock
+        # Connect, login and close lines: counted instead in a storm (chatd.logsummary).
+        self.chatter = Summarised(self.log, clock)
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -187,6 +190,7 @@ class ChatService(Service):
             d = self._drained = Deferred()
             grace = self.clock.callLater(3.0, self._abort_closing)
             self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
+        d.addBoth(lambda _: self.chatter.stop())  # the last counts, if any
         d.addBoth(lambda _: self.accounts.stop())
         # Writes in flight finish (and their data is on disk) before we exit.
         d.addBoth(lambda _: self.store.close())
@@ -206,7 +210,8 @@ class ChatService(Service):
         # Connection limits are counted from accept, by chatd.admission.
         self.ops.check_connect(host)  # server bans on address ranges
         session = Session(sink, host, self.clock.seconds(), self.limits)
-        self.log.info("session connected from {peer}", peer=host, session=id(session))
+        self.chatter.info("session connected", "session connected from {peer}", peer=host,
+                          session=id(session))
         self.sessions.add(session)
         self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
@@ -281,9 +286,9 @@ class ChatService(Service):
             keys = self.notices.quitting(rooms, session.key, gone)
             if keys:
                 self.bus.publish_rooms(keys, gone)
-        self.log.info("session {nick} from {host} closed: {reason}",
-                      nick=session.nick or "(no nick)", host=session.host,
-                      reason=loggable(reason), peer=session.host, session=id(session))
+        self.chatter.info("session closed", "session {nick} from {host} closed: {reason}",
+                          nick=session.nick or "(no nick)", host=session.host,
+                          reason=loggable(reason), peer=session.host, session=id(session))
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:
@@ -408,7 +413,8 @@ class ChatService(Service):
     def _logged_in(self, acct, session: Session, how: str):
         self.ops.check_login(session, acct.key)
         self._claim(session, acct)
-        self.log.info("{nick} {how} from {host}", nick=acct.nick, how=how, host=session.host)
+        self.chatter.info(how, "{nick} {how} from {host}", nick=acct.nick, how=how,
+                          host=session.host)
         d = self._deliver_offline(session, acct.key)
         return d.addCallback(lambda n: self.accounts.issue_token(acct.key).addCallback(
             lambda token: acks.LoginAck(session.nick, n, *token)))
