@@ -30,6 +30,8 @@ from collections import OrderedDict, deque
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
+from chatd.metrics import NO_METRICS
+
 WARMUP = 60.0  # seconds a session in no room counts as a newcomer
 SLICE = 0.005  # seconds of newcomer work per reactor turn
 MAX_QUEUED = 50_000  # requests waiting, all sessions together
@@ -39,7 +41,7 @@ MAX_INFLIGHT = 32  # newcomer requests waiting for the store
 class Pacer:
     def __init__(self, clock, slice_s: float = SLICE, warmup: float = WARMUP,
                  max_queued: int = MAX_QUEUED, max_inflight: int = MAX_INFLIGHT,
-                 timer=time.perf_counter, tick: float = 0.0):
+                 timer=time.perf_counter, tick: float = 0.0, metrics=NO_METRICS):
         """``timer`` measures CPU work; ``tick`` is the wait between two slices
         (0: the next reactor turn; a test on a task.Clock gives each turn a time)."""
         self.clock = clock
@@ -51,6 +53,8 @@ class Pacer:
         self._slot = None  # Deferred: the queue waits for a request to settle
         self.timer = timer
         self.tick = tick
+        self.metrics = metrics
+        metrics.watch_pacer(self)
         self.spent = 0.0  # newcomer work run at once in this reactor turn
         self.queued = 0
         self.high_water = 0
@@ -124,6 +128,8 @@ class Pacer:
         else:
             line.append(work)
         self.queued += 1
+        if not front:
+            self.metrics.paced()
         self.high_water = max(self.high_water, self.queued)
         if self._task is None:
             self._task = self._cooperator.cooperate(self._drain())

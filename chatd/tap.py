@@ -327,7 +327,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     readiness = Readiness(store, listeners)
     LagProbe(metrics, reactor).setServiceParent(top)
     # In a reconnect storm, newcomers' work waits its turn (chatd/pacing.py).
-    dispatcher = Dispatcher(chat, pacer=Pacer(reactor))
+    dispatcher = Dispatcher(chat, pacer=Pacer(reactor, metrics=metrics))
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])

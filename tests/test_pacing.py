@@ -204,3 +204,22 @@ def test_newcomers_waiting_for_the_store_are_bounded(chat):
     for c in newcomers:
         assert c.answers() == [("ack", 1, None), ("ack", 2, None)]
     assert pacer.inflight == 0 and pacer.queued == 0
+
+
+def test_operators_see_the_storm_in_the_metrics(chat):
+    from chatd.metrics import Metrics
+
+    metrics = Metrics(chat.clock, process=False)
+    pacer = Pacer(chat.clock, slice_s=0.005, timer=Ticker(), tick=TICK, metrics=metrics)
+    chat.dispatcher = Dispatcher(chat.service, pacer=pacer)
+    storm(chat, 40)
+
+    def sample(name):
+        return metrics.registry.get_sample_value(name)
+
+    waiting = sample("chatd_paced_waiting")
+    assert waiting == pacer.queued > 0
+    assert sample("chatd_paced_requests_total") >= waiting
+    turns(chat)
+    assert sample("chatd_paced_waiting") == 0
+    assert sample("chatd_paced_requests_total") >= waiting
