@@ -22,26 +22,26 @@ class Summarised:
         self.clock = clock
         self.interval = interval
         self.burst = burst
-        self._logged = {}  # kind -> lines logged one by one in this interval
-        self._counted = {}  # kind -> lines only counted in this interval
+        self._logged = {}  # what -> lines logged one by one in this interval
+        self._counted = {}  # what -> lines only counted in this interval
         self._end = None  # the DelayedCall that ends the interval
 
-    def info(self, kind: str, fmt: str, **fields) -> None:
-        """Log ``fmt`` at info level, or count it under ``kind`` in a storm."""
+    def info(self, what: str, fmt: str, /, **fields) -> None:
+        """Log ``fmt`` at info level, or count it under ``what`` in a storm."""
         if self._end is None:
             self._end = self.clock.callLater(self.interval, self._summary)
-        logged = self._logged.get(kind, 0)
+        logged = self._logged.get(what, 0)
         if logged < self.burst:
-            self._logged[kind] = logged + 1
+            self._logged[what] = logged + 1
             self.log.info(fmt, **fields)
         else:
-            self._counted[kind] = self._counted.get(kind, 0) + 1
+            self._counted[what] = self._counted.get(what, 0) + 1
 
     def _summary(self) -> None:
         self._end = None
-        for kind, count in self._counted.items():
-            self.log.info('{count:,} more "{kind}" in the last {interval:g} s, '
-                          "not logged one by one", count=count, kind=kind,
+        for what, count in self._counted.items():
+            self.log.info('{count:,} more "{what}" in the last {interval:g} s, '
+                          "not logged one by one", count=count, what=what,
                           interval=self.interval)
         self._logged.clear()
         self._counted.clear()

@@ -10,7 +10,9 @@ an answer.  The Pacer gives the newcomers a budget instead:
 * While newcomer work in the current reactor turn stays under ``slice``
   seconds of CPU and nothing is queued, a newcomer's request runs at once:
   without a storm nobody waits.
-* Past that budget, newcomers' requests queue, one line per session, taken
+* Past that budget, newcomers' costly requests (nick, login, resume,
+  register, join, history: the dispatcher's ``PACED``) queue, and whatever
+  the same session sends behind them, one line per session, taken
   round-robin (a session's own requests stay in order), and a time-sliced
   ``Cooperator`` runs them, at most ``slice`` seconds per reactor turn, so the
   reactor reads and answers established sessions between slices.

@@ -223,3 +223,20 @@ def test_operators_see_the_storm_in_the_metrics(chat):
     turns(chat)
     assert sample("chatd_paced_waiting") == 0
     assert sample("chatd_paced_requests_total") >= waiting
+
+
+def test_only_a_newcomers_costly_work_is_held(chat):
+    """help, ping, rooms... from a newcomer run at once even in a storm (a
+    non-reading client flooding /help is still dropped by its send queue);
+    behind a held join they wait, in order."""
+    paced(chat)
+    storm(chat, 40)  # the budget is spent
+    c = Client(chat, host="10.4.0.1")
+    c.send("help", 1)
+    c.send("ping", 2)
+    assert c.answers() == [("ack", 1, None), ("ack", 2, None)]
+    c.send("nick", 3, nick="costly")
+    c.send("ping", 4)
+    assert len(c.answers()) == 2  # the nick waits its turn, the ping behind it
+    turns(chat)
+    assert [a[1] for a in c.answers()] == [1, 2, 3, 4]
