@@ -31,6 +31,8 @@ from collections import OrderedDict, deque
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.metrics import NO_METRICS
 
@@ -41,6 +43,8 @@ MAX_INFLIGHT = 32  # newcomer requests waiting for the store
 
 
 class Pacer:
+    log = Logger()
+
     def __init__(self, clock, slice_s: float = SLICE, warmup: float = WARMUP,
                  max_queued: int = MAX_QUEUED, max_inflight: int = MAX_INFLIGHT,
                  timer=time.perf_counter, tick: float = 0.0, metrics=NO_METRICS):
@@ -157,6 +161,8 @@ class Pacer:
 
     def _drained(self, result):
         self._task = None
+        if isinstance(result, Failure):  # a bug: the dispatcher answers its own errors
+            self.log.failure("pacing newcomers' requests failed", result)
         if self._lines:  # added while the task was finishing
             self._task = self._cooperator.cooperate(self._drain())
             self._task.whenDone().addBoth(self._drained)
@@ -165,9 +171,3 @@ class Pacer:
     def _slice_timer(self):
         deadline = self.timer() + self.slice
         return lambda: self.timer() >= deadline
-
-    def stop(self) -> None:
-        self._cooperator.stop()
-        if self._reset is not None and self._reset.active():
-            self._reset.cancel()
-        self._reset = None

@@ -240,3 +240,28 @@ def test_only_a_newcomers_costly_work_is_held(chat):
     assert len(c.answers()) == 2  # the nick waits its turn, the ping behind it
     turns(chat)
     assert [a[1] for a in c.answers()] == [1, 2, 3, 4]
+
+
+def test_a_failing_turn_is_logged_and_the_queue_goes_on(chat):
+    from twisted.logger import globalLogPublisher
+
+    pacer = Pacer(chat.clock, slice_s=0.005, timer=Ticker(), tick=TICK)
+    a, b = Client(chat, host="10.5.0.1"), Client(chat, host="10.5.0.2")
+    ran = []
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        pacer.add(a.session, broken)
+        pacer.add(b.session, lambda: ran.append("b"))
+        turns(chat)
+        pacer.add(b.session, lambda: ran.append("b again"))
+        turns(chat)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert ran == ["b", "b again"]  # the other session was not lost with it
+    assert any("log_failure" in e and e["log_failure"].check(RuntimeError) for e in logged)
+    assert pacer.queued == 0
