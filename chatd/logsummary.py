@@ -24,18 +24,24 @@ class Summarised:
         self.burst = burst
         self._logged = {}  # what -> lines logged one by one in this interval
         self._counted = {}  # what -> lines only counted in this interval
-        self._end = None  # the DelayedCall that ends the interval
+        self._end = None  # the DelayedCall that logs the counts, once there are any
+        self._start = clock.seconds()
 
     def info(self, what: str, fmt: str, /, **fields) -> None:
         """Log ``fmt`` at info level, or count it under ``what`` in a storm."""
-        if self._end is None:
-            self._end = self.clock.callLater(self.interval, self._summary)
+        now = self.clock.seconds()
+        if self._end is None and now - self._start >= self.interval:
+            self._start = now  # a new interval; nothing was counted in the last one
+            self._logged.clear()
         logged = self._logged.get(what, 0)
         if logged < self.burst:
             self._logged[what] = logged + 1
             self.log.info(fmt, **fields)
-        else:
-            self._counted[what] = self._counted.get(what, 0) + 1
+            return
+        self._counted[what] = self._counted.get(what, 0) + 1
+        if self._end is None:  # only a storm leaves a timer behind
+            self._end = self.clock.callLater(max(0.0, self._start + self.interval - now),
+                                             self._summary)
 
     def _summary(self) -> None:
         self._end = None
@@ -45,6 +51,7 @@ class Summarised:
                           interval=self.interval)
         self._logged.clear()
         self._counted.clear()
+        self._start = self.clock.seconds()
 
     def stop(self) -> None:
         """Log what is counted so far (the service is stopping)."""

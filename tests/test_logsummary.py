@@ -22,8 +22,10 @@ def test_few_lines_are_logged_one_by_one():
     chatter = Summarised(log, clock, interval=10, burst=3)
     for i in range(3):
         chatter.info("session connected", "session connected from {peer}", peer=f"10.0.0.{i}")
+    assert clock.getDelayedCalls() == []  # no storm, no timer
     clock.advance(10)
-    assert texts(seen) == [f"session connected from 10.0.0.{i}" for i in range(3)]
+    chatter.info("session connected", "session connected from {peer}", peer="10.0.0.9")
+    assert texts(seen) == [f"session connected from 10.0.0.{i}" for i in (0, 1, 2, 9)]
 
 
 def test_a_storm_is_counted_and_summarised_once_per_interval():
