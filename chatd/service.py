@@ -408,14 +408,17 @@ class ChatService(Service):
         if isinstance(nick, str):
             self.nicks.check(nick)
         d = self.accounts.resume(session, nick, token).addBoth(self.metrics.login_result)
-        return d.addCallback(self._logged_in, session, "resumed")
+        return d.addCallback(lambda got: self._logged_in(got[0], session, "resumed", got[1]))
 
-    def _logged_in(self, acct, session: Session, how: str):
+    def _logged_in(self, acct, session: Session, how: str, token=None):
+        """``token``: the ``(token, expires)`` a resume kept already; else one is made."""
         self.ops.check_login(session, acct.key)
         self._claim(session, acct)
         self.chatter.info(how, "{nick} {how} from {host}", nick=acct.nick, how=how,
                           host=session.host)
         d = self._deliver_offline(session, acct.key)
+        if token is not None:
+            return d.addCallback(lambda n: acks.LoginAck(session.nick, n, *token))
         return d.addCallback(lambda n: self.accounts.issue_token(acct.key).addCallback(
             lambda token: acks.LoginAck(session.nick, n, *token)))
 
