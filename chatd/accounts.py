@@ -260,7 +260,9 @@ class Accounts:
         return self.store.revoke_resume_tokens(key).addErrback(failed)
 
     def resume(self, session, nick, token):
-        """Check a resume token; fires the ``Account`` (the caller claims the nick).
+        """Check a resume token; fires ``(Account, (token, expires))``: the caller
+        claims the nick, and hands out the new token, kept in the same store
+        transaction that spent this one (one commit a resume).
 
         The token is spent whatever the outcome.  A refusal is charged to the
         connection and the address like a failed login, so guessing tokens is
@@ -274,8 +276,12 @@ class Accounts:
         host_key = self._host_key(session)
         throttle = self.login_throttle
         throttle.check(session, host_key)
-        d = self.store.take_resume_token(token_hash(token), self.clock.seconds())
-        d.addCallback(lambda owner: self.store.get_account(key) if owner == key else None)
+        new = secrets.token_urlsafe(32)
+        now = self.clock.seconds()
+        expires = now + self.limits.resume_ttl
+        d = self.store.exchange_resume_token(token_hash(token), token_hash(new), key,
+                                             expires, now)
+        d.addCallback(lambda taken: self.store.get_account(key) if taken else None)
 
         def judged(acct):
             if acct is None:
@@ -289,7 +295,7 @@ class Accounts:
             if not session.attached:
                 raise ChatError("not_connected", "the connection closed while logging in")
             self._add_registered(key)
-            return acct
+            return acct, (new, expires)
 
         def abandoned(failure):
             throttle.abandoned(session, host_key)

@@ -5,7 +5,9 @@ optional field (``more``, ``queued``, a topic's ``by``) appears only when it
 says something.  Text rendering lives in ``chatd.text``.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from chatd.events import field_names
 
 
 class AckData:
@@ -13,10 +15,10 @@ class AckData:
 
     def to_dict(self) -> dict:
         d = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in field_names(type(self)):
+            value = getattr(self, name)
             if value is not None:
-                d[f.name] = value
+                d[name] = value
         return d
 
 

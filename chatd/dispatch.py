@@ -13,6 +13,11 @@ exception is a run of room messages: they go to the store without waiting
 for each other's commit (the store commits them in arrival order, so order
 and ids hold), which lets one group commit carry a whole burst.  Anything
 else waits until every message before it is answered.
+
+With a ``pacer`` (chatd.pacing), a newcomer's costly request (``PACED``)
+may wait its turn before it runs, in a storm of reconnects: the session's order and its one
+answer per request hold, and a request the pacer cannot take is answered
+``busy`` at once.
 """
 
 import json
@@ -25,6 +30,7 @@ from chatd import acks
 from chatd.errors import FATAL_CODES, ChatError
 from chatd.events import Ack, Error
 from chatd.helptext import HELP_LINES
+from chatd.logsummary import Summarised
 from chatd.metrics import NO_METRICS
 from chatd.store import StoreRejected, StoreUnavailable
 
@@ -63,6 +69,9 @@ def _opt_int(req: dict, name: str) -> int | None:
 
 # Requests that may be in flight together: the store keeps their order.
 PIPELINED = frozenset({"message", "action"})
+# A newcomer's costly work, which waits its turn in a storm (chatd.pacing);
+# its other requests wait only behind these.
+PACED = frozenset({"nick", "register", "login", "resume", "join", "history"})
 
 
 class _Flow:
@@ -90,11 +99,13 @@ def _store_error(failure) -> ChatError:
 class Dispatcher:
     log = Logger()
 
-    def __init__(self, service, metrics=None):
+    def __init__(self, service, metrics=None, pacer=None):
         self.service = service
+        self.pacer = pacer
         self.metrics = metrics if metrics is not None else getattr(service, "metrics",
                                                                    NO_METRICS)
         self._flows = {}  # session -> _Flow, while it has a request in flight
+        self._refusals = None  # the refusals' log lines, once the first comes
         self._handlers = {
             "nick": self.nick,
             "join": self.join,
@@ -145,13 +156,58 @@ class Dispatcher:
                 return
         if kind == "pong":
             return
+        pacer = self.pacer
+        if pacer is not None and pacer.holds(session):
+            self._hold(session, req)
+            return
         flow = self._flows.get(session)
         if flow is None or flow.admits(req):
-            self._run(session, req)
+            self._go(session, req)
         else:
             flow.queue.append(req)
 
-    def _run(self, session, req) -> None:
+    def _waits_turn(self, session, req) -> bool:
+        """Must ``req`` wait in the pacer?  Behind what it holds for the session,
+        or if it is a newcomer's costly work and the pacer's budget is spent.
+        Anything else (a ``/json`` switch above all: the front end reads the
+        next lines in the new format) runs at once."""
+        pacer = self.pacer
+        if pacer is None:
+            return False
+        if pacer.holds(session):
+            return True
+        return req.get("type") in PACED and not pacer.now_ok(session)
+
+    def _go(self, session, req) -> None:
+        """Run ``req`` now, or let the pacer hold it for its turn."""
+        pacer = self.pacer
+        if self._waits_turn(session, req):
+            self._hold(session, req)
+        elif pacer is not None and pacer.newcomer(session):
+            pacer.run(lambda: self._run(session, req))
+        else:
+            self._run(session, req)
+
+    def _hold(self, session, req) -> None:
+        if not session.attached:
+            return  # dropped (its output overflowed, say): nobody to answer
+        if self.pacer.full():
+            kind = req.get("type")
+            self._error(session, ChatError("busy", "the server is busy; try again shortly"),
+                        req.get("id"), kind if isinstance(kind, str) else None)
+            return
+        self.pacer.add(session, lambda: self._turn(session, req))
+
+    def _turn(self, session, req):
+        """The pacer's turn for ``req``: behind what is in flight, as ever."""
+        flow = self._flows.get(session)
+        if flow is None or flow.admits(req):
+            return self._run(session, req)
+        flow.queue.append(req)
+        return None
+
+    def _run(self, session, req):
+        """Run ``req``; the Deferred of its answer if it waits for the store."""
         rid = req.get("id")
         kind = req.get("type")
         kind = kind if isinstance(kind, str) else None
@@ -181,6 +237,8 @@ class Dispatcher:
             if kind not in PIPELINED:
                 flow.barrier = True
             d.addBoth(lambda _: self._settled(session, flow))
+            return d  # the pacer counts it in flight until it settles
+        return None
 
     def _answer(self, data, session, kind, rid) -> None:
         if session.attached:
@@ -210,13 +268,23 @@ class Dispatcher:
         if self._flows.get(session) is flow:
             del self._flows[session]
         queue = flow.queue
+        pacer = self.pacer
         # Run what queued behind, until something has to wait again.
         while queue and session.attached:
             current = self._flows.get(session)
             if current is not None and not current.admits(queue[0]):
                 current.queue.extend(queue)
                 return
-            self._run(session, queue.popleft())
+            if self._waits_turn(session, queue[0]):
+                # Older than anything the pacer holds for this session: in front.
+                for req in reversed(queue):
+                    pacer.add(session, lambda req=req: self._turn(session, req), front=True)
+                return
+            req = queue.popleft()
+            if pacer is not None and pacer.newcomer(session):
+                pacer.run(lambda: self._run(session, req))  # noqa: B023 (runs at once)
+            else:
+                self._run(session, req)
 
     def refuse(self, session, error: ChatError) -> None:
         """Input that never became a request (bad bytes, bad JSON, bad command)."""
@@ -228,9 +296,13 @@ class Dispatcher:
 
     def _error(self, session, error: ChatError, rid, kind) -> None:
         if error.code != "flood":  # a flood is logged once, when it drops the session
-            # The code only: a message can quote the client's input.
-            self.log.info("refused {kind} from {nick}: {code}", kind=kind, nick=session.nick,
-                          peer=session.host, session=id(session), code=error.code)
+            if self._refusals is None:
+                self._refusals = Summarised(self.log, self.service.clock)
+            # The code only: a message can quote the client's input.  By the
+            # thousand (a storm answered busy), counted instead (chatd.logsummary).
+            self._refusals.info(f"refused: {error.code}", "refused {kind} from {nick}: {code}",
+                                kind=kind, nick=session.nick, peer=session.host,
+                                session=id(session), code=error.code)
         self.metrics.error(error.code)
         if session.attached:
             session.send(Error(error.code, error.message, rid, kind))

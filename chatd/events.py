@@ -6,7 +6,14 @@ business, and ``chatd.wire`` turns it into bytes once per format.
 """
 
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any, ClassVar
+
+
+@cache
+def field_names(cls) -> tuple:
+    """A dataclass's field names, looked up once per class (``to_dict`` is hot)."""
+    return tuple(f.name for f in fields(cls))
 
 
 class _Flat:
@@ -16,8 +23,8 @@ class _Flat:
 
     def to_dict(self) -> dict:
         d = {"type": self.type}
-        for f in fields(self):
-            d[f.name] = getattr(self, f.name)
+        for name in field_names(type(self)):
+            d[name] = getattr(self, name)
         return d
 
 

@@ -97,6 +97,8 @@ class NoMetrics:
     def redis_state(self, up): pass
     def redis_received(self): pass
     def presence(self, how): pass
+    def watch_pacer(self, pacer): pass
+    def paced(self): pass
 
     def login_result(self, result):
         return result
@@ -143,6 +145,11 @@ class Metrics(NoMetrics):
         self.presence_changes = Counter("chatd_presence_changes", "Joins, parts and quits "
                                         "by how their room heard of them", ["how"],
                                         registry=r)
+        self.paced_requests = Counter("chatd_paced_requests", "Requests of newly connected "
+                                      "clients that waited their turn (a reconnect storm)",
+                                      registry=r)
+        self.paced_waiting = Gauge("chatd_paced_waiting", "Requests of newly connected "
+                                   "clients waiting their turn now", registry=r)
         self.store_seconds = Histogram("chatd_store_operation_seconds", "Time a store "
                                        "operation took, failures included",
                                        buckets=STORE_BUCKETS, registry=r)
@@ -202,6 +209,12 @@ class Metrics(NoMetrics):
         for ``front_end``."""
         self._by_fmt[fmt] = self._delivered[front_end]
         self._received_by_fmt[fmt] = self._received[front_end]
+
+    def watch_pacer(self, pacer) -> None:
+        self.paced_waiting.set_function(lambda: pacer.queued)
+
+    def paced(self) -> None:
+        self.paced_requests.inc()
 
     # -- admission ------------------------------------------------------------------
     def connection_opened(self, front_end: str | None) -> None:

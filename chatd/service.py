@@ -33,6 +33,7 @@ from chatd.bus import LocalBus
 from chatd.errors import ChatError
 from chatd.events import Away, Hello, Join, Message, NickChange, Notice, Private, Quit
 from chatd.limits import Limits
+from chatd.logsummary import Summarised
 from chatd.metrics import NO_METRICS
 from chatd.moderation import Moderation
 from chatd.nicks import Nicks
@@ -156,6 +157,8 @@ class ChatService(Service):
         self._unnamed = {}
         self._deadlines = LoopingCall(self.registration_deadlines)
         self._deadlines.clock = clock
+        # Connect, login and close lines: counted instead in a storm (chatd.logsummary).
+        self.chatter = Summarised(self.log, clock)
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -215,6 +218,7 @@ class ChatService(Service):
             self._drained.addBoth(lambda r: grace.active() and grace.cancel() or r)
         # Everyone is gone: this node's claims and memberships go now, not at expiry.
         d.addBoth(lambda _: self.presence.stop())
+        d.addBoth(lambda _: self.chatter.stop())  # the last counts, if any
         d.addBoth(lambda _: self.accounts.stop())
         # Writes in flight finish (and their data is on disk) before we exit.
         d.addBoth(lambda _: self.store.close())
@@ -234,7 +238,8 @@ class ChatService(Service):
         # Connection limits are counted from accept, by chatd.admission.
         self.ops.check_connect(host)  # server bans on address ranges
         session = Session(sink, host, self.clock.seconds(), self.limits)
-        self.log.info("session connected from {peer}", peer=host, session=id(session))
+        self.chatter.info("session connected", "session connected from {peer}", peer=host,
+                          session=id(session))
         self.sessions.add(session)
         self._unnamed[session] = None
         session.send(Hello(self.server_name, __version__, self.public_limits()))
@@ -310,9 +315,9 @@ class ChatService(Service):
             keys = self.notices.quitting(rooms, session.key, gone)
             if keys:
                 self.bus.publish_rooms(keys, gone)
-        self.log.info("session {nick} from {host} closed: {reason}",
-                      nick=session.nick or "(no nick)", host=session.host,
-                      reason=loggable(reason), peer=session.host, session=id(session))
+        self.chatter.info("session closed", "session {nick} from {host} closed: {reason}",
+                          nick=session.nick or "(no nick)", host=session.host,
+                          reason=loggable(reason), peer=session.host, session=id(session))
 
     # -- input accounting --------------------------------------------------
     def admit(self, session: Session) -> None:
@@ -461,13 +466,17 @@ class ChatService(Service):
         if isinstance(nick, str):
             self.nicks.check(nick)
         d = self.accounts.resume(session, nick, token).addBoth(self.metrics.login_result)
-        return d.addCallback(self._logged_in, session, "resumed")
+        return d.addCallback(lambda got: self._logged_in(got[0], session, "resumed", got[1]))
 
-    def _logged_in(self, acct, session: Session, how: str):
+    def _logged_in(self, acct, session: Session, how: str, token=None):
+        """``token``: the ``(token, expires)`` a resume kept already; else one is made."""
         self.ops.check_login(session, acct.key)
         self._claim(session, acct)
-        self.log.info("{nick} {how} from {host}", nick=acct.nick, how=how, host=session.host)
+        self.chatter.info(how, "{nick} {how} from {host}", nick=acct.nick, how=how,
+                          host=session.host)
         d = self._deliver_offline(session, acct.key)
+        if token is not None:
+            return d.addCallback(lambda n: acks.LoginAck(session.nick, n, *token))
         return d.addCallback(lambda n: self.accounts.issue_token(acct.key).addCallback(
             lambda token: acks.LoginAck(session.nick, n, *token)))
 

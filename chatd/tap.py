@@ -25,6 +25,7 @@ from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
 from chatd.logs import FORMATS as LOG_FORMATS
 from chatd.metrics import LagProbe, Metrics
 from chatd.origin import normalise as normalise_origin
+from chatd.pacing import Pacer
 from chatd.passwords import Argon2Params, Passwords
 from chatd.protocols.irc import IrcFactory, irc_refusal
 from chatd.protocols.ircws import IrcWebSocketFactory
@@ -370,7 +371,8 @@ def makeService(config, reactor=None) -> service.MultiService:
     listeners = AfterStore(chat, reactor)
     readiness = Readiness(store, listeners, link)
     LagProbe(metrics, reactor).setServiceParent(top)
-    dispatcher = Dispatcher(chat)
+    # In a reconnect storm, newcomers' work waits its turn (chatd/pacing.py).
+    dispatcher = Dispatcher(chat, pacer=Pacer(reactor, metrics=metrics))
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])

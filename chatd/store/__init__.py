@@ -224,6 +224,12 @@ class IStore(Interface):
         such token or it expired by ``now``.  Atomic: of two takers of one token,
         only one gets the account."""
 
+    def exchange_resume_token(token_hash, new_hash, key, expires, now):
+        """``take_resume_token(token_hash, now)`` and, if it gave ``key``,
+        ``create_resume_token(new_hash, key, expires, now)``, in one transaction
+        (a resume's one commit); fires True if the token was taken for ``key``
+        and the new one kept, False if it was refused (gone all the same)."""
+
     def revoke_resume_tokens(key):
         """Delete every resume token of account ``key``; fires with how many."""
 

@@ -242,6 +242,21 @@ class MemoryStore:
             return key if key is not None and expires > now else None
         return self._do(do)
 
+    def exchange_resume_token(self, token_hash, new_hash, key, expires, now):
+        def do():
+            _encodable(new_hash, key)
+            tokens = self.db.resume_tokens
+            owner, until = tokens.pop(token_hash, (None, 0.0))
+            if owner != key or until <= now:
+                return False
+            for h in [h for h, (k, e) in tokens.items() if k == key and e <= now]:
+                del tokens[h]
+            if new_hash in tokens:
+                raise StoreRejected("duplicate resume token")  # as the primary key would
+            tokens[new_hash] = (key, expires)
+            return True
+        return self._do(do)
+
     def revoke_resume_tokens(self, key):
         def do():
             tokens = self.db.resume_tokens

@@ -582,6 +582,23 @@ class SQLStore:
             return row[0] if row is not None and row[1] > now else None
         return self._run(q)
 
+    def exchange_resume_token(self, token_hash, new_hash, key, expires, now):
+        take = self.q("DELETE FROM resume_tokens WHERE token_hash = ? "
+                      "RETURNING account_key, expires")
+        prune = self.q("DELETE FROM resume_tokens WHERE account_key = ? AND expires <= ?")
+        insert = self.q("INSERT INTO resume_tokens (token_hash, account_key, expires) "
+                        "VALUES (?, ?, ?)")
+
+        def q(txn):
+            txn.execute(take, (token_hash,))
+            row = txn.fetchone()
+            if row is None or row[0] != key or row[1] <= now:
+                return False
+            txn.execute(prune, (key, now))
+            txn.execute(insert, (new_hash, key, expires))
+            return True
+        return self._run(q)
+
     def revoke_resume_tokens(self, key):
         sql = self.q("DELETE FROM resume_tokens WHERE account_key = ?")
 

@@ -329,6 +329,28 @@ class StoreContract:
         self.assertEqual((yield store.take_resume_token("b1", 2.0)), "bob")
 
     @inlineCallbacks
+    def test_exchanging_a_resume_token_takes_it_and_keeps_the_new_one(self):
+        store = yield self.opened()
+        yield store.create_resume_token("h1", "alice", 100.0, 1.0)
+        yield store.create_resume_token("old", "alice", 10.0, 1.0)  # expires at 10
+        self.assertIs((yield store.exchange_resume_token("h1", "h2", "alice", 200.0, 50.0)),
+                      True)
+        self.assertIsNone((yield store.take_resume_token("h1", 60.0)))  # spent
+        # Refused: spent, unknown, another account's, expired; no new token kept.
+        self.assertIs((yield store.exchange_resume_token("h1", "x1", "alice", 200.0, 60.0)),
+                      False)
+        yield store.create_resume_token("b1", "bob", 100.0, 1.0)
+        self.assertIs((yield store.exchange_resume_token("b1", "x2", "alice", 200.0, 60.0)),
+                      False)
+        yield store.create_resume_token("e1", "alice", 70.0, 1.0)
+        self.assertIs((yield store.exchange_resume_token("e1", "x3", "alice", 200.0, 80.0)),
+                      False)
+        self.assertIsNone((yield store.take_resume_token("b1", 60.0)))  # taken all the same
+        # The new one works; the account's expired one was pruned on the way.
+        self.assertEqual((yield store.take_resume_token("h2", 150.0)), "alice")
+        self.assertEqual((yield store.revoke_resume_tokens("alice")), 0)
+
+    @inlineCallbacks
     def test_concurrent_takes_of_one_token_give_it_once(self):
         store = yield self.opened()
         other = yield self.opened()  # another node on the same database
