@@ -212,6 +212,9 @@ def test_a_message_delivered_twice_is_shown_once(daemon, open_page):
     try:
         jack.send("once")
         jack.send("twice")
+        # Two connections: wait for jack's lines to reach the page, else ivy's may
+        # be stored between them on a loaded machine.
+        ivy.expect_message("#echo", "jack", "twice")
         ivy.say("thrice")
         ivy.expect_message("#echo", "ivy", "thrice")
         assert ivy.texts("#echo") == ["once", "twice", "thrice"]
