@@ -40,9 +40,6 @@ class Message:
     ts: float
     kind: str = "message"
     history: bool = False
-    # The id of the room's message before it, in a cluster (chatd.redisbus puts
-    # them back in order with it); 0 when not known.  Not on the wire.
-    prev: int = field(default=0, compare=False)
 
     @property
     def type(self) -> str:

@@ -136,10 +136,10 @@ class RedisBus:
         self._catching = {}
         # room key -> ids read back that may still arrive live (shown once)
         self._recovered = {}
-        # room key -> live events received while its read-back is in flight: shown
+        # room key -> live (event, prev) received while its read-back is in flight: shown
         # after it, so that each sender's messages stay in order
         self._reading = {}
-        # room key -> {prev: (event, exclude)}: messages whose ``prev`` has not
+        # room key -> {prev: (event, exclude, remote)}: messages whose ``prev`` has not
         # been delivered here yet, and the timer that reads the gap back
         self._waiting = {}
         self._gap_timers = {}
@@ -185,14 +185,16 @@ class RedisBus:
 
     # -- IBus ------------------------------------------------------------------
     def publish_room(self, room_key, event, exclude=None) -> None:
-        if type(event) is events.Message:
-            # Published at once; shown here after the room's message before it
-            # (from another node, perhaps still on its way).
-            self._show(room_key, event, exclude)
-            self._publish("room:" + room_key, event, {"r": room_key})
-            return
         self.rooms.deliver(room_key, event, exclude)
+        if type(event) is events.Message:
+            self._saw(room_key, event.mid)
         self._publish("room:" + room_key, event, {"r": room_key})
+
+    def publish_message(self, room_key, event, exclude, prev) -> None:
+        # Published at once, with its ``prev``; shown here after the room's
+        # message before it (from another node, perhaps still on its way).
+        self._show(room_key, event, exclude, prev)
+        self._publish("room:" + room_key, event, {"r": room_key, "p": prev})
 
     def publish_rooms(self, room_keys, event, also=None) -> None:
         self.rooms.deliver_many(room_keys, event, also)
@@ -316,28 +318,30 @@ class RedisBus:
             key = msg["r"]
             held = self._reading.get(key)
             if held is not None:
-                held.append(event)  # after what is being read back, which is older
+                # after what is being read back, which is older
+                held.append((event, msg.get("p", 0)))
             else:
-                self._deliver_room(key, event)
+                self._deliver_room(key, event, msg.get("p", 0))
 
-    def _deliver_room(self, key: str, event) -> None:
-        """Another node's room event, here."""
+    def _deliver_room(self, key: str, event, prev: int = 0) -> None:
+        """Another node's room event, here (``prev``: a message's predecessor
+        in its room; 0 when not known)."""
         if type(event) is events.Message:
             recovered = self._recovered.get(key)
             if recovered and event.mid in recovered:
                 recovered.discard(event.mid)
                 return  # read back from the store after an outage already
-            self._show(key, event, None, True)
+            self._show(key, event, None, prev, True)
             return
         self.rooms.deliver(key, event)
 
     # -- a room's messages in the order of their chain ----------------------------------
-    def _show(self, key: str, event, exclude, remote: bool = False) -> None:
-        """Deliver a room message here now if the one before it has been (or
-        is older than what this node knew when the room opened here), else
-        keep it until then."""
-        if event.prev > self._seen.get(key, 0) and self.rooms.get(key) is not None:
-            self._wait(key, event, exclude, remote)
+    def _show(self, key: str, event, exclude, prev: int, remote: bool = False) -> None:
+        """Deliver a room message here now if the one before it (``prev``) has
+        been (or is older than what this node knew when the room opened here),
+        else keep it until then."""
+        if prev > self._seen.get(key, 0) and self.rooms.get(key) is not None:
+            self._wait(key, event, exclude, prev, remote)
             return
         self._deliver_message(key, event, exclude, remote)
         if self._waiting.get(key):
@@ -349,7 +353,7 @@ class RedisBus:
             self.note_mid(event.mid)
         self.rooms.deliver(key, event, exclude)
 
-    def _wait(self, key: str, event, exclude, remote: bool) -> None:
+    def _wait(self, key: str, event, exclude, prev: int, remote: bool) -> None:
         waiting = self._waiting.setdefault(key, {})
         if len(waiting) >= self.order_buffer:
             # Full: this one is stored, and the read-back brings it.
@@ -360,7 +364,7 @@ class RedisBus:
             self._cancel_gap(key)
             self._read_gap(key)
             return
-        waiting[event.prev] = (event, exclude, remote)
+        waiting[prev] = (event, exclude, remote)
         if key not in self._gap_timers:
             self._gap_timers[key] = self.clock.callLater(self.order_wait, self._gap, key)
 
@@ -438,8 +442,8 @@ class RedisBus:
             self._cancel_gap(key)
         # Read-backs in flight are moot: they run again when the link is back.
         for key in list(self._reading):
-            for event in self._reading.pop(key):
-                self._deliver_room(key, event)
+            for event, prev in self._reading.pop(key):
+                self._deliver_room(key, event, prev)
 
     def _link_up(self) -> None:
         outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
@@ -467,8 +471,8 @@ class RedisBus:
         self._reading.setdefault(key, [])
 
         def release() -> None:
-            for event in self._reading.pop(key, ()):
-                self._deliver_room(key, event)
+            for event, prev in self._reading.pop(key, ()):
+                self._deliver_room(key, event, prev)
 
         def deliver(rows):
             got = 0

@@ -787,8 +787,8 @@ class ChatService(Service):
         d = self.store.append_message(key, name, nick, text, kind, ts, with_prev=ordered)
 
         def stored(mid):
-            # A cluster's bus delivers each room's messages in the order of the
-            # chain of ``prev`` ids (chatd.redisbus); a single node needs none.
+            # A cluster's bus delivers each room's messages in the chain of their
+            # ``prev`` ids (chatd.redisbus); a single node needs none.
             mid, prev = mid if ordered else (mid, 0)
             # Never lowered: with several nodes a higher id may have come from
             # another one already (saw_mid).
@@ -797,8 +797,11 @@ class ChatService(Service):
             # wire format with ``echo = False`` (IRC without echo-message) does not
             # show senders their own messages: the room leaves the sender out.
             exclude = None if getattr(session.fmt, "echo", True) else session
-            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind, prev=prev),
-                                  exclude)
+            event = Message(name, nick, text, mid, ts, kind)
+            if ordered:
+                self.bus.publish_message(key, event, exclude, prev)
+            else:
+                self.bus.publish_room(key, event, exclude)
             return acks.MessageAck(name, mid, ts)
         return d.addCallback(stored)
 
