@@ -150,7 +150,8 @@ class RedisBus:
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
-        self._waits_dropped = 0
+        self._waits_dropped = 0  # messages not kept, the buffer being full (logged once)
+        self._read_again = set()  # room keys to read back again after the one under way
         rooms.observe(on_open=self._room_opened, on_close=self._room_closed)
         nicks.observe(on_take=self._nick_taken, on_release=self._nick_released)
         link.subscribe("rooms", self._received)
@@ -175,6 +176,7 @@ class RedisBus:
         self._recovered.pop(key, None)
         self._reading.pop(key, None)
         self._waiting.pop(key, None)
+        self._read_again.discard(key)
         self._cancel_gap(key)
 
     def _nick_taken(self, key: str) -> None:
@@ -362,6 +364,10 @@ class RedisBus:
                 self.log.warn("room {room}: {size} messages wait for an earlier one; reading "
                               "the gap back from the store now", room=key, size=len(waiting))
             self._cancel_gap(key)
+            if key in self._catching:
+                # A read-back already under way may have read before this one's
+                # commit: another follows it.
+                self._read_again.add(key)
             self._read_gap(key)
             return
         waiting[prev] = (event, exclude, remote)
@@ -385,6 +391,7 @@ class RedisBus:
         if not waiting:
             self._waiting.pop(key, None)
             self._cancel_gap(key)
+            self._waits_dropped = 0
         elif key not in self._gap_timers:
             self._gap_timers[key] = self.clock.callLater(self.order_wait, self._gap, key)
 
@@ -488,12 +495,16 @@ class RedisBus:
                                                        m.kind))
                 got += 1
             if got:
-                self.log.info("read back {count} messages of {room} sent while this node "
-                              "was not subscribed", count=got, room=key)
+                self.log.info("read back {count} messages of {room} that had not arrived "
+                              "here (not subscribed yet, an outage, or a gap)", count=got,
+                              room=key)
             if self._catching.get(key) is catching and self.link.up:
                 del self._catching[key]
             release()
             self._release(key)
+            if key in self._read_again and key not in self._catching:
+                self._read_again.discard(key)
+                self._read_gap(key)
 
         def failed(failure):
             # Given up (the ids noted meanwhile would grow without end): a message
