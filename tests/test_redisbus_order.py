@@ -10,7 +10,7 @@ import json
 
 from conftest import START, LineClient
 from fakes import InlinePasswords
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from chatd.dispatch import Dispatcher
@@ -234,3 +234,28 @@ def test_with_the_store_down_the_messages_after_a_gap_are_shown_after_the_wait()
     say(alice, "on again")
     board.deliver_all()
     assert texts(carol) == ["on again"]
+
+
+def test_a_message_past_a_full_buffer_during_a_read_back_is_read_back_after_it():
+    board, (a, b, c), (alice, bob, carol), store = cluster()
+    c.bus.order_buffer = 2
+    held = []
+
+    def slow_recover(key, since):
+        rows = store.history(key, since=since, limit=500)  # read now...
+        if held:
+            return rows
+        d = Deferred()
+        held.append(lambda: rows.addCallback(d.callback))  # ...answered later
+        return d
+    c.bus.recover = slow_recover
+    say(alice, "gap")
+    say(bob, "w0")
+    c.link.receive(*board.room_messages()[1][:2])
+    c.clock.advance(ORDER_WAIT * 1.1)  # the read-back starts, and hangs
+    say(carol, "mine")  # waits behind w0
+    say(carol, "mine2")  # the buffer is full: not kept; committed after the read
+    assert texts(carol) == []
+    held[0]()
+    assert texts(carol) == ["gap", "w0", "mine", "mine2"]
+    assert not waits(c)
