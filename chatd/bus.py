@@ -17,6 +17,11 @@ class IBus(Interface):
     def publish_room(room_key, event, exclude=None):
         """Deliver ``event`` to every member of the room (``exclude``: one session left out)."""
 
+    def publish_message(room_key, event, exclude, prev):
+        """``publish_room`` for a stored room message whose room's message before
+        it has id ``prev`` (0: none): a cluster's bus delivers a room's messages
+        in that chain, whichever order the other nodes' publishes arrive in."""
+
     def publish_rooms(room_keys, event, also=None):
         """Deliver once to everyone sharing any of these rooms, plus ``also`` (a session):
         a nick change or a quit."""
@@ -49,6 +54,9 @@ class LocalBus:
         self.sessions = sessions  # every session of this node (the service's set; read only)
         self.publish_room = rooms.deliver  # the hot path: no extra call per message
         self.publish_rooms = rooms.deliver_many
+
+    def publish_message(self, room_key, event, exclude, prev) -> None:
+        self.rooms.deliver(room_key, event, exclude)  # one node: in order already
 
     def publish_user(self, nick_key, event) -> None:
         session = self.nicks.get(nick_key)

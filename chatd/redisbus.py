@@ -30,7 +30,14 @@ once whichever way it comes.
 
 Order: one node publishes on one connection and receives on one, and Redis
 keeps a connection's order, so every receiver sees one sender's events in the
-order they were published.
+order they were published.  Two nodes' messages to one room may still cross on
+the way (6 here before 5), so each room message carries ``prev``, the id of the
+room's message before it (read in its commit, under the room's lock), and a
+node delivers a room's messages in that chain: one whose ``prev`` was not
+delivered here waits (``_waiting``, at most ``ORDER_BUFFER`` per room) until it
+has been, or, after ``order_wait`` seconds, the gap is read back from the store
+like any catching up.  A client shown 6 has been shown 5, so resuming "since 6"
+on any node misses nothing.
 
 While the link is down, local delivery goes on; what could not be published
 waits in a bounded outbox and goes out, in order, when the link is back.  Room
@@ -67,6 +74,13 @@ def cluster_unavailable():
 # (and logged): room messages among them are still recovered from the store.
 OUTBOX = 10_000
 
+# How long a room message waits here for the one before it (sent by another
+# node, still on its way) before the gap is read back from the store, seconds.
+ORDER_WAIT = 0.5
+# Room messages waiting for the one before them, per room; past it the gap is
+# read back at once (and what did not fit comes with it: it is stored).
+ORDER_BUFFER = 1_000
+
 _CLASSES = {cls.__name__: cls for cls in vars(events).values()
             if isinstance(cls, type) and is_dataclass(cls)}
 _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _CLASSES.values()}
@@ -87,12 +101,16 @@ class RedisBus:
     log = Logger()
 
     def __init__(self, link, local, rooms, nicks, sessions, metrics=NO_METRICS,
-                 recover=None, last_mid=None, note_mid=None, outbox: int = OUTBOX):
+                 recover=None, last_mid=None, note_mid=None, outbox: int = OUTBOX,
+                 order_wait: float = ORDER_WAIT, order_buffer: int = ORDER_BUFFER,
+                 clock=None):
         """``local``: the LocalBus; ``recover(room_key, since_mid)`` -> Deferred of
         the room's stored messages after ``since_mid`` (the service's store);
         ``last_mid()``: the highest message id this node knows of; ``note_mid(mid)``
         is told each message id delivered here from elsewhere, so that a join's
-        history reaches up to it."""
+        history reaches up to it.  ``order_wait``/``order_buffer``: how long and
+        how many of a room's messages wait for the one before them (``clock``:
+        the link's reactor unless given)."""
         self.link = link
         self.local = local
         self.rooms = rooms
@@ -118,9 +136,22 @@ class RedisBus:
         self._catching = {}
         # room key -> ids read back that may still arrive live (shown once)
         self._recovered = {}
-        # room key -> live events received while its read-back is in flight: shown
+        # room key -> live (event, prev) received while its read-back is in flight: shown
         # after it, so that each sender's messages stay in order
         self._reading = {}
+        # room key -> {prev: (event, exclude, remote)}: messages whose ``prev`` has not
+        # been delivered here yet, and the timer that reads the gap back
+        self._waiting = {}
+        self._gap_timers = {}
+        self.order_wait = order_wait
+        self.order_buffer = order_buffer
+        if clock is None:
+            clock = getattr(link, "reactor", None)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self._waits_dropped = 0  # messages not kept, the buffer being full (logged once)
+        self._read_again = set()  # room keys to read back again after the one under way
         rooms.observe(on_open=self._room_opened, on_close=self._room_closed)
         nicks.observe(on_take=self._nick_taken, on_release=self._nick_released)
         link.subscribe("rooms", self._received)
@@ -144,6 +175,9 @@ class RedisBus:
         self._catching.pop(key, None)
         self._recovered.pop(key, None)
         self._reading.pop(key, None)
+        self._waiting.pop(key, None)
+        self._read_again.discard(key)
+        self._cancel_gap(key)
 
     def _nick_taken(self, key: str) -> None:
         self.link.subscribe("user:" + key, self._received)
@@ -157,6 +191,12 @@ class RedisBus:
         if type(event) is events.Message:
             self._saw(room_key, event.mid)
         self._publish("room:" + room_key, event, {"r": room_key})
+
+    def publish_message(self, room_key, event, exclude, prev) -> None:
+        # Published at once, with its ``prev``; shown here after the room's
+        # message before it (from another node, perhaps still on its way).
+        self._show(room_key, event, exclude, prev)
+        self._publish("room:" + room_key, event, {"r": room_key, "p": prev})
 
     def publish_rooms(self, room_keys, event, also=None) -> None:
         self.rooms.deliver_many(room_keys, event, also)
@@ -280,21 +320,100 @@ class RedisBus:
             key = msg["r"]
             held = self._reading.get(key)
             if held is not None:
-                held.append(event)  # after what is being read back, which is older
+                # after what is being read back, which is older
+                held.append((event, msg.get("p", 0)))
             else:
-                self._deliver_room(key, event)
+                self._deliver_room(key, event, msg.get("p", 0))
 
-    def _deliver_room(self, key: str, event) -> None:
-        """Another node's room event, here."""
+    def _deliver_room(self, key: str, event, prev: int = 0) -> None:
+        """Another node's room event, here (``prev``: a message's predecessor
+        in its room; 0 when not known)."""
         if type(event) is events.Message:
             recovered = self._recovered.get(key)
             if recovered and event.mid in recovered:
                 recovered.discard(event.mid)
                 return  # read back from the store after an outage already
-            self._saw(key, event.mid)
-            if self.note_mid is not None:
-                self.note_mid(event.mid)
+            self._show(key, event, None, prev, True)
+            return
         self.rooms.deliver(key, event)
+
+    # -- a room's messages in the order of their chain ----------------------------------
+    def _show(self, key: str, event, exclude, prev: int, remote: bool = False) -> None:
+        """Deliver a room message here now if the one before it (``prev``) has
+        been (or is older than what this node knew when the room opened here),
+        else keep it until then."""
+        if prev > self._seen.get(key, 0) and self.rooms.get(key) is not None:
+            self._wait(key, event, exclude, prev, remote)
+            return
+        self._deliver_message(key, event, exclude, remote)
+        if self._waiting.get(key):
+            self._release(key)
+
+    def _deliver_message(self, key: str, event, exclude, remote: bool) -> None:
+        self._saw(key, event.mid)
+        if remote and self.note_mid is not None:
+            self.note_mid(event.mid)
+        self.rooms.deliver(key, event, exclude)
+
+    def _wait(self, key: str, event, exclude, prev: int, remote: bool) -> None:
+        waiting = self._waiting.setdefault(key, {})
+        if len(waiting) >= self.order_buffer:
+            # Full: this one is stored, and the read-back brings it.
+            self._waits_dropped += 1
+            if self._waits_dropped == 1:
+                self.log.warn("room {room}: {size} messages wait for an earlier one; reading "
+                              "the gap back from the store now", room=key, size=len(waiting))
+            self._cancel_gap(key)
+            if key in self._catching:
+                # A read-back already under way may have read before this one's
+                # commit: another follows it.
+                self._read_again.add(key)
+            self._read_gap(key)
+            return
+        waiting[prev] = (event, exclude, remote)
+        if key not in self._gap_timers:
+            self._gap_timers[key] = self.clock.callLater(self.order_wait, self._gap, key)
+
+    def _release(self, key: str, force: bool = False) -> None:
+        """Deliver, in order, the waiting messages whose predecessor is now
+        delivered here (``force``: all of them, gap or not: given up on it)."""
+        waiting = self._waiting.get(key)
+        while waiting:
+            prev = min(waiting)  # the chain's ids increase: the earliest waiting
+            if prev > self._seen.get(key, 0) and not force:
+                break
+            event, exclude, remote = waiting.pop(prev)
+            recovered = self._recovered.get(key)
+            if recovered and event.mid in recovered:
+                recovered.discard(event.mid)
+                continue  # read back with the gap
+            self._deliver_message(key, event, exclude, remote)
+        if not waiting:
+            self._waiting.pop(key, None)
+            self._cancel_gap(key)
+            self._waits_dropped = 0
+        elif key not in self._gap_timers:
+            self._gap_timers[key] = self.clock.callLater(self.order_wait, self._gap, key)
+
+    def _gap(self, key: str) -> None:
+        """The one before a waiting message has not come: read the gap back."""
+        self._gap_timers.pop(key, None)
+        if not self._waiting.get(key):
+            return
+        self.log.info("room {room}: a message sent elsewhere did not arrive within "
+                      "{wait}s; reading it back from the store", room=key, wait=self.order_wait)
+        self._read_gap(key)
+
+    def _read_gap(self, key: str) -> None:
+        if key in self._catching:
+            return  # a read-back is due already (opening, outage): released after it
+        self._catching[key] = [self._seen.get(key, 0), set()]
+        self._catch_up(key)
+
+    def _cancel_gap(self, key: str) -> None:
+        timer = self._gap_timers.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _deliver_many(self, keys, event, excluded_key) -> None:
         """Once to each local session sharing any of the rooms; the session the
@@ -325,10 +444,13 @@ class RedisBus:
         for key, _ in self.rooms.items():
             self._catching.setdefault(key, [self._seen.get(key, 0), set()])
         self._recovered = {}
+        # Messages waiting for an earlier one wait for that read-back instead.
+        for key in list(self._gap_timers):
+            self._cancel_gap(key)
         # Read-backs in flight are moot: they run again when the link is back.
         for key in list(self._reading):
-            for event in self._reading.pop(key):
-                self._deliver_room(key, event)
+            for event, prev in self._reading.pop(key):
+                self._deliver_room(key, event, prev)
 
     def _link_up(self) -> None:
         outbox, self._outbox = self._outbox, deque(maxlen=self._outbox.maxlen)
@@ -356,8 +478,8 @@ class RedisBus:
         self._reading.setdefault(key, [])
 
         def release() -> None:
-            for event in self._reading.pop(key, ()):
-                self._deliver_room(key, event)
+            for event, prev in self._reading.pop(key, ()):
+                self._deliver_room(key, event, prev)
 
         def deliver(rows):
             got = 0
@@ -373,11 +495,16 @@ class RedisBus:
                                                        m.kind))
                 got += 1
             if got:
-                self.log.info("read back {count} messages of {room} sent while this node "
-                              "was not subscribed", count=got, room=key)
+                self.log.info("read back {count} messages of {room} that had not arrived "
+                              "here (not subscribed yet, an outage, or a gap)", count=got,
+                              room=key)
             if self._catching.get(key) is catching and self.link.up:
                 del self._catching[key]
             release()
+            self._release(key)
+            if key in self._read_again and key not in self._catching:
+                self._read_again.discard(key)
+                self._read_gap(key)
 
         def failed(failure):
             # Given up (the ids noted meanwhile would grow without end): a message
@@ -385,6 +512,8 @@ class RedisBus:
             if self._catching.get(key) is catching:
                 del self._catching[key]
             release()
+            # Nor do messages after the gap wait for it any longer.
+            self._release(key, force=True)
             if failure.check(StoreUnavailable):
                 self.log.warn("cannot read back {room} from the store now ({error}): "
                               "messages sent elsewhere while this node was not subscribed "

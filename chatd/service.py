@@ -124,6 +124,9 @@ class ChatService(Service):
         self.sessions = set()
         self.bus = bus if bus is not None else LocalBus(self.rooms, self.nicks, self.metrics,
                                                               self.sessions)
+        # Whether each stored message is told the id of its room's one before
+        # (a cluster's bus orders by it).
+        self._ordered = make_bus is not None
         if make_bus is not None:
             # A cluster's bus (chatd.redisbus), built around the local one.
             self.bus = make_bus(self, self.bus)
@@ -789,9 +792,13 @@ class ChatService(Service):
         text = check_text(text, self.limits.max_message)
         ts = self.clock.seconds()
         key, name, nick = room.key, room.name, session.nick
-        d = self.store.append_message(key, name, nick, text, kind, ts)
+        ordered = self._ordered
+        d = self.store.append_message(key, name, nick, text, kind, ts, with_prev=ordered)
 
         def stored(mid):
+            # A cluster's bus delivers each room's messages in the chain of their
+            # ``prev`` ids (chatd.redisbus); a single node needs none.
+            mid, prev = mid if ordered else (mid, 0)
             # Never lowered: with several nodes a higher id may have come from
             # another one already (saw_mid).
             self.saw_mid(mid)
@@ -799,7 +806,11 @@ class ChatService(Service):
             # wire format with ``echo = False`` (IRC without echo-message) does not
             # show senders their own messages: the room leaves the sender out.
             exclude = None if getattr(session.fmt, "echo", True) else session
-            self.bus.publish_room(key, Message(name, nick, text, mid, ts, kind), exclude)
+            event = Message(name, nick, text, mid, ts, kind)
+            if ordered:
+                self.bus.publish_message(key, event, exclude, prev)
+            else:
+                self.bus.publish_room(key, event, exclude)
             return acks.MessageAck(name, mid, ts)
         return d.addCallback(stored)
 

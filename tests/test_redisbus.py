@@ -48,7 +48,8 @@ class Node:
             return RedisBus(self.link, local, service.rooms, service.nicks, service.sessions,
                             recover=lambda key, since: service.store.history(
                                 key, since=since, limit=500),
-                            last_mid=lambda: service.last_mid, note_mid=service.saw_mid)
+                            last_mid=lambda: service.last_mid, note_mid=service.saw_mid,
+                            clock=self.clock)
         self.service = ChatService(Limits(rate=1000, burst=1000), clock=self.clock, store=store,
                                    passwords=InlinePasswords(), make_bus=make_bus,
                                    server_name=name)

@@ -140,12 +140,18 @@ class IStore(Interface):
     def close():
         """Finish in-flight writes and release connections."""
 
-    def append_message(room_key, room, nick, text, kind, ts):
+    def append_message(room_key, room, nick, text, kind, ts, with_prev=False):
         """Store a room message; fires with its id once committed.
 
         Messages handed in while a write is in flight are committed together
         in the next transaction, in the order they arrived (group commit), so
         ids increase in arrival order.  Ids increase across all rooms.
+
+        ``with_prev``: fires with ``(id, prev)`` instead, ``prev`` being the id
+        of the room's message just before it (0 for its first), read in the
+        same transaction under the room's lock: the room's messages form a
+        chain that a node receiving them out of order puts back in order
+        (chatd.redisbus).
         """
 
     def last_mid():

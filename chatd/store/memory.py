@@ -37,6 +37,7 @@ class MemoryDatabase:
     def __init__(self):
         self.messages = []  # StoredMessage with room_key, in id order
         self.next_mid = 1
+        self.room_last = {}  # room key -> id of its last message
         self.accounts = {}  # key -> Account
         self.privates = []  # (to_key, StoredPrivate), in id order
         self.next_pid = 1
@@ -87,14 +88,16 @@ class MemoryStore:
         return succeed(None)
 
     # -- messages ---------------------------------------------------------------
-    def append_message(self, room_key, room, nick, text, kind, ts):
+    def append_message(self, room_key, room, nick, text, kind, ts, with_prev=False):
         def do():
             _encodable(room_key, room, nick, text, kind)
             db = self.db
             msg = StoredMessage(db.next_mid, room, nick, text, kind, ts)
             db.next_mid += 1
             db.messages.append((room_key, msg))
-            return msg.mid
+            prev = db.room_last.get(room_key, 0)
+            db.room_last[room_key] = msg.mid
+            return (msg.mid, prev) if with_prev else msg.mid
         return self._do(do)
 
     def last_mid(self):

@@ -86,7 +86,7 @@ class SQLStore:
         self.pool = None  # made by open(): building a store has no side effects
         self.description = description
         self.healthy = True
-        self._pending = []  # (row, Deferred) waiting for the next commit
+        self._pending = []  # (row, Deferred, with_prev) waiting for the next commit
         self._writing = None  # Deferred of the transaction in flight
         self._sql = {}
         self._stuck = 0  # pool threads still busy with abandoned work
@@ -311,9 +311,9 @@ class SQLStore:
         return d.addBoth(done)
 
     # -- messages: group commit ---------------------------------------------------
-    def append_message(self, room_key, room, nick, text, kind, ts):
+    def append_message(self, room_key, room, nick, text, kind, ts, with_prev=False):
         d = Deferred()
-        self._pending.append(((room_key, room, nick, text, kind, ts), d))
+        self._pending.append(((room_key, room, nick, text, kind, ts), d, with_prev))
         if self._writing is None:
             self._flush_now()
         return d
@@ -331,18 +331,24 @@ class SQLStore:
 
     def _write_batch(self, batch):
         """Commit ``batch`` in one transaction; fire each message's Deferred."""
-        w = self._run(self._insert_messages, [row for row, _ in batch])
+        rows = [row for row, _, _ in batch]
+        if any(with_prev for _, _, with_prev in batch):
+            w = self._run(self._insert_messages, rows, True)
+        else:
+            w = self._run(self._insert_messages, rows)
 
         def committed(ids):
-            for (_, d), mid in zip(batch, ids):
-                d.callback(mid)
+            for (_, d, with_prev), got in zip(batch, ids):
+                if type(got) is tuple and not with_prev:
+                    got = got[0]  # (id, prev): asked for by another message of the batch
+                d.callback(got)
 
         def failed(failure):
             if failure.check(StoreRejected) and len(batch) > 1:
                 # One message the database refuses must not sink the others that
                 # shared its commit: write them one by one, in order (rare path).
                 return self._write_one_by_one(batch)
-            for _, d in batch:
+            for _, d, _ in batch:
                 d.errback(failure)
         return w.addCallbacks(committed, failed)
 
@@ -358,7 +364,7 @@ class SQLStore:
         Nothing to do where one connection writes at a time (SQLite); a back
         end that several nodes write to at once overrides it (PostgreSQL)."""
 
-    def _insert_messages(self, txn, rows):
+    def _insert_messages(self, txn, rows, with_prev=False):
         # Ids are taken under the rooms' locks, so in each room they increase
         # in commit order even when several nodes write to it.
         self.lock_rooms(txn, {row[0] for row in rows})
@@ -366,10 +372,22 @@ class SQLStore:
         # (a multi-row RETURNING has no ordering guarantee).
         sql = self.q("INSERT INTO messages (room_key, room, nick, text, kind, ts) "
                      "VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+        # Each room's last id before this batch, read under its lock (so no
+        # other node's commit can fall between it and ours): each message's
+        # ``prev``, the chain a receiving node delivers in (index messages_room).
+        # Asked for by a cluster's nodes only: a single node does not read it.
+        prevs = dict.fromkeys({row[0] for row in rows}, 0)
+        if with_prev:
+            last = self.q("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room_key = ?")
+            for key in prevs:
+                txn.execute(last, (key,))
+                prevs[key] = txn.fetchone()[0]
         ids = []
         for row in rows:
             txn.execute(sql, row)
-            ids.append(txn.fetchone()[0])
+            mid = txn.fetchone()[0]
+            ids.append((mid, prevs[row[0]]) if with_prev else mid)
+            prevs[row[0]] = mid
         return ids
 
     def last_mid(self):

@@ -107,6 +107,23 @@ class StoreContract:
         self.assertGreater(MAX_PAGE, 0)
 
     @inlineCallbacks
+    def test_each_message_knows_its_rooms_previous_id(self):
+        store = yield self.opened()
+        # Two rooms interleaved, most in one group commit; one does not ask.
+        got = yield defer.gatherResults(
+            [store.append_message(f"#r{i % 2}", "#r", "n", f"t{i}", "message", i,
+                                  with_prev=i != 4) for i in range(8)])
+        self.assertIsInstance(got[4], int)  # not asked: the id alone, as ever
+        m = [g if i == 4 else g[0] for i, g in enumerate(got)]
+        prevs = {g[0]: g[1] for i, g in enumerate(got) if i != 4}
+        # Each one's prev is its room's message just before it; 0 for the first.
+        self.assertEqual(prevs, {m[0]: 0, m[2]: m[0], m[6]: m[4],
+                                 m[1]: 0, m[3]: m[1], m[5]: m[3], m[7]: m[5]})
+        later = yield store.append_message("#r0", "#r", "n", "later", "message", 9.0,
+                                           with_prev=True)
+        self.assertEqual(later[1], m[6])
+
+    @inlineCallbacks
     def test_messages_survive_close_and_reopen(self):
         store = yield self.opened()
         ds = [store.append_message("#a", "#a", "x", f"m{i}", "message", i) for i in range(30)]

@@ -5,7 +5,7 @@ import socket
 import psycopg2
 import pytest
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -130,6 +130,36 @@ class PostgresClusterOrder(TestCase):
         mid = yield b.append_message("#other", "#other", "bob", "not held up", "message", 2.0)
         rows = yield b.history("#other", since=0)
         self.assertEqual([(m.mid, m.text) for m in rows], [(mid, "not held up")])
+
+    @inlineCallbacks
+    def test_prev_is_the_message_committed_before_when_commits_race(self):
+        a, b = (yield self.opened()), (yield self.opened())
+        # Node A has taken its id and is slow to commit; node B sends next: B's
+        # prev is read under the room's lock, so after A's commit, and is A's id.
+        conn = psycopg2.connect(self.pg_url, connect_timeout=5)
+        self.addCleanup(conn.close)
+        [(first, zero)] = a._insert_messages(  # noqa: SLF001 (the store's own body)
+            conn.cursor(), [("#p", "#p", "alice", "first", "message", 1.0)], True)
+        second = b.append_message("#p", "#p", "bob", "second", "message", 2.0, with_prev=True)
+        yield self.settled(second)
+        conn.commit()
+        second, prev = yield second
+        self.assertEqual((zero, prev), (0, first))
+        self.assertLess(first, second)
+
+    @inlineCallbacks
+    def test_prev_chains_a_rooms_messages_from_two_nodes_writing_at_once(self):
+        a, b = (yield self.opened()), (yield self.opened())
+        ds = []
+        for i in range(60):
+            node = a if i % 2 else b
+            ds.append(node.append_message("#chain", "#chain", "n", f"t{i}", "message", i,
+                                          with_prev=True))
+        got = sorted((yield gatherResults(ds)))
+        # Sorted by id, each one's prev is the id before it: one chain, no gaps.
+        self.assertEqual([prev for _, prev in got], [0] + [mid for mid, _ in got[:-1]])
+        rows = yield a.history("#chain", since=0, limit=100)
+        self.assertEqual([r.mid for r in rows], [mid for mid, _ in got])
 
     def test_room_lock_keys_are_stable_sorted_int4_without_repeats(self):
         keys = room_lock_keys(["#b", "#a", "#b", "#é"])
