@@ -10,6 +10,7 @@ _COMMANDS = {
     "leave": ("part", ("room", "reason"), 0),
     "msg": ("private", ("to", "text"), 2),
     "me": ("action", ("text",), 1),
+    "away": ("away", ("text",), 0),
     "who": ("who", ("room", "after"), 0),
     "names": ("who", ("room", "after"), 0),
     "rooms": ("rooms", ("after",), 0),

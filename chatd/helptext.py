@@ -10,6 +10,7 @@ HELP_LINES = [
     "/part [#room] [why]   leave a room (default: the current one)",
     "/msg NICK text        private message",
     "/me text              action in the current room",
+    "/away [text]          mark yourself away (no text: back); IRC users see it",
     "/who [#room] [after]  who is in a room (a large one in pages, after a nick)",
     "/rooms [#after]       list rooms (a long list in pages: those after #after)",
     "/history [#room] [before-id] [count]  older messages of a room",

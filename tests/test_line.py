@@ -342,3 +342,16 @@ def test_json_line_is_valid_utf8_json(chat):
     bob.send("☕ \"quoted\" \\ back")
     [line] = alice.lines()
     assert json.loads(line)["text"] == "☕ \"quoted\" \\ back"
+
+
+def test_away_and_back_from_the_line_port_reach_an_irc_user(chat):
+    from tests.irchelp import IrcChat
+    irc = IrcChat(chat).client("ivy", "#tea", caps=("away-notify",))
+    alice = chat.line("alice", "#tea")
+    irc.raw()
+    alice.send("/away at lunch")
+    assert alice.lines() == ["* you are away: at lunch"]
+    assert irc.commands() == [("AWAY", ("at lunch",))]
+    alice.send("/away")
+    assert alice.lines() == ["* you are back"]
+    assert irc.commands() == [("AWAY", ())]

@@ -457,6 +457,9 @@
     invite(ev, req) {
       tell(req, ev.nick + " may now join " + ev.room + "; they have been told.");
     },
+    away(ev, req) {
+      tell(req, ev.away ? "You are away: " + ev.text : "You are back.");
+    },
     keep(ev, req) {
       tell(req, ev.room + " is kept: its topic, operators, bans and modes stay when it empties.");
     },
@@ -962,6 +965,8 @@
     me: { type: "action", args: ["text"], required: 1, room: true, usage: "/me text",
           help: "an action in this room" },
     nick: { args: ["nick"], required: 1, usage: "/nick NAME", help: "change your nick" },
+    away: { args: ["text"], usage: "/away [text]",
+            help: "mark yourself away (no text: back)" },
     who: { args: ["room", "after"], room: true, usage: "/who [#room] [after]",
            help: "who is in a room (a large one in pages, after a nick)" },
     rooms: { args: ["after"], usage: "/rooms [#after]", help: "list rooms (in pages)" },

@@ -314,3 +314,14 @@ def test_a_failed_msg_opens_no_tab_and_errors_stay_where_they_were_caused(daemon
         expect(pia.log("@quinn").locator(".line.error")).to_have_count(0)
     finally:
         quinn.close()
+
+
+def test_away_and_back_are_confirmed_in_the_room(daemon, open_page):
+    mona = open_page(daemon).login("mona").join("#cafe")
+    mona.page.fill("#message-input", "/away at lunch")
+    mona.page.press("#message-input", "Enter")
+    expect(mona.log("#cafe").locator(".line.system").last).to_contain_text(
+        "You are away: at lunch")
+    mona.page.fill("#message-input", "/away")
+    mona.page.press("#message-input", "Enter")
+    expect(mona.log("#cafe").locator(".line.system").last).to_contain_text("You are back.")
