@@ -42,3 +42,44 @@ def test_non_reading_clients_asking_for_long_answers_are_dropped_and_freed(start
     c.expect("Welcome")
     c.send("/nick after")
     c.expect("you are now after")
+
+
+def _flood_and_expect_drops(d, socks, burst: bytes) -> None:
+    before = d.rss_kib()
+    d.wait_connections(len(socks))
+    for s in socks:
+        s.sendall(burst)
+    deadline = time.monotonic() + 30
+    while d.health()["connections"] > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    peak = d.rss_kib()
+    assert d.health()["connections"] <= 1, "non-reading clients were not dropped"
+    assert peak - before < 25_000, (before, peak)
+    for s in socks:
+        s.close()
+
+
+def _small_window(s: socket.socket) -> socket.socket:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return s
+
+
+FEW = 10  # clients below: the line test above already shows the scale
+
+
+def test_non_reading_protobuf_clients_asking_for_long_answers_are_dropped(start_daemon):
+    import websocket
+
+    from chatd.pbcodec import encode_request
+
+    d = start_daemon("--send-queue", "16384", "--rate", "1000000", "--burst", "1000000",
+                     "--max-per-ip", "200", "--connects-per-minute", "1000")
+    clients = [websocket.create_connection(
+        f"ws://127.0.0.1:{d.ws_port}/ws", subprotocols=["chatd.protobuf.v1"],
+        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)) for _ in range(FEW)]
+    for c in clients:
+        c.recv()  # hello: the subprotocol is in force
+    # One masked frame, repeated: a client may reuse a mask key.
+    frame = websocket.ABNF.create_frame(encode_request({"type": "help"}),
+                                        websocket.ABNF.OPCODE_BINARY).format()
+    _flood_and_expect_drops(d, [c.sock for c in clients], frame * ASKS)
