@@ -78,32 +78,21 @@ local function forget(p, x)
 end
 """
 
-# KEYS: none (one Redis, not Redis Cluster); ARGV: prefix, node, nick key, nick.
+# KEYS: none (one Redis, not Redis Cluster); ARGV: prefix, node, nick key, nick,
+# force ("1": the claim is this node's whoever had it, as when an account's owner
+# logs in here and takes its own nick).
 # 1: the claim is this node's now; 0: a live node holds it.
 CLAIM = """
 local p, me, k = ARGV[1], ARGV[2], ARGV[3]
 local cur = redis.call('GET', p .. 'nick:' .. k)
 if cur then
   local owner = string.match(cur, '^([^\\t]*)')
-  if owner ~= me and redis.call('EXISTS', p .. 'node:' .. owner) == 1 then
+  if ARGV[5] ~= '1' and owner ~= me and redis.call('EXISTS', p .. 'node:' .. owner) == 1 then
     return 0
   end
   if owner ~= me then
     redis.call('SREM', p .. 'nodenicks:' .. owner, k)
   end
-end
-redis.call('SET', p .. 'nick:' .. k, me .. '\\t' .. ARGV[4])
-redis.call('SADD', p .. 'nodenicks:' .. me, k)
-return 1
-"""
-
-# ARGV: prefix, node, nick key, nick.  The claim is this node's, whoever had it
-# (an account's owner logging in here takes its own nick).
-FORCE = """
-local p, me, k = ARGV[1], ARGV[2], ARGV[3]
-local cur = redis.call('GET', p .. 'nick:' .. k)
-if cur then
-  redis.call('SREM', p .. 'nodenicks:' .. string.match(cur, '^([^\\t]*)'), k)
 end
 redis.call('SET', p .. 'nick:' .. k, me .. '\\t' .. ARGV[4])
 redis.call('SADD', p .. 'nodenicks:' .. me, k)
@@ -372,7 +361,7 @@ class ClusterPresence:
         fails with ``cluster_unavailable`` when that cannot be known."""
         if not self._synced:
             return fail(unavailable())
-        d = self._eval(CLAIM, self.node, key, nick)
+        d = self._eval(CLAIM, self.node, key, nick, "0")
 
         def answered(reply):
             return bool(int(reply))
@@ -392,7 +381,7 @@ class ClusterPresence:
         holds it.  While unsynced, the resync claims it."""
         if not self._synced:
             return
-        d = self._eval(FORCE if force else CLAIM, self.node, key, nick)
+        d = self._eval(CLAIM, self.node, key, nick, "1" if force else "0")
 
         def answered(reply):
             if not int(reply):

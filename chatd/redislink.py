@@ -339,12 +339,18 @@ class RedisLink(Service):
                       again=", reconnected" if again else "")
         self._pinger.start(self.timeout, now=False).addErrback(
             lambda f: self.log.failure("Redis ping loop stopped", f))
-        for on_up, _ in list(self._listeners):
-            if on_up is not None:
+        self._tell_listeners(0, "on_up")
+
+    def _tell_listeners(self, which: int, name: str) -> None:
+        """Call each listener's ``on_up`` (0) or ``on_down`` (1); one that fails is
+        logged and does not stop the others."""
+        for pair in list(self._listeners):
+            callback = pair[which]
+            if callback is not None:
                 try:
-                    on_up()
+                    callback()
                 except Exception:
-                    self.log.failure("a Redis link listener failed (on_up)")
+                    self.log.failure("a Redis link listener failed ({which})", which=name)
 
     def _attempt_failed(self, failure, gen, cmd, sub) -> None:
         if gen != self._generation:
@@ -380,12 +386,7 @@ class RedisLink(Service):
             self.log.warn("Redis link down ({host}:{port}): {why}; cluster features are "
                           "refused until it is back; retrying in {delay:.2f}s",
                           host=self.host, port=self.port, why=why, delay=delay)
-            for _, on_down in list(self._listeners):
-                if on_down is not None:
-                    try:
-                        on_down()
-                    except Exception:
-                        self.log.failure("a Redis link listener failed (on_down)")
+            self._tell_listeners(1, "on_down")
         else:
             log = self.log.warn if self.failures in (1, 10) or self.failures % 100 == 0 \
                 else self.log.debug

@@ -4,6 +4,11 @@ key prefix per test, and its keys removed afterwards."""
 import socket
 import uuid
 
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
 from chatd.redislink import _Incomplete, _parse, encode_command
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -39,3 +44,22 @@ def delete_prefix(prefix: str, port: int = REDIS_PORT) -> None:
 def count_keys(prefix: str) -> int:
     with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=5) as s:
         return len(_command(s, "KEYS", prefix + "*"))
+
+
+class RedisTestCase(TestCase):
+    """A fresh key prefix per test (its keys removed afterwards) and bounded waits."""
+
+    timeout = 30
+
+    def setUp(self):
+        self.prefix = unique_prefix()
+        self.addCleanup(delete_prefix, self.prefix)
+
+    @inlineCallbacks
+    def until(self, condition, what, seconds=10.0):
+        """Wait, bounded, for ``condition()``; fail saying ``what`` if it never holds."""
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.fail(f"never: {what}")

@@ -10,6 +10,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from chatd.adminapi import make_api
+from chatd.drain import DrainAck
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -148,3 +149,20 @@ def test_token_file_option(tmp_path):
     for path in (short, tmp_path / "missing"):
         with pytest.raises(UsageError):
             Options().parseOptions(["--admin-token-file", str(path)])
+
+
+def test_drain_needs_the_token_like_every_endpoint(chat):
+    started = []
+
+    class Drain:
+        def start(self, over):
+            started.append(over)
+            return DrainAck(True, 0, over)
+
+    api = API(chat)
+    api.root.putChild(b"api", make_api(chat.service, TOKEN, Drain()))
+    for token in (None, "wrong", ""):
+        assert api.call("POST", "/api/drain", {"over": 5}, token=token)[0] == 401
+    assert started == []  # nothing drained on a refused request
+    status, body = api.call("POST", "/api/drain", {"over": 5})
+    assert (status, body["draining"], started) == (200, True, [5])

@@ -7,11 +7,10 @@ what its expiry does (deleted here rather than waited for).
 
 import pytest
 from proxies import Proxy
-from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
+from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import TestCase
 
 from chatd.errors import ChatError
 from chatd.presence import ClusterPresence, LocalPresence
@@ -65,21 +64,7 @@ class Node:
         return self.link.up and self.presence._synced  # noqa: SLF001 (test reads state)
 
 
-class PresenceTests(TestCase):
-    timeout = 30
-
-    def setUp(self):
-        self.prefix = unique_prefix()
-        self.addCleanup(delete_prefix, self.prefix)
-
-    @inlineCallbacks
-    def until(self, condition, what, seconds=10.0):
-        for _ in range(int(seconds / 0.02)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.02, lambda: None)
-        self.fail(f"never: {what}")
-
+class PresenceTests(RedisTestCase):
     @inlineCallbacks
     def nodes(self, *names, **kw):
         nodes = [Node(self, n, **kw) for n in names]

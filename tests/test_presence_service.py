@@ -8,12 +8,11 @@ survivor shows for a dead node's users to its own members.
 """
 
 from proxies import Proxy
-from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
+from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase
 from test_service import Member
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
 
 from chatd.dispatch import Dispatcher
 from chatd.presence import ClusterPresence
@@ -45,21 +44,7 @@ class Node:
         self.clock.advance(self.presence.interval)
 
 
-class ClusterServiceTests(TestCase):
-    timeout = 30
-
-    def setUp(self):
-        self.prefix = unique_prefix()
-        self.addCleanup(delete_prefix, self.prefix)
-
-    @inlineCallbacks
-    def until(self, condition, what, seconds=10.0):
-        for _ in range(int(seconds / 0.02)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.02, lambda: None)
-        self.fail(f"never: {what}")
-
+class ClusterServiceTests(RedisTestCase):
     @inlineCallbacks
     def nodes(self, *names):
         nodes = [Node(self, n) for n in names]

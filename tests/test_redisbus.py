@@ -8,11 +8,10 @@ import pytest
 from conftest import START, LineClient
 from fakes import InlinePasswords
 from proxies import Proxy
-from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
+from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import TestCase
 
 from chatd.dispatch import Dispatcher
 from chatd.events import Message, Notice
@@ -95,25 +94,16 @@ class Client:
         return [e for e in self.poll() if e["type"] == kind]
 
 
-class NodesTestCase(TestCase):
+class NodesTestCase(RedisTestCase):
     """Nodes on one fresh prefix and one shared store, and bounded waits."""
 
     timeout = 40
 
     def setUp(self):
-        self.prefix = unique_prefix()
-        self.addCleanup(delete_prefix, self.prefix)
+        super().setUp()
         store = MemoryStore()
         store.open()
         self.store = store
-
-    @inlineCallbacks
-    def until(self, condition, what, seconds=10.0):
-        for _ in range(int(seconds / 0.02)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.02, lambda: None)
-        self.fail(f"never: {what}")
 
     @inlineCallbacks
     def nodes(self, *names, urls=None):
@@ -254,7 +244,6 @@ class BusTests(NodesTestCase):
                          "live after the outage")
         yield self.settled(a, b)
         assert [m["text"] for m in amy.of("message")].count("after") == 1
-
 
     @inlineCallbacks
     def test_a_message_committed_before_a_new_rooms_subscription_took_is_read_back(self):

@@ -5,11 +5,9 @@ import socket
 
 import pytest
 from proxies import Proxy
-from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, delete_prefix, unique_prefix
+from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
 
 from chatd.redislink import (
     RedisError,
@@ -53,27 +51,12 @@ def _closed_port() -> int:
     return port
 
 
-class LinkTests(TestCase):
-    timeout = 30
-
-    def setUp(self):
-        self.prefix = unique_prefix()
-        self.addCleanup(delete_prefix, self.prefix)
-
+class LinkTests(RedisTestCase):
     def link(self, url=REDIS_URL, node="n1", timeout=2.0):
         link = RedisLink(reactor, url, self.prefix, node, timeout=timeout)
         link.startService()
         self.addCleanup(link.stopService)
         return link
-
-    @inlineCallbacks
-    def until(self, condition, what, seconds=10.0):
-        """Wait, bounded, for ``condition()``; fail saying ``what`` if it never holds."""
-        for _ in range(int(seconds / 0.02)):
-            if condition():
-                return
-            yield deferLater(reactor, 0.02, lambda: None)
-        self.fail(f"never: {what}")
 
     @inlineCallbacks
     def test_commands_under_the_prefix(self):

@@ -365,9 +365,12 @@ class SQLStore:
         end that several nodes write to at once overrides it (PostgreSQL)."""
 
     def _insert_messages(self, txn, rows, with_prev=False):
-        # Ids are taken under the rooms' locks, so in each room they increase
-        # in commit order even when several nodes write to it.
-        self.lock_rooms(txn, {row[0] for row in rows})
+        # A cluster's nodes (the only ones asking for ``prev``) take ids under
+        # the rooms' locks, so in each room they increase in commit order even
+        # when several nodes write to it.  A single node commits one batch at a
+        # time (_flush_now) and pays for no lock.
+        if with_prev:
+            self.lock_rooms(txn, {row[0] for row in rows})
         # One statement per row keeps ids in arrival order on both back ends
         # (a multi-row RETURNING has no ordering guarantee).
         sql = self.q("INSERT INTO messages (room_key, room, nick, text, kind, ts) "

@@ -303,6 +303,15 @@ def daemon(request, tmp_path_factory):
 
 
 @pytest.fixture
+def cluster(start_daemon):
+    """Nodes on a PostgreSQL database and a Redis key prefix of this test's own,
+    both removed afterwards (tests/integration/cluster.py)."""
+    from .cluster import Cluster, cluster_storage  # cluster.py imports this module
+    with cluster_storage() as (db, prefix):
+        yield Cluster(start_daemon, db, prefix)
+
+
+@pytest.fixture
 def proxy():
     """A TCP proxy to the shared PostgreSQL that the test can cut or black-hole
     (tests/proxies.py); the server itself is never stopped."""

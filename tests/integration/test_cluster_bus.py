@@ -7,21 +7,14 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from proxies import Proxy
 
 from tests.redishelp import REDIS_HOST, REDIS_PORT
 
-from .cluster import Cluster, cluster_storage, messages
+from .cluster import messages
 
 ADMIN = ("--admin", "tcp:0:interface=127.0.0.1")
-
-
-@pytest.fixture
-def cluster(start_daemon):
-    with cluster_storage() as (db, prefix):
-        yield Cluster(start_daemon, db, prefix)
 
 
 def get(port: int, path: str) -> tuple[int, dict | bytes]:

@@ -4,18 +4,8 @@ carried out by the node that person is on."""
 
 import time
 
-import pytest
-
-from .cluster import Cluster, cluster_storage
-
 PASSWORD = "root-password-for-tests"
 FAST_HASH = ("--argon2-memory-cost", "8192", "--argon2-time-cost", "1")
-
-
-@pytest.fixture
-def cluster(start_daemon):
-    with cluster_storage() as (db, prefix):
-        yield Cluster(start_daemon, db, prefix)
 
 
 def test_operators_on_one_node_act_on_people_on_another(cluster):

@@ -3,20 +3,12 @@ node A and an operator made on node B are both kept, both nodes enforce both,
 and a node started afterwards loads both from the shared database (and its
 operator kicks a member on another node)."""
 
-import pytest
 
-from .cluster import Cluster, cluster_storage
 from .persist_helpers import ask, jline, ok
 
 FAST_HASH = ("--argon2-memory-cost", "8192", "--argon2-time-cost", "1")
 ROOM = "#mod"
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture
-def cluster(start_daemon):
-    with cluster_storage() as (db, prefix):
-        yield Cluster(start_daemon, db, prefix)
 
 
 def registered(node, nick, room=None):

@@ -6,19 +6,11 @@ PostgreSQL database and one Redis prefix."""
 
 import time
 
-import pytest
-
-from .cluster import Cluster, cluster_storage, messages
+from .cluster import messages
 
 ROOM = "#order"
 EACH = 60
 FAST = ("--rate", "1000", "--burst", "1000")  # senders faster than a person
-
-
-@pytest.fixture
-def cluster(start_daemon):
-    with cluster_storage() as (db, prefix):
-        yield Cluster(start_daemon, db, prefix)
 
 
 def blast(client, texts) -> list:

@@ -3,17 +3,10 @@ nodes B and C (concurrently), and it resumes on B and on C: each time exactly
 the missed messages, none twice, none lost, each sender's in the order sent.
 Three real daemons on one PostgreSQL database and one Redis prefix."""
 
-import pytest
 
-from .cluster import Cluster, cluster_storage, messages
+from .cluster import messages
 
 ROOM = "#since"
-
-
-@pytest.fixture
-def cluster(start_daemon):
-    with cluster_storage() as (db, prefix):
-        yield Cluster(start_daemon, db, prefix)
 
 
 def send(client, texts) -> list:

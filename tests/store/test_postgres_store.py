@@ -83,11 +83,13 @@ class PostgresClusterOrder(TestCase):
 
     def node_mid_commit(self, store, room, text):
         """A node that has inserted a message and not yet committed it: the
-        store's own transaction body, run on a connection the test holds open."""
+        store's own transaction body, run on a connection the test holds open
+        (as a cluster's node writes: asking for ``prev``)."""
         conn = psycopg2.connect(self.pg_url, connect_timeout=5)
         self.addCleanup(conn.close)
-        mids = store._insert_messages(conn.cursor(), [(room, room, "alice", text, "message", 1.0)])
-        return conn, mids[0]
+        mids = store._insert_messages(conn.cursor(), [(room, room, "alice", text, "message", 1.0)],
+                                      with_prev=True)
+        return conn, mids[0][0]
 
     @inlineCallbacks
     def settled(self, d):
@@ -110,12 +112,12 @@ class PostgresClusterOrder(TestCase):
         a, b, reader = (yield self.opened()), (yield self.opened()), (yield self.opened())
         # Node A has taken its id and is slow to commit; node B sends next.
         conn, first = self.node_mid_commit(a, "#r", "first")
-        second = b.append_message("#r", "#r", "bob", "second", "message", 2.0)
+        second = b.append_message("#r", "#r", "bob", "second", "message", 2.0, with_prev=True)
         yield self.settled(second)
         # A client polls "since" the way a reconnecting client resumes.
         seen = list((yield reader.history("#r", since=0)))
         conn.commit()
-        second = yield second
+        second, _ = yield second
         last = max((m.mid for m in seen), default=0)
         seen += (yield reader.history("#r", since=last))
         self.assertEqual([m.text for m in seen], ["first", "second"])
@@ -127,7 +129,8 @@ class PostgresClusterOrder(TestCase):
         a, b = (yield self.opened()), (yield self.opened())
         conn, _ = self.node_mid_commit(a, "#slow", "held open")
         self.addCleanup(conn.rollback)
-        mid = yield b.append_message("#other", "#other", "bob", "not held up", "message", 2.0)
+        mid, _ = yield b.append_message("#other", "#other", "bob", "not held up", "message",
+                                        2.0, with_prev=True)
         rows = yield b.history("#other", since=0)
         self.assertEqual([(m.mid, m.text) for m in rows], [(mid, "not held up")])
 
