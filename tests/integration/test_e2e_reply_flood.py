@@ -67,6 +67,22 @@ def _small_window(s: socket.socket) -> socket.socket:
 FEW = 10  # clients below: the line test above already shows the scale
 
 
+def test_non_reading_irc_clients_asking_for_long_answers_are_dropped(start_daemon):
+    # The server reads 4 KiB a turn, and 4 KiB of VERSION lines (about 460 bytes of
+    # 351 and 005 each) stay under the one-turn hard cap: these replies go to the
+    # kernel, whose send buffer (tcp_wmem's maximum, 4 MiB here) takes them until it
+    # is full; then the queue's cap and its grace drop the client.  So: more than
+    # 4 MiB of answers per client.
+    d = start_daemon("--irc", "tcp:0:interface=127.0.0.1", "--send-queue", "16384",
+                     "--rate", "1000000", "--burst", "1000000", "--max-per-ip", "200",
+                     "--connects-per-minute", "1000")
+    socks = [_small_window(socket.create_connection(("127.0.0.1", d.irc_port)))
+             for _ in range(3)]
+    for i, s in enumerate(socks):
+        s.sendall(f"NICK flood{i}\r\nUSER u 0 * :u\r\n".encode())
+    _flood_and_expect_drops(d, socks, b"VERSION\r\n" * 20_000)
+
+
 def test_non_reading_protobuf_clients_asking_for_long_answers_are_dropped(start_daemon):
     import websocket
 
