@@ -96,11 +96,11 @@ class IrcProtocol(IrcSink, SkippingLineReceiver):
 
 
 class IrcFactory(Factory):
-    def __init__(self, service, dispatcher, flusher=None, network=None):
+    def __init__(self, service, dispatcher, flusher=None):
         self.service = service
         self.dispatcher = dispatcher
         self.flusher = flusher
-        self.server = IrcServer(service, dispatcher, network=network)
+        self.server = IrcServer(service, dispatcher)
 
     def buildProtocol(self, addr):
         return IrcProtocol(self)
