@@ -9,6 +9,7 @@ answered at once and never returned.  Both keep every raw line in ``seen``.
 import base64
 import ssl
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import websocket
@@ -222,3 +223,21 @@ class IrcWSClient(_IrcSession, _Expecting):
         except Exception:
             # Best effort: the server may already have gone.
             self.ws.shutdown()
+
+
+@contextmanager
+def closing_all(make):
+    """``start(*args, **kw)``: ``make(*args, **kw)``, every client made closed on the way out
+    (the fixtures that run real IRC clients, irssi and WeeChat)."""
+    clients = []
+
+    def start(*args, **kw):
+        client = make(*args, **kw)
+        clients.append(client)
+        return client
+
+    try:
+        yield start
+    finally:
+        for client in clients:
+            client.close()
