@@ -218,6 +218,14 @@ class Daemon:
         self.clients.append(c)
         return c
 
+    def register_account(self, nick: str, password: str) -> None:
+        """Register ``nick`` from a line client, which then quits (the nick is free)."""
+        c = self.line().login(nick)
+        c.send(f"/register {password}")
+        c.expect("is now registered to you")
+        c.send("/quit")
+        c.expect_closed()
+
     def irc(self, **kw) -> IrcClient:
         """An IRC client on the first --irc listener."""
         c = IrcClient(self.irc_port, **kw)

@@ -130,11 +130,7 @@ def test_cap_negotiation_server_time_echo_and_tags(daemon):
 
 
 def test_sasl_plain_and_pass_log_in_to_chatd_accounts(daemon):
-    reg = daemon.line().login("saskia")
-    reg.send("/register s3cret-pass")
-    reg.expect("is now registered to you")
-    reg.send("/quit")
-    reg.expect_closed()
+    daemon.register_account("saskia", "s3cret-pass")
 
     # Without logging in, the registered nick is not ours (as on the other front ends).
     anon = daemon.irc()
@@ -301,11 +297,7 @@ def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
 
 
 def test_irc_over_websocket_logs_in_with_sasl(daemon):
-    owner = daemon.line().login("webowner")
-    owner.send("/register webowner-pass")
-    owner.expect("is now registered to you")
-    owner.send("/quit")
-    owner.expect_closed()
+    daemon.register_account("webowner", "webowner-pass")
     web = daemon.ircws()
     web.register("webowner", caps=("account-tag",), sasl=("webowner", "webowner-pass"))
     assert web.nick == "webowner"

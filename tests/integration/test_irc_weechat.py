@@ -22,11 +22,7 @@ def weechat(daemon, tmp_path):
 
 
 def test_weechat_logs_in_with_sasl_and_chats_across_front_ends(daemon, weechat):
-    owner = daemon.line().login("wendy")
-    owner.send("/register wendys-secret")
-    owner.expect("is now registered to you")
-    owner.send("/quit")
-    owner.expect_closed()
+    daemon.register_account("wendy", "wendys-secret")
 
     wee = weechat("wendy", autojoin="#lobby", sasl=("wendy", "wendys-secret"))
     server = wee.wait_log("server.chatd", "SASL authentication successful")
