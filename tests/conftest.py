@@ -22,11 +22,14 @@ from chatd.service import ChatService
 START = 1_700_000_000.0  # the fake clock's epoch, so timestamps are plausible
 
 
-class LineClient:
-    """One line-protocol connection over a StringTransportWithDisconnection."""
+class StringClient:
+    """One connection of a front end's factory over a StringTransportWithDisconnection;
+    lines it sends end in ``EOL``, lines it reads in CRLF."""
 
-    def __init__(self, chat, host="10.0.0.1", port=40000):
-        self.proto = LineFactory(chat.service, chat.dispatcher).buildProtocol(None)
+    EOL = b"\n"
+
+    def __init__(self, factory, host, port):
+        self.proto = factory.buildProtocol(None)
         self.transport = StringTransportWithDisconnection(
             peerAddress=IPv4Address("TCP", host, port))
         self.transport.protocol = self.proto
@@ -36,12 +39,10 @@ class LineClient:
     def session(self):
         return self.proto.session
 
-    def send(self, *lines: str, eol: bytes = b"\n") -> None:
+    def send(self, *lines: str, eol: bytes | None = None) -> None:
+        eol = self.EOL if eol is None else eol
         for line in lines:
             self.proto.dataReceived(line.encode("utf-8") + eol)
-
-    def send_json(self, obj) -> None:
-        self.send(json.dumps(obj))
 
     def raw(self) -> bytes:
         """Everything written since the last read, then forget it."""
@@ -53,6 +54,16 @@ class LineClient:
         data = self.raw()
         assert data == b"" or data.endswith(b"\r\n"), data
         return data.decode("utf-8").split("\r\n")[:-1]
+
+
+class LineClient(StringClient):
+    """One line-protocol connection."""
+
+    def __init__(self, chat, host="10.0.0.1", port=40000):
+        super().__init__(LineFactory(chat.service, chat.dispatcher), host, port)
+
+    def send_json(self, obj) -> None:
+        self.send(json.dumps(obj))
 
     def json(self) -> list[dict]:
         return [json.loads(line) for line in self.lines()]

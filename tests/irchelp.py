@@ -1,37 +1,16 @@
 """An IRC client over a StringTransport, for the IRC front end's unit tests."""
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransportWithDisconnection
+from conftest import StringClient
 
 from chatd.irc.message import parse
 from chatd.protocols.irc import IrcFactory
 
 
-class IrcClient:
+class IrcClient(StringClient):
+    EOL = b"\r\n"
+
     def __init__(self, factory, host="10.0.0.3", port=6000):
-        self.proto = factory.buildProtocol(None)
-        self.transport = StringTransportWithDisconnection(
-            peerAddress=IPv4Address("TCP", host, port))
-        self.transport.protocol = self.proto
-        self.proto.makeConnection(self.transport)
-
-    @property
-    def session(self):
-        return self.proto.session
-
-    def send(self, *lines: str, eol: bytes = b"\r\n") -> None:
-        for line in lines:
-            self.proto.dataReceived(line.encode("utf-8") + eol)
-
-    def raw(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
-        return data
-
-    def lines(self) -> list[str]:
-        data = self.raw()
-        assert data == b"" or data.endswith(b"\r\n"), data
-        return data.decode("utf-8").split("\r\n")[:-1]
+        super().__init__(factory, host, port)
 
     def parsed(self) -> list:
         return [parse(line) for line in self.lines()]

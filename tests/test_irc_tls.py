@@ -2,9 +2,13 @@
 
 import pytest
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.python import usage
+from zope.interface import directlyProvides
 
+from chatd.protocols.irc import IrcFactory
 from chatd.tap import AfterStore, Options, makeService
 from tests.integration.certs import CA
 
@@ -39,3 +43,30 @@ def test_irc_tls_listener_speaks_tls_with_the_shared_certificate(tmp_path):
 
 def endpoint_port(svc):
     return getattr(svc.endpoint, "_port", None) or svc.endpoint._wrappedEndpoint._port
+
+
+def tls_irc_client(chat):
+    """An IRC connection on a transport that says it is TLS (its handshake pending)."""
+    proto = IrcFactory(chat.service, chat.dispatcher).buildProtocol(None)
+    transport = StringTransportWithDisconnection(peerAddress=IPv4Address("TCP", "10.0.0.9", 6697))
+    directlyProvides(transport, ISSLTransport)
+    transport.protocol = proto
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_irc_tls_peer_that_never_completes_its_handshake_is_cut_off(chat):
+    proto, transport = tls_irc_client(chat)
+    assert len(chat.service.sessions) == 1
+    chat.clock.advance(chat.service.limits.request_timeout - 0.5)
+    assert transport.connected
+    chat.clock.advance(1)
+    assert transport.disconnected  # aborted: the slot is not held for ever
+    assert len(chat.service.sessions) == 0
+
+
+def test_irc_tls_peer_that_completes_its_handshake_stays(chat):
+    proto, transport = tls_irc_client(chat)
+    proto.handshakeCompleted()
+    chat.clock.advance(chat.service.limits.request_timeout + 1)
+    assert transport.connected and not transport.disconnected

@@ -303,3 +303,19 @@ def test_web_irc_room_members_are_written_through_their_queue(ircws):
     web.say("PRIVMSG #lobby :hi")
     assert web.lines() == []
     assert other.lines() == [":web!web@chatd PRIVMSG #lobby :hi"]
+
+
+def test_flood_is_the_services_and_lines_packed_in_one_message_count_each(ircws):
+    chat, factory, connect = ircws(rate=0.1, burst=3, flood_strikes=3, reconnect_burst=0)
+    client = connect()
+    client.register("alice")  # NICK and USER: two of the three
+    client.lines()
+    # Five PRIVMSGs in one WebSocket message: five requests, not one.
+    client.say("\r\n".join(f"PRIVMSG alice :spam {i}" for i in range(5)))
+    client.say("PRIVMSG alice :more")
+    frames = client.frames()
+    texts = [payload.decode() for op, payload in frames if op == TEXT]
+    assert ":chatd NOTICE alice :error flood: too many requests; slow down" in texts
+    assert texts[-1] == "ERROR :Closing link: excess flood"
+    assert (frames[-1][0], close_code(frames[-1][1])) == (CLOSE, 1000)
+    assert client.session not in chat.service.sessions  # dropped, not just warned

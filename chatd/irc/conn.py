@@ -34,11 +34,11 @@ USER_MODES = "iw"
 class IrcServer:
     """What every connection of one IRC listener shares."""
 
-    def __init__(self, service, dispatcher, framer=crlf, network: str | None = None):
+    def __init__(self, service, dispatcher, framer=crlf):
         self.service = service
         self.dispatcher = dispatcher
         self.name = service.server_name
-        self.network = network or service.server_name
+        self.network = service.server_name  # NETWORK in 005 and the welcome
         self.created = time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                      time.gmtime(service.clock.seconds()))
         self.formats = Formats(self.name, framer, self.account_of,

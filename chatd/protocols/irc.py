@@ -24,11 +24,11 @@ Embedding IRC in another transport (the IRCv3 WebSocket one, say):
 """
 
 from twisted.internet.protocol import Factory
-from twisted.protocols.basic import LineReceiver
 
 from chatd.errors import ChatError
 from chatd.irc.conn import IrcConnection, IrcServer
 from chatd.irc.message import MAX_LINE, MAX_TAGS
+from chatd.protocols.line import SkippingLineReceiver
 from chatd.sink import SinkBase
 
 
@@ -59,12 +59,9 @@ class IrcSink(SinkBase):
         raise ChatError("unknown_type", "IRC has one wire format")
 
 
-class IrcProtocol(IrcSink, LineReceiver):
-    delimiter = b"\n"
+class IrcProtocol(IrcSink, SkippingLineReceiver):
     # Tags, the 512 bytes of a line and a CR; longer is refused with 417.
     MAX_LENGTH = MAX_TAGS + 1 + MAX_LINE
-    _discarding = False
-    _leftover = b""
 
     def __init__(self, factory):
         self.factory = factory
@@ -84,27 +81,9 @@ class IrcProtocol(IrcSink, LineReceiver):
     def connectionLost(self, reason):
         self.connection_gone("connection closed")
 
-    def dataReceived(self, data):
-        while data:
-            if self._discarding:
-                end = data.find(b"\n")
-                if end < 0:
-                    return
-                self._discarding = False
-                data = data[end + 1:]
-                continue
-            self._leftover = b""
-            super().dataReceived(data)
-            data, self._leftover = self._leftover, b""
-
-    def lineLengthExceeded(self, line):
+    def line_too_long(self):
         if self.session is not None and self.session.attached:
             self.irc.too_long()
-        end = line.find(b"\n")
-        if end < 0:
-            self._discarding = True
-        else:
-            self._leftover = line[end + 1:]
 
     def lineReceived(self, line):
         if line.endswith(b"\r"):
@@ -117,11 +96,11 @@ class IrcProtocol(IrcSink, LineReceiver):
 
 
 class IrcFactory(Factory):
-    def __init__(self, service, dispatcher, flusher=None, network=None):
+    def __init__(self, service, dispatcher, flusher=None):
         self.service = service
         self.dispatcher = dispatcher
         self.flusher = flusher
-        self.server = IrcServer(service, dispatcher, network=network)
+        self.server = IrcServer(service, dispatcher)
 
     def buildProtocol(self, addr):
         return IrcProtocol(self)

@@ -16,12 +16,45 @@ from chatd.sink import SinkBase
 FORMATS = {"text": wire.TEXT, "json": wire.JSONL}
 
 
-class LineProtocol(SinkBase, LineReceiver):
-    delimiter = b"\n"
+class SkippingLineReceiver(LineReceiver):
+    """LF-delimited lines; a line over ``MAX_LENGTH`` is reported once
+    (``line_too_long``) and skipped to its end, and what follows it is kept.
+    The line front ends' framing: this one and IRC's (chatd.protocols.irc)."""
 
-    wire_format = staticmethod(wire.TEXT)
+    delimiter = b"\n"
     _discarding = False
     _leftover = b""
+
+    def line_too_long(self) -> None:
+        """Tell the peer its line was refused (the front end's own way)."""
+
+    def dataReceived(self, data):
+        while data:
+            if self._discarding:
+                # The rest of an over-long line: skip to its end.
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                self._discarding = False
+                data = data[end + 1:]
+                continue
+            self._leftover = b""
+            super().dataReceived(data)
+            data, self._leftover = self._leftover, b""
+
+    def lineLengthExceeded(self, line):
+        # LineReceiver hands over its whole buffer and clears it: refuse the long
+        # line, then keep whatever follows it (dataReceived feeds it back in).
+        self.line_too_long()
+        end = line.find(b"\n")
+        if end < 0:
+            self._discarding = True
+        else:
+            self._leftover = line[end + 1:]
+
+
+class LineProtocol(SinkBase, SkippingLineReceiver):
+    wire_format = staticmethod(wire.TEXT)
 
     def __init__(self, factory):
         # The factory holds what every connection shares: one reference here
@@ -51,30 +84,9 @@ class LineProtocol(SinkBase, LineReceiver):
         self.connection_gone("connection closed")
 
     # -- input ---------------------------------------------------------------
-    def dataReceived(self, data):
-        while data:
-            if self._discarding:
-                # The rest of an over-long line: skip to its end.
-                end = data.find(b"\n")
-                if end < 0:
-                    return
-                self._discarding = False
-                data = data[end + 1:]
-                continue
-            self._leftover = b""
-            super().dataReceived(data)
-            data, self._leftover = self._leftover, b""
-
-    def lineLengthExceeded(self, line):
-        # LineReceiver hands over its whole buffer and clears it: refuse the long
-        # line, then keep whatever follows it (dataReceived feeds it back in).
+    def line_too_long(self):
         self._refuse(ChatError("line_too_long",
                                f"lines are at most {self.MAX_LENGTH} bytes; line ignored"))
-        end = line.find(b"\n")
-        if end < 0:
-            self._discarding = True
-        else:
-            self._leftover = line[end + 1:]
 
     def lineReceived(self, line):
         session = self.session

@@ -240,28 +240,9 @@ class WSClient(_Expecting):
         """The next JSON event; pings are answered (by the library) and counted."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
-            if self.closed:
-                raise Closed(f"closed {self.close_code} {self.close_reason!r}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no frame in time; last seen: {_tail(self.seen)}")
-            self.ws.settimeout(remaining)
-            try:
-                opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (websocket.WebSocketConnectionClosedException, ConnectionError):
-                self.closed = True
-                continue
-            if opcode == websocket.ABNF.OPCODE_PING:
-                self.pings += 1  # recv_data_frame already sent the pong
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                self.closed = True
-                if len(frame.data) >= 2:
-                    self.close_code = struct.unpack("!H", frame.data[:2])[0]
-                    self.close_reason = frame.data[2:].decode("utf-8", "replace")
-            elif opcode == self.EVENT_OPCODE:
-                event = self.decode(frame.data)
+            opcode, data = next_data_frame(self, deadline)
+            if opcode == self.EVENT_OPCODE:
+                event = self.decode(data)
                 self.seen.append(event)
                 return event
 
@@ -305,6 +286,37 @@ class PBClient(WSClient):
 
     def send_json(self, obj) -> None:  # the same requests, as protobuf
         self.ws.send_binary(encode_request(obj))
+
+
+def next_data_frame(client, deadline: float) -> tuple[int, bytes | str]:
+    """The next data frame (opcode, payload) on a websocket-client ``client.ws`` by
+    ``deadline`` (time.monotonic); pings are answered by the library and counted in
+    ``client.pings``; a close frame or a lost connection sets ``client.closed``
+    (and ``close_code``, ``close_reason``) and raises Closed."""
+    while True:
+        if client.closed:
+            raise Closed(f"closed {client.close_code} {client.close_reason!r}; "
+                         f"last seen: {_tail(client.seen)}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no frame in time; last seen: {_tail(client.seen)}")
+        client.ws.settimeout(remaining)
+        try:
+            opcode, frame = client.ws.recv_data_frame(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            client.closed = True
+            continue
+        if opcode == websocket.ABNF.OPCODE_PING:
+            client.pings += 1  # recv_data_frame already sent the pong
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            client.closed = True
+            if len(frame.data) >= 2:
+                client.close_code = struct.unpack("!H", frame.data[:2])[0]
+                client.close_reason = frame.data[2:].decode("utf-8", "replace")
+        elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            return opcode, frame.data
 
 
 def pump(*clients, until, what: str, timeout: float = DEFAULT_TIMEOUT) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from .clients import LineClient, PBClient, WSClient
+from .irc_clients import IrcClient, IrcWSClient
 
 # The checkout this file lives in, so a clean clone tests its own code.
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,6 +215,26 @@ class Daemon:
     def pb(self, **kw) -> PBClient:
         """A WebSocket client on the chatd.protobuf.v1 subprotocol."""
         c = PBClient(self.ws_port, **kw)
+        self.clients.append(c)
+        return c
+
+    def register_account(self, nick: str, password: str) -> None:
+        """Register ``nick`` from a line client, which then quits (the nick is free)."""
+        c = self.line().login(nick)
+        c.send(f"/register {password}")
+        c.expect("is now registered to you")
+        c.send("/quit")
+        c.expect_closed()
+
+    def irc(self, **kw) -> IrcClient:
+        """An IRC client on the first --irc listener."""
+        c = IrcClient(self.irc_port, **kw)
+        self.clients.append(c)
+        return c
+
+    def ircws(self, **kw) -> IrcWSClient:
+        """An IRC-over-WebSocket client at /irc on the HTTP port."""
+        c = IrcWSClient(self.ws_port, **kw)
         self.clients.append(c)
         return c
 

@@ -9,11 +9,12 @@ answered at once and never returned.  Both keep every raw line in ``seen``.
 import base64
 import ssl
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import websocket
 
-from .clients import DEFAULT_TIMEOUT, Closed, LineClient, _Expecting, _tail
+from .clients import DEFAULT_TIMEOUT, LineClient, _Expecting, next_data_frame
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class IrcWSClient(_IrcSession, _Expecting):
         self.backlog = []
         self.pings = 0
         self.close_code = None
+        self.close_reason = None
         self.closed = False
 
     def send(self, line: str) -> None:
@@ -204,35 +206,16 @@ class IrcWSClient(_IrcSession, _Expecting):
     def read(self, timeout: float | None = None) -> Irc:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
-            if self.closed:
-                raise Closed(f"closed {self.close_code}; last seen: {_tail(self.seen)}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no frame in time; last seen: {_tail(self.seen)}")
-            self.ws.settimeout(remaining)
-            try:
-                opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            except websocket.WebSocketTimeoutException:
+            opcode, data = next_data_frame(self, deadline)
+            self.frames.append((opcode, data))
+            data = data if isinstance(data, bytes) else data.encode()
+            assert b"\r" not in data and b"\n" not in data, f"CR/LF in a frame: {data!r}"
+            msg = parse(data.decode("utf-8"))
+            self.seen.append(msg)
+            if msg.command == "PING":
+                self.send("PONG" + (f" :{msg.text}" if msg.params else ""))
                 continue
-            except (websocket.WebSocketConnectionClosedException, ConnectionError):
-                self.closed = True
-                continue
-            if opcode == websocket.ABNF.OPCODE_PING:
-                self.pings += 1  # the library has answered it
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                self.closed = True
-                if len(frame.data) >= 2:
-                    self.close_code = int.from_bytes(frame.data[:2], "big")
-            elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                self.frames.append((opcode, frame.data))
-                data = frame.data if isinstance(frame.data, bytes) else frame.data.encode()
-                assert b"\r" not in data and b"\n" not in data, f"CR/LF in a frame: {data!r}"
-                msg = parse(data.decode("utf-8"))
-                self.seen.append(msg)
-                if msg.command == "PING":
-                    self.send("PONG" + (f" :{msg.text}" if msg.params else ""))
-                    continue
-                return msg
+            return msg
 
     def close(self) -> None:
         try:
@@ -240,3 +223,21 @@ class IrcWSClient(_IrcSession, _Expecting):
         except Exception:
             # Best effort: the server may already have gone.
             self.ws.shutdown()
+
+
+@contextmanager
+def closing_all(make):
+    """``start(*args, **kw)``: ``make(*args, **kw)``, every client made closed on the way out
+    (the fixtures that run real IRC clients, irssi and WeeChat)."""
+    clients = []
+
+    def start(*args, **kw):
+        client = make(*args, **kw)
+        clients.append(client)
+        return client
+
+    try:
+        yield start
+    finally:
+        for client in clients:
+            client.close()

@@ -8,28 +8,14 @@ import re
 import pytest
 import websocket
 
-from .irc_clients import IrcClient, IrcWSClient
-
 # Room for bursts; nick changes are rate limited from the first nick on.
 DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1", "--rate", "200", "--burst", "200",
                   "--nick-interval", "0.2", "--history", "20"]
 TIME_TAG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def irc(daemon, **kw) -> IrcClient:
-    client = IrcClient(daemon.irc_port, **kw)
-    daemon.clients.append(client)
-    return client
-
-
-def ircws(daemon, **kw) -> IrcWSClient:
-    client = IrcWSClient(daemon.ws_port, **kw)
-    daemon.clients.append(client)
-    return client
-
-
 def test_irc_telnet_and_websocket_users_share_a_room(daemon):
-    ian = irc(daemon)
+    ian = daemon.irc()
     welcome = ian.register("ian")
     assert welcome.source == "chatd"  # --name, the default
     ian.join("#mix")
@@ -55,7 +41,7 @@ def test_irc_telnet_and_websocket_users_share_a_room(daemon):
 
 
 def test_private_messages_cross_front_ends_both_ways(daemon):
-    ivy = irc(daemon)
+    ivy = daemon.irc()
     ivy.register("ivy")
     tim = daemon.line().login("tim")
     web = daemon.ws().login("web")
@@ -74,7 +60,7 @@ def test_private_messages_cross_front_ends_both_ways(daemon):
 
 
 def test_nick_changes_are_seen_across_front_ends(daemon):
-    ike = irc(daemon)
+    ike = daemon.irc()
     ike.register("ike")
     ike.join("#nicks")
     tam = daemon.line().login("tam", "#nicks")
@@ -111,7 +97,7 @@ def _line_renamed(client, new: str) -> bool:
 
 
 def test_cap_negotiation_server_time_echo_and_tags(daemon):
-    ida = irc(daemon)
+    ida = daemon.irc()
     ida.send("CAP LS 302")
     ls = ida.expect(lambda m: m.command == "CAP" and m.params[1] == "LS")
     offered = dict(c.partition("=")[::2] for c in ls.text.split())
@@ -144,28 +130,24 @@ def test_cap_negotiation_server_time_echo_and_tags(daemon):
 
 
 def test_sasl_plain_and_pass_log_in_to_chatd_accounts(daemon):
-    reg = daemon.line().login("saskia")
-    reg.send("/register s3cret-pass")
-    reg.expect("is now registered to you")
-    reg.send("/quit")
-    reg.expect_closed()
+    daemon.register_account("saskia", "s3cret-pass")
 
     # Without logging in, the registered nick is not ours (as on the other front ends).
-    anon = irc(daemon)
+    anon = daemon.irc()
     anon.send("NICK saskia")
     anon.send("USER x 0 * :x")
     refused = anon.expect(lambda m: m.command == "001" or m.command[:1] == "4")
     assert refused.command != "001" or refused.params[0] != "saskia", refused.raw
     anon.close()
 
-    sasl = irc(daemon)
+    sasl = daemon.irc()
     sasl.register("saskia", caps=("account-tag",), sasl=("saskia", "s3cret-pass"))
     assert sasl.nick == "saskia"
     logged_in = [m for m in sasl.seen if m.command == "900"]
     assert logged_in and "saskia" in logged_in[0].params, sasl.seen
     sasl.quit()
 
-    bad = irc(daemon)
+    bad = daemon.irc()
     bad.send("CAP LS 302")
     bad.send("NICK saskia")
     bad.send("USER x 0 * :x")
@@ -179,7 +161,7 @@ def test_sasl_plain_and_pass_log_in_to_chatd_accounts(daemon):
     bad.expect("904")
     bad.close()
 
-    with_pass = irc(daemon)
+    with_pass = daemon.irc()
     with_pass.register("saskia", password="s3cret-pass")
     assert with_pass.nick == "saskia"
     with_pass.quit()
@@ -191,7 +173,7 @@ def test_chathistory_batch_with_server_time_or_plain_lines(daemon):
         tex.send(f"old message {i}")
         tex.expect(f"<tex> old message {i}")
 
-    modern = irc(daemon)
+    modern = daemon.irc()
     modern.register("modern", caps=("batch", "server-time", "draft/chathistory"))
     modern.send("JOIN #hist")
     start = modern.expect("BATCH")
@@ -204,7 +186,7 @@ def test_chathistory_batch_with_server_time_or_plain_lines(daemon):
         assert m.nick == "tex"
     assert modern.expect("BATCH").params[0] == f"-{ref}"
 
-    plain = irc(daemon)
+    plain = daemon.irc()
     plain.register("plain")
     plain.send("JOIN #hist")
     replayed = [plain.expect("PRIVMSG") for _ in range(3)]
@@ -219,7 +201,7 @@ def test_chathistory_command_pages_back_by_msgid(daemon):
     for i in range(6):
         tia.send(f"page line {i}")
         tia.expect(f"<tia> page line {i}")
-    hal = irc(daemon)
+    hal = daemon.irc()
     hal.register("hal", caps=("batch", "server-time", "message-tags", "draft/chathistory"))
     hal.join("#pages")  # the JOIN's scrollback batch
     hal.sync()
@@ -250,7 +232,7 @@ def _history_batch(client) -> list:
 
 
 def test_quit_sends_error_before_closing_and_others_see_it(daemon):
-    qui = irc(daemon)
+    qui = daemon.irc()
     qui.register("qui")
     qui.join("#bye")
     tep = daemon.line().login("tep", "#bye")
@@ -260,7 +242,7 @@ def test_quit_sends_error_before_closing_and_others_see_it(daemon):
 
 
 def test_a_long_message_reaches_irc_split_on_character_boundaries(daemon):
-    ilo = irc(daemon)
+    ilo = daemon.irc()
     ilo.register("ilo")
     ilo.join("#long")
     wen = daemon.ws().login("wen", "#long")
@@ -278,10 +260,10 @@ def test_a_long_message_reaches_irc_split_on_character_boundaries(daemon):
 # -- IRC over WebSocket, with a real WebSocket client -----------------------------------
 def test_irc_over_websocket_refuses_a_client_with_only_other_subprotocols(daemon):
     with pytest.raises(websocket.WebSocketBadStatusException) as e:
-        ircws(daemon, subprotocols=("chat.example",))
+        daemon.ircws(subprotocols=("chat.example",))
     assert e.value.status_code == 400
     # No subprotocol at all: text frames.
-    plain = ircws(daemon, subprotocols=())
+    plain = daemon.ircws(subprotocols=())
     assert plain.subprotocol is None
     plain.register("nosub")
     assert {op for op, _ in plain.frames} == {0x1}
@@ -290,11 +272,11 @@ def test_irc_over_websocket_refuses_a_client_with_only_other_subprotocols(daemon
 @pytest.mark.parametrize("subprotocol", ["text.ircv3.net", "binary.ircv3.net"])
 def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
     tag = subprotocol[0]
-    web = ircws(daemon, subprotocols=(subprotocol,))
+    web = daemon.ircws(subprotocols=(subprotocol,))
     assert web.subprotocol == subprotocol
     web.register(f"webirc{tag}")
     web.join(f"#ws{tag}")
-    tcp = irc(daemon)
+    tcp = daemon.irc()
     tcp.register(f"tcpirc{tag}")
     tcp.join(f"#ws{tag}")
     tel = daemon.line().login(f"tel{tag}", f"#ws{tag}")
@@ -315,12 +297,8 @@ def test_irc_over_websocket_chats_with_telnet_and_tcp_irc(daemon, subprotocol):
 
 
 def test_irc_over_websocket_logs_in_with_sasl(daemon):
-    owner = daemon.line().login("webowner")
-    owner.send("/register webowner-pass")
-    owner.expect("is now registered to you")
-    owner.send("/quit")
-    owner.expect_closed()
-    web = ircws(daemon)
+    daemon.register_account("webowner", "webowner-pass")
+    web = daemon.ircws()
     web.register("webowner", caps=("account-tag",), sasl=("webowner", "webowner-pass"))
     assert web.nick == "webowner"
     assert any(m.command == "900" for m in web.seen)
@@ -329,17 +307,17 @@ def test_irc_over_websocket_logs_in_with_sasl(daemon):
 def test_irc_connections_count_against_the_same_per_address_limit(start_daemon):
     d = start_daemon("--irc", "tcp:0:interface=127.0.0.1", "--max-per-ip", "3")
     d.line().login("tel")
-    tcp = irc(d)
+    tcp = d.irc()
     tcp.register("tcpirc")
-    web = ircws(d)
+    web = d.ircws()
     web.register("webirc")
     # A fourth from the same address, on either IRC front end, is refused.
-    extra = irc(d)
+    extra = d.irc()
     refused = extra.expect_closed()
     assert [m.command for m in refused] == ["ERROR"]
     assert "too many connections from your address" in refused[0].text
     with pytest.raises(websocket.WebSocketBadStatusException) as e:
-        ircws(d)
+        d.ircws()
     assert e.value.status_code == 503
     # One leaves: IRC over WebSocket gets the place (once the server has let go of it).
     tcp.quit()
@@ -349,6 +327,6 @@ def test_irc_connections_count_against_the_same_per_address_limit(start_daemon):
 
 def _connected_ws(daemon):
     try:
-        return ircws(daemon)
+        return daemon.ircws()
     except websocket.WebSocketBadStatusException:
         return None

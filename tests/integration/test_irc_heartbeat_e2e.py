@@ -4,17 +4,15 @@ not is closed with ``ERROR`` (and the room sees it quit); a web IRC client is
 pinged with WebSocket pings, which its library answers."""
 
 from .clients import pump
-from .irc_clients import IrcClient, IrcWSClient
 
 DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1", "--ping-interval", "1",
                   "--ping-timeout", "2.5", "--register-timeout", "2"]
 
 
 def test_irc_clients_are_pinged_and_the_silent_one_is_closed(daemon):
-    alive = IrcClient(daemon.irc_port)
-    silent = IrcClient(daemon.irc_port, auto_pong=False)
-    web = IrcWSClient(daemon.ws_port)
-    daemon.clients += [alive, silent, web]
+    alive = daemon.irc()
+    silent = daemon.irc(auto_pong=False)
+    web = daemon.ircws()
     alive.register("alive")
     silent.register("silent")
     web.register("webalive")
@@ -38,8 +36,7 @@ def test_irc_clients_are_pinged_and_the_silent_one_is_closed(daemon):
 
 
 def test_a_connection_that_never_registers_is_closed(daemon):
-    idle = IrcClient(daemon.irc_port)
-    daemon.clients.append(idle)
+    idle = daemon.irc()
     error = idle.expect("ERROR", timeout=5)
     assert "nick" in error.text.lower() or "regist" in error.text.lower(), error.raw
     idle.expect_closed()

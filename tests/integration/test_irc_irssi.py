@@ -6,6 +6,7 @@ this fails rather than skips."""
 import pytest
 
 from . import irssi as irssi_client
+from .irc_clients import closing_all
 
 DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1", "--name", "irc.chatd.test",
                   "--nick-interval", "0.2"]
@@ -14,16 +15,9 @@ DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1", "--name", "irc.chatd.tes
 @pytest.fixture
 def irssi(daemon, tmp_path):
     assert irssi_client.available(), "irssi and tmux are needed: bash scripts/test-setup"
-    clients = []
-
-    def start(nick: str) -> irssi_client.Irssi:
-        client = irssi_client.Irssi(tmp_path / nick, daemon.irc_port, nick)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.close()
+    with closing_all(lambda nick: irssi_client.Irssi(tmp_path / nick, daemon.irc_port,
+                                                     nick)) as start:
+        yield start
 
 
 def test_irssi_chats_with_telnet_and_websocket_users(daemon, irssi):

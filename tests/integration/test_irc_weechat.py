@@ -7,6 +7,7 @@ this fails rather than skips."""
 import pytest
 
 from . import weechat as weechat_client
+from .irc_clients import closing_all
 
 DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1"]
 
@@ -15,24 +16,13 @@ DAEMON_OPTIONS = ["--irc", "tcp:0:interface=127.0.0.1"]
 def weechat(daemon, tmp_path):
     assert weechat_client.available(), ("weechat-headless and weechat-plugins are needed: "
                                         "bash scripts/test-setup")
-    clients = []
-
-    def start(nick: str, **kw) -> weechat_client.WeeChat:
-        client = weechat_client.WeeChat(tmp_path / nick, daemon.irc_port, nick, **kw)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.close()
+    with closing_all(lambda nick, **kw: weechat_client.WeeChat(
+            tmp_path / nick, daemon.irc_port, nick, **kw)) as start:
+        yield start
 
 
 def test_weechat_logs_in_with_sasl_and_chats_across_front_ends(daemon, weechat):
-    owner = daemon.line().login("wendy")
-    owner.send("/register wendys-secret")
-    owner.expect("is now registered to you")
-    owner.send("/quit")
-    owner.expect_closed()
+    daemon.register_account("wendy", "wendys-secret")
 
     wee = weechat("wendy", autojoin="#lobby", sasl=("wendy", "wendys-secret"))
     server = wee.wait_log("server.chatd", "SASL authentication successful")
