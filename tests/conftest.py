@@ -157,21 +157,29 @@ class WSClient:
 
 
 @pytest.fixture
-def ws(make_chat):
-    """``ws(**limits)`` -> (chat, connect); connect() opens a WebSocket client."""
+def ws_factories(make_chat):
+    """``ws_factories(**limits)`` -> (chat, WebSocket factory), Autobahn on the chat's Clock."""
     old_loop = txaio.config.loop
-    chats = []
 
     def build(trusted_proxies=(), **limits):
         chat = make_chat(**limits)
         txaio.config.loop = chat.clock
-        factory = ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
-                                       trusted_proxies=trusted_proxies)
-        chats.append(chat)
-        return chat, lambda **kw: WSClient(chat, factory, **kw)
+        return chat, ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
+                                          trusted_proxies=trusted_proxies)
 
     yield build
     txaio.config.loop = old_loop
+
+
+@pytest.fixture
+def ws(ws_factories):
+    """``ws(**limits)`` -> (chat, connect); connect() opens a WebSocket client."""
+
+    def build(**limits):
+        chat, factory = ws_factories(**limits)
+        return chat, lambda **kw: WSClient(chat, factory, **kw)
+
+    return build
 
 
 @pytest.fixture
