@@ -8,7 +8,7 @@ import json
 
 import pytest
 import txaio
-from fakes import TEXT, InlinePasswords, frame, parse_frames
+from fakes import CLOSE, TEXT, InlinePasswords, close_code, frame, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -155,6 +155,18 @@ class WSClient:
         self.send(obj)
         return self.events()
 
+
+
+def closes_1009_over_max_frame(chat, client) -> None:
+    """A message bigger than ``max_frame=256`` closes with 1009 and frees the session,
+    whatever the subprotocol (``client.send`` frames it)."""
+    client.events()
+    client.send({"type": "message", "text": "x" * 300})
+    [(op, payload)] = client.frames()
+    assert (op, close_code(payload)) == (CLOSE, 1009)
+    client.send_frame(payload[:2], CLOSE)
+    assert not client.transport.connected
+    assert len(chat.service.sessions) + len(chat.service._closing) == 0
 
 @pytest.fixture
 def ws_factories(make_chat):

@@ -7,8 +7,8 @@ Same front end, same dispatcher, same limits as JSON WebSocket
 import json
 
 import pytest
-from conftest import HANDSHAKE, WSClient
-from fakes import BINARY, CLOSE, PING, PONG, TEXT, close_code, frame, parse_frames
+from conftest import HANDSHAKE, WSClient, closes_1009_over_max_frame
+from fakes import BINARY, CLOSE, PING, PONG, TEXT, frame, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
@@ -245,13 +245,7 @@ def test_a_binary_frame_on_json_is_still_binary_frame(chat_factory):
 def test_a_frame_over_max_frame_closes_with_1009(ws_factories):
     chat, factory = ws_factories(max_frame=256)
     client = connect_pb(chat, factory)
-    client.events()
-    client.send({"type": "message", "text": "x" * 300})
-    [(op, payload)] = client.frames()
-    assert (op, close_code(payload)) == (CLOSE, 1009)
-    client.send_frame(payload[:2], CLOSE)
-    assert not client.transport.connected
-    assert len(chat.service.sessions) + len(chat.service._closing) == 0
+    closes_1009_over_max_frame(chat, client)
 
 
 # -- heartbeats, floods and the send-queue cap behave as for JSON ----------------------------
