@@ -179,14 +179,16 @@ class Dispatcher:
         return req.get("type") in PACED and not pacer.now_ok(session)
 
     def _go(self, session, req) -> None:
-        """Run ``req`` now, or let the pacer hold it for its turn."""
+        """Run ``req`` now, or let the pacer hold it for its turn (``handle``
+        has seen that the pacer holds nothing for ``session``).  An established
+        session costs one ``newcomer`` check: this is every message's path."""
         pacer = self.pacer
-        if self._waits_turn(session, req):
-            self._hold(session, req)
-        elif pacer is not None and pacer.newcomer(session):
-            pacer.run(lambda: self._run(session, req))
-        else:
+        if pacer is None or not pacer.newcomer(session):
             self._run(session, req)
+        elif req.get("type") in PACED and not pacer.now_ok(session):
+            self._hold(session, req)
+        else:
+            pacer.run(lambda: self._run(session, req))
 
     def _hold(self, session, req) -> None:
         if not session.attached:

@@ -68,8 +68,8 @@ _ws_history = _history_cached(_ws_frame)
 
 
 def history_cached() -> int:
-    """How many history payloads the formats hold now (at most 3 x ``HISTORY_CACHE``)."""
-    return len(_text_history.cache) + len(_json_history.cache) + len(_ws_history.cache)
+    """How many history payloads the formats hold now (at most 4 x ``HISTORY_CACHE``)."""
+    return sum(len(f.cache) for f in (_text_history, _json_history, _ws_history, _pb_history))
 
 
 def text_line(event) -> bytes:
@@ -92,10 +92,19 @@ def ws_frame(event) -> bytes:
     return _ws_frame(event)
 
 
+def _pb_frame(event) -> bytes:
+    return PreparedMessage(encode_event(event), True, False, True).payloadHybi
+
+
+_pb_history = _history_cached(_pb_frame)
+
+
 def pb_frame(event) -> bytes:
     """A complete unmasked WebSocket binary frame holding one ``chatd.v1.Event``
     (the ``chatd.protobuf.v1`` subprotocol), framed once for all members."""
-    return PreparedMessage(encode_event(event), True, False, True).payloadHybi
+    if type(event) is Message and event.history:
+        return _pb_history(event)
+    return _pb_frame(event)
 
 
 TEXT = text_line

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import txaio
-from fakes import TEXT, InlinePasswords, frame, parse_frames
+from fakes import CLOSE, TEXT, InlinePasswords, close_code, frame, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -167,22 +167,42 @@ class WSClient:
         return self.events()
 
 
+
+def closes_1009_over_max_frame(chat, client) -> None:
+    """A message bigger than ``max_frame=256`` closes with 1009 and frees the session,
+    whatever the subprotocol (``client.send`` frames it)."""
+    client.events()
+    client.send({"type": "message", "text": "x" * 300})
+    [(op, payload)] = client.frames()
+    assert (op, close_code(payload)) == (CLOSE, 1009)
+    client.send_frame(payload[:2], CLOSE)
+    assert not client.transport.connected
+    assert len(chat.service.sessions) + len(chat.service._closing) == 0
+
 @pytest.fixture
-def ws(make_chat):
-    """``ws(**limits)`` -> (chat, connect); connect() opens a WebSocket client."""
+def ws_factories(make_chat):
+    """``ws_factories(**limits)`` -> (chat, WebSocket factory), Autobahn on the chat's Clock."""
     old_loop = txaio.config.loop
-    chats = []
 
     def build(trusted_proxies=(), **limits):
         chat = make_chat(**limits)
         txaio.config.loop = chat.clock
-        factory = ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
-                                       trusted_proxies=trusted_proxies)
-        chats.append(chat)
-        return chat, lambda **kw: WSClient(chat, factory, **kw)
+        return chat, ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws",
+                                          trusted_proxies=trusted_proxies)
 
     yield build
     txaio.config.loop = old_loop
+
+
+@pytest.fixture
+def ws(ws_factories):
+    """``ws(**limits)`` -> (chat, connect); connect() opens a WebSocket client."""
+
+    def build(**limits):
+        chat, factory = ws_factories(**limits)
+        return chat, lambda **kw: WSClient(chat, factory, **kw)
+
+    return build
 
 
 @pytest.fixture

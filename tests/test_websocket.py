@@ -7,6 +7,7 @@ real time.
 import json
 
 import pytest
+from conftest import closes_1009_over_max_frame
 from fakes import BINARY, CLOSE, PING, PONG, TEXT, close_code
 
 from chatd.outbuf import GRACE
@@ -97,13 +98,7 @@ def test_invalid_utf8_errors_then_closes(ws):
 def test_frame_over_max_frame_closes_with_1009(ws):
     chat, connect = ws(max_frame=256)
     client = connect()
-    client.events()
-    client.send({"type": "message", "text": "x" * 300})
-    [(op, payload)] = client.frames()
-    assert (op, close_code(payload)) == (CLOSE, 1009)
-    client.send_frame(payload[:2], CLOSE)
-    assert not client.transport.connected
-    assert len(chat.service.sessions) + len(chat.service._closing) == 0
+    closes_1009_over_max_frame(chat, client)
 
 
 def test_heartbeat_pings_and_a_pong_keeps_the_session(ws):

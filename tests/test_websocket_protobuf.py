@@ -7,9 +7,8 @@ Same front end, same dispatcher, same limits as JSON WebSocket
 import json
 
 import pytest
-import txaio
-from conftest import HANDSHAKE, WSClient
-from fakes import BINARY, CLOSE, PING, PONG, TEXT, close_code, frame, parse_frames
+from conftest import HANDSHAKE, WSClient, closes_1009_over_max_frame
+from fakes import BINARY, CLOSE, PING, PONG, TEXT, frame, parse_frames
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
@@ -17,7 +16,6 @@ from chatd import wire
 from chatd.outbuf import GRACE
 from chatd.pbcodec import decode_event, encode_request
 from chatd.proto import chatd_pb2 as pb
-from chatd.protocols.websocket import ChatWebSocketFactory
 
 PB = b"Sec-WebSocket-Protocol: chatd.protobuf.v1\r\n"
 
@@ -50,22 +48,8 @@ def handshake(chat, factory, offer: bytes | None) -> bytes:
 
 
 @pytest.fixture
-def factories(make_chat):
-    """``factories(**limits)`` -> (chat, WebSocket factory), Autobahn on the chat's Clock."""
-    old = txaio.config.loop
-
-    def build(**limits):
-        chat = make_chat(**limits)
-        txaio.config.loop = chat.clock
-        return chat, ChatWebSocketFactory(chat.service, chat.dispatcher, "ws://localhost:8080/ws")
-
-    yield build
-    txaio.config.loop = old
-
-
-@pytest.fixture
-def chat_factory(factories):
-    return factories()
+def chat_factory(ws_factories):
+    return ws_factories()
 
 
 def connect_pb(chat, factory, **kw):
@@ -171,8 +155,8 @@ def test_protobuf_json_and_line_users_share_a_room_and_each_format_is_encoded_on
     assert js.events()[0]["text"] == "from protobuf"
 
 
-def test_storm_notices_away_and_a_large_rooms_join_read_the_same_in_both_formats(factories):
-    chat, factory = factories(coalesce_window=1.0, large_room=6)
+def test_storm_notices_away_and_a_large_rooms_join_read_the_same_in_both_formats(ws_factories):
+    chat, factory = ws_factories(coalesce_window=1.0, large_room=6)
     watch = connect_pb(chat, factory, host="10.0.4.1")
     watch.request({"type": "nick", "nick": "watch"})
     watch.request({"type": "join", "room": "#r"})
@@ -258,21 +242,15 @@ def test_a_binary_frame_on_json_is_still_binary_frame(chat_factory):
     assert err["code"] == "binary_frame"
 
 
-def test_a_frame_over_max_frame_closes_with_1009(factories):
-    chat, factory = factories(max_frame=256)
+def test_a_frame_over_max_frame_closes_with_1009(ws_factories):
+    chat, factory = ws_factories(max_frame=256)
     client = connect_pb(chat, factory)
-    client.events()
-    client.send({"type": "message", "text": "x" * 300})
-    [(op, payload)] = client.frames()
-    assert (op, close_code(payload)) == (CLOSE, 1009)
-    client.send_frame(payload[:2], CLOSE)
-    assert not client.transport.connected
-    assert len(chat.service.sessions) + len(chat.service._closing) == 0
+    closes_1009_over_max_frame(chat, client)
 
 
 # -- heartbeats, floods and the send-queue cap behave as for JSON ----------------------------
-def test_heartbeat_pings_and_silence_is_a_binary_bye(factories):
-    chat, factory = factories(ping_interval=30, ping_timeout=60)
+def test_heartbeat_pings_and_silence_is_a_binary_bye(ws_factories):
+    chat, factory = ws_factories(ping_interval=30, ping_timeout=60)
     chat.service.startService()
     client = connect_pb(chat, factory)
     client.request({"type": "nick", "nick": "alice"})
@@ -290,8 +268,8 @@ def test_heartbeat_pings_and_silence_is_a_binary_bye(factories):
     chat.service.stopService()
 
 
-def test_flood_is_refused_with_the_request_id(factories):
-    chat, factory = factories(rate=1.0, burst=2, reconnect_burst=0)  # count tokens exactly
+def test_flood_is_refused_with_the_request_id(ws_factories):
+    chat, factory = ws_factories(rate=1.0, burst=2, reconnect_burst=0)  # count tokens exactly
     client = connect_pb(chat, factory)
     client.events()
     for i in range(3):
@@ -301,8 +279,8 @@ def test_flood_is_refused_with_the_request_id(factories):
     assert (events[2]["code"], events[2]["id"]) == ("flood", "2")
 
 
-def test_a_protobuf_client_that_does_not_read_is_dropped_others_keep_receiving(factories):
-    chat, factory = factories(send_queue=1000, burst=1000, rate=1000.0)
+def test_a_protobuf_client_that_does_not_read_is_dropped_others_keep_receiving(ws_factories):
+    chat, factory = ws_factories(send_queue=1000, burst=1000, rate=1000.0)
     client = connect_pb(chat, factory)
     client.request({"type": "nick", "nick": "slow"})
     client.request({"type": "join", "room": "#r"})

@@ -6,6 +6,7 @@ from autobahn.websocket.protocol import PreparedMessage
 
 from chatd import wire
 from chatd.events import Message
+from chatd.pbcodec import encode_event
 from chatd.text import render
 
 
@@ -24,6 +25,8 @@ def test_history_messages_read_the_same_in_every_format_however_often_sent():
             "ts": 1732633007.0, "history": True}
         assert wire.WEBSOCKET(again) == PreparedMessage(
             wire.encode_json(event), False, False, True).payloadHybi
+        assert wire.PROTOBUF(again) == PreparedMessage(
+            encode_event(event), True, False, True).payloadHybi
     assert b"[history]" in wire.TEXT(event)
 
 
@@ -31,6 +34,7 @@ def test_equal_looking_messages_that_differ_in_anything_are_encoded_apart():
     assert wire.JSONL(history(8, "one")) != wire.JSONL(history(8, "two"))
     assert wire.TEXT(history(9, "one")) != wire.TEXT(history(9, "two"))
     assert json.loads(wire.JSONL(history(10)))["mid"] == 10
+    assert wire.PROTOBUF(history(11, "one")) != wire.PROTOBUF(history(11, "two"))
     live = Message("#lobby", "bob", "hi all", 9, 1732633009.0)
     assert b"history" not in wire.JSONL(live)
     assert b"[history]" not in wire.TEXT(live)
@@ -38,8 +42,8 @@ def test_equal_looking_messages_that_differ_in_anything_are_encoded_apart():
 
 def test_the_history_payloads_kept_are_bounded():
     for mid in range(wire.HISTORY_CACHE + 50):
-        for fmt in (wire.TEXT, wire.JSONL, wire.WEBSOCKET):
+        for fmt in (wire.TEXT, wire.JSONL, wire.WEBSOCKET, wire.PROTOBUF):
             fmt(history(100000 + mid))
-    assert wire.history_cached() == 3 * wire.HISTORY_CACHE
+    assert wire.history_cached() == 4 * wire.HISTORY_CACHE
     # The oldest went first; re-encoding it is still right.
     assert json.loads(wire.JSONL(history(100000)))["mid"] == 100000

@@ -88,6 +88,20 @@ NORMAL = 1000
 log = Logger()
 
 
+
+def _decode_json(payload: bytes) -> dict:
+    """One text frame's request; ChatError ``invalid_utf8`` or as parsed."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatError("invalid_utf8", "text frames must be UTF-8") from None
+    return parse_json_request(text)
+
+
+_TEXT_FRAME = ChatError("text_frame", "this connection speaks chatd.protobuf.v1: "
+                        "send one Request per binary frame")
+_BINARY_FRAME = ChatError("binary_frame", "send JSON in text frames, not binary")
+
 class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
     wire_format = staticmethod(wire.WEBSOCKET)
 
@@ -168,34 +182,15 @@ class ChatWebSocketProtocol(SinkBase, WebSocketServerProtocol):
         if session is None or not session.attached:
             return
         dispatcher = self.factory.dispatcher
-        if self.binary:
-            if not isBinary:
-                dispatcher.refuse(session, ChatError(
-                    "text_frame", "this connection speaks chatd.protobuf.v1: "
-                    "send one Request per binary frame"))
-                return
-            try:
-                req = decode_request(payload)
-            except ChatError as e:
-                dispatcher.refuse(session, e)
-                return
-            dispatcher.handle(session, req)
-            return
-        if isBinary:
-            dispatcher.refuse(session, ChatError("binary_frame",
-                                                 "send JSON in text frames, not binary"))
+        if isBinary != self.binary:
+            dispatcher.refuse(session, _TEXT_FRAME if self.binary else _BINARY_FRAME)
             return
         try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            # RFC 6455 says fail the connection; say why first.
-            dispatcher.refuse(session, ChatError("invalid_utf8", "text frames must be UTF-8"))
-            self.service.drop(session, "invalid UTF-8")
-            return
-        try:
-            req = parse_json_request(text)
+            req = decode_request(payload) if self.binary else _decode_json(payload)
         except ChatError as e:
             dispatcher.refuse(session, e)
+            if e.code == "invalid_utf8":  # RFC 6455 says fail the connection
+                self.service.drop(session, "invalid UTF-8")
             return
         dispatcher.handle(session, req)
 

@@ -212,8 +212,8 @@ class WSClient(_Expecting):
     """A real WebSocket client (websocket-client) speaking JSON frames at /ws."""
 
     def __init__(self, port: int, *, path: str = "/ws", timeout: float = DEFAULT_TIMEOUT,
-                 **options):
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}",
+                 scheme: str = "ws", **options):
+        self.ws = websocket.create_connection(f"{scheme}://127.0.0.1:{port}{path}",
                                               timeout=timeout, **options)
         self.timeout = timeout
         self.seen = []

@@ -98,7 +98,13 @@ def test_since_recovery_over_protobuf(daemon):
 
 
 def test_bad_input_on_the_binary_subprotocol(daemon):
-    pat = daemon.pb().login("badpb")
+    refuses_bad_binary_input(daemon.pb().login("badpb"))
+
+
+def refuses_bad_binary_input(pat) -> None:
+    """Not a message, a text frame, an unknown field, an oversized frame (over
+    the default --max-frame): each gets its error or close code (also over wss,
+    tests/integration/test_tls.py)."""
     pat.ws.send_binary(b"\xff\xff\xff")
     assert pat.expect({"type": "error"})["code"] == "invalid_protobuf"
     pat.ws.send(b'{"type": "ping"}')  # a text frame

@@ -18,8 +18,10 @@ from cryptography import x509
 from chatd.client import ChatClient, TLSError
 
 from .certs import CA
+from .clients import PBClient
 from .conftest import DaemonStarter
 from .reactor_thread import Recorder, call, release
+from .test_e2e_protobuf import refuses_bad_binary_input
 
 _TLS_PORT_RE = re.compile(r"\b(LineFactory|Site) \(TLS\) starting on (\d+)")
 TIMEOUT = 5.0
@@ -101,6 +103,15 @@ def test_wss_session(tls_daemon, pki):
         assert live(events) == ["over wss"]
     finally:
         ws.close()
+
+
+def test_bad_protobuf_input_over_wss_gets_its_error_and_close_codes(tls_daemon, pki):
+    pat = PBClient(tls_daemon.tls_ws_port, scheme="wss", timeout=TIMEOUT,
+                   sslopt={"ca_certs": str(pki["ca"].path)})
+    try:
+        refuses_bad_binary_input(pat.login("badwss"))
+    finally:
+        pat.close()
 
 
 def test_weak_protocol_versions_are_refused(tls_daemon, pki):
