@@ -29,9 +29,14 @@ def redis_state(daemon) -> str:
     url = f"http://127.0.0.1:{daemon.ws_port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
-            return json.loads(r.read())["redis"]
+            status, body = r.status, r.read()
     except urllib.error.HTTPError as e:
-        return json.loads(e.read())["redis"]
+        status, body = e.code, e.read()
+    try:
+        return json.loads(body)["redis"]
+    except ValueError:
+        # Not the health JSON (a refusal's plain text?): say what it was.
+        raise AssertionError(f"/healthz answered {status}: {body[:200]!r}") from None
 
 
 @pytest.fixture
