@@ -30,7 +30,8 @@ delivered through the same encode-once local path as a local event.
 Catching up: a room's subscription takes a round trip; messages other nodes
 publish before it is confirmed, or while the link is down, are read back from
 the store (``recover``) after the last id this node had, and each is shown
-once whichever way it comes.
+once whichever way it comes.  Other room events in that round trip (a join, a
+nick change, a quit) are not stored, so not read back.
 
 Order: one node publishes on one connection and receives on one, and Redis
 keeps a connection's order, so every receiver sees one sender's events in the
@@ -287,7 +288,7 @@ class RedisBus:
             d = self.link.publish(channel, payload)
         d.addErrback(self._unsent, seq, channel, payload)
 
-    def _hold(self, seq: int, channel: str, payload: bytes) -> None:
+    def _hold(self, seq: int, channel, payload: bytes) -> None:
         if len(self._outbox) == self._outbox.maxlen:
             self._dropped += 1
             if self._dropped == 1:  # once per outage, not once per event
