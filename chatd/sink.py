@@ -46,6 +46,11 @@ class SinkBase:
 
     # -- set-up -------------------------------------------------------------------
     def start_output(self, transport, flusher=None) -> None:
+        set_nodelay = getattr(transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            # Chat lines are small and latency matters more than packet count
+            # (every front end: Autobahn asks for it too).
+            set_nodelay(True)
         service = self.service
         self.out = OutputQueue(transport, service.limits.send_queue, self._overflowed,
                                service.clock, flusher)

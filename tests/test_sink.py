@@ -126,3 +126,24 @@ def test_autobahns_own_answers_count_as_replies(ws, monkeypatch):
     [(opcode, payload)] = client.frames()
     assert (opcode, payload) == (PONG, b"are you there")
     assert len(counted) == 1
+
+
+@pytest.mark.parametrize("front_end", ["line", "irc"])
+def test_every_front_end_asks_for_tcp_nodelay(chat, front_end):
+    # One place (SinkBase.start_output) for every front end: a chat line must not
+    # wait for Nagle's algorithm to gather more.
+    from twisted.internet.testing import StringTransport
+
+    from chatd.protocols.irc import IrcFactory
+    from chatd.protocols.line import LineFactory
+
+    asked = []
+
+    class TCP(StringTransport):
+        def setTcpNoDelay(self, enabled):
+            asked.append(enabled)
+
+    factory = (LineFactory if front_end == "line" else IrcFactory)(chat.service, chat.dispatcher)
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(TCP())
+    assert asked == [True]

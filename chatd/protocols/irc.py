@@ -68,9 +68,6 @@ class IrcProtocol(IrcSink, SkippingLineReceiver):
         self.service = factory.service
 
     def connectionMade(self):
-        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_nodelay is not None:
-            set_nodelay(True)
         self.start_output(self.transport, self.factory.flusher)
         self.irc = IrcConnection(self, self.factory.server)
         self.write = self.irc.write

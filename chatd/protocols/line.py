@@ -72,10 +72,6 @@ class LineProtocol(SinkBase, SkippingLineReceiver):
 
     # -- connection --------------------------------------------------------
     def connectionMade(self):
-        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_nodelay is not None:
-            # Chat lines are small and latency matters more than packet count.
-            set_nodelay(True)
         self.start_output(self.transport, self.factory.flusher)
         self.watch_handshake()
         self.open_session(self.transport.getPeer().host)
