@@ -20,7 +20,9 @@ buffered), ``_writeDisconnected``, ``TLS``, ``connected``, ``disconnecting``
 from twisted.internet import tcp
 
 from chatd.admission import Admitted
+from chatd.proxyproto import ProxiedConnection
 
+_PASS_THROUGH = (Admitted, ProxiedConnection)
 INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS", "connected",
              "disconnecting", "socket")
 
@@ -29,10 +31,11 @@ def direct(transport):
     """The ``tcp.Server`` that writes to ``transport`` may go straight to, or None.
 
     chatd's admission wrapper (``chatd.admission.Admitted``) only counts the
-    connection and passes writes through, so it is looked through; any other
-    wrapper (TLS above all) is not.
+    connection, and a ``haproxy:`` listener's (``chatd.proxyproto``) only reads
+    the header before it: both pass writes through, so they are looked
+    through; any other wrapper (TLS above all) is not.
     """
-    if type(transport) is Admitted:
+    while type(transport) in _PASS_THROUGH:
         transport = transport.transport
     if (type(transport) is tcp.Server
             and all(hasattr(transport, name) for name in INTERNALS)

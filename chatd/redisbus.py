@@ -1,15 +1,19 @@
 """The clustered bus: ``IBus`` (chatd.bus) in front of the local one, joined
 to the other nodes through Redis pub/sub (chatd.redislink).
 
-Each event is delivered locally at once and published ONCE on one channel,
-never once per recipient:
+Each event is delivered locally at once and published ONCE, never once per
+recipient:
 
 * ``room:<room key>``: a room's events; a node subscribes while the room is
   live here (someone in it or joining it: ``Rooms.observe``);
 * ``user:<nick key>``: a private message or an invite; a node subscribes
   while it holds the nick (``Nicks.observe``);
-* ``rooms``: a nick change or a quit, with the list of rooms it concerns; each
-  node delivers it once to each local session sharing any of them;
+* a nick change, a quit or an away that concerns several rooms goes, with the
+  list of them, on each of those rooms' ``room:`` channels in one script call
+  (``RedisLink.publish_many``), so only nodes with someone in one of them
+  receive it.  A node subscribed to several of them receives it once per
+  channel: the first copy is delivered once to each local session sharing any
+  of the rooms, and the others are dropped by their sequence number (below);
 * ``all``: a server operator's notice, to every session;
 * ``state``: a change other nodes must apply to their own state (not only
   show): handed to whoever registered for its kind (``on_state``), which
@@ -26,7 +30,8 @@ delivered through the same encode-once local path as a local event.
 Catching up: a room's subscription takes a round trip; messages other nodes
 publish before it is confirmed, or while the link is down, are read back from
 the store (``recover``) after the last id this node had, and each is shown
-once whichever way it comes.
+once whichever way it comes.  Other room events in that round trip (a join, a
+nick change, a quit) are not stored, so not read back.
 
 Order: one node publishes on one connection and receives on one, and Redis
 keeps a connection's order, so every receiver sees one sender's events in the
@@ -154,7 +159,6 @@ class RedisBus:
         self._read_again = set()  # room keys to read back again after the one under way
         rooms.observe(on_open=self._room_opened, on_close=self._room_closed)
         nicks.observe(on_take=self._nick_taken, on_release=self._nick_released)
-        link.subscribe("rooms", self._received)
         link.subscribe("all", self._received)
         link.subscribe("state", self._received)
         link.add_listener(on_up=self._link_up, on_down=self._link_down)
@@ -202,8 +206,11 @@ class RedisBus:
         self.rooms.deliver_many(room_keys, event, also)
         keys = list(room_keys)
         if keys:
-            self._publish("rooms", event, {"r": keys,
-                                           "x": also.key if also is not None else None})
+            # On each room's channel (one call): nodes with nobody in these rooms
+            # receive nothing; one sequence number, so a node has it once.
+            channels = tuple("room:" + key for key in keys)
+            self._publish(channels if len(channels) > 1 else channels[0], event,
+                          {"r": keys, "x": also.key if also is not None else None})
 
     def publish_user(self, nick_key, event) -> None:
         """To a local holder, else to whichever node holds it (nobody: dropped)."""
@@ -263,17 +270,25 @@ class RedisBus:
         routing["v"] = values
         return json.dumps(routing, separators=(",", ":")).encode("utf-8")
 
-    def _publish(self, channel: str, event, routing: dict) -> None:
+    def _publish(self, channel, event, routing: dict) -> None:
         seq = next(self._seq)
         self._send(seq, channel, self._envelope(event, routing, seq))
 
-    def _send(self, seq: int, channel: str, payload: bytes) -> None:
+    def _send(self, seq: int, channel, payload: bytes) -> None:
+        """``channel``: a name, or a tuple of names (the same payload on each)."""
         if not self.link.up or self._outbox:
             self._hold(seq, channel, payload)
             return
-        self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
+        self._out(seq, channel, payload)
 
-    def _hold(self, seq: int, channel: str, payload: bytes) -> None:
+    def _out(self, seq: int, channel, payload: bytes) -> None:
+        if isinstance(channel, tuple):
+            d = self.link.publish_many(channel, payload)
+        else:
+            d = self.link.publish(channel, payload)
+        d.addErrback(self._unsent, seq, channel, payload)
+
+    def _hold(self, seq: int, channel, payload: bytes) -> None:
         if len(self._outbox) == self._outbox.maxlen:
             self._dropped += 1
             if self._dropped == 1:  # once per outage, not once per event
@@ -300,7 +315,9 @@ class RedisBus:
             return  # delivered here when it was published
         seq = msg.get("q", 0)
         if seq <= self._last.get(sender, 0):
-            return  # sent again after an outage, and had already come
+            # sent again after an outage, and had already come; or an event of
+            # several rooms, had already on another of their channels
+            return
         self._last[sender] = seq
         self.metrics.redis_received()
         kind = msg.get("s")
@@ -461,7 +478,7 @@ class RedisBus:
         # In the order first published (a failed publish may come back after
         # later ones were held).
         for seq, channel, payload in sorted(outbox, key=lambda held: held[0]):
-            self.link.publish(channel, payload).addErrback(self._unsent, seq, channel, payload)
+            self._out(seq, channel, payload)
         for key in list(self._catching):
             self._catch_up(key)
 

@@ -4,8 +4,8 @@ Interface (CL-B and CL-C build on it; keep it, or update this doc string):
 
 * ``RedisLink(reactor, url, prefix, node_id, timeout=5.0)``: a twisted
   ``Service``.  Started, it connects both connections; it is ``up`` once both
-  are connected, the database selected and every remembered subscription
-  restored.
+  are connected, the database selected, the registered scripts loaded and
+  every remembered subscription restored.
 * ``up`` (bool): read it before anything that needs the cluster.
 * ``key(*parts)`` -> ``str``: ``prefix + ":".join(parts)`` (the prefix ends
   with its own separator, ``chatd:`` by default).
@@ -16,6 +16,16 @@ Interface (CL-B and CL-C build on it; keep it, or update this doc string):
   reconnected (replies are matched by order, so a late one cannot be trusted).
 * ``publish(channel, data: bytes)`` -> Deferred (the number of receivers).
   ``channel`` is a name under the prefix: the link adds the prefix.
+* ``publish_many(channels, data: bytes)`` -> Deferred (the receivers, all
+  channels together): the same payload on each channel, in the order given,
+  in one script call (one round trip, however many channels).
+* ``Script(source)``: a Lua script, known by its SHA1.  ``run_script(script,
+  keys=(), args=())`` -> Deferred of its reply (``keys`` go as given: full
+  names, from ``key()``): ``EVALSHA``; if Redis has lost it (``NOSCRIPT``: a
+  ``SCRIPT FLUSH``, a restart), ``EVAL`` with the source, and it is loaded
+  again.  A script is registered with the link on its first run (or
+  ``register_script(script)``); registered scripts are loaded (``SCRIPT
+  LOAD``) on every (re)connect before the link is ``up``.
 * ``subscribe(channel, callback, on_ready=None)`` / ``unsubscribe(channel)``:
   ``callback(data: bytes)`` for each message on the channel (prefix added by
   the link); ``on_ready()`` once Redis confirms it.  Remembered, and restored
@@ -33,6 +43,7 @@ are bound to its own connection-pool factory, so all of that would be
 written around it.  RESP2 is small: the parser below is its whole grammar.
 """
 
+import hashlib
 import random
 import socket
 from collections import deque
@@ -63,6 +74,28 @@ class RedisUnavailable(Exception):
 
 class RedisError(Exception):
     """Redis answered with an error reply (its text is the message)."""
+
+
+class Script:
+    """A Lua script, run by its SHA1 so that each call sends 40 bytes, not the source."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    def __repr__(self):
+        return f"<Script {self.sha[:8]}>"
+
+
+# ARGV: the payload, then the channels (full names).  Channels are not keys,
+# so they go in ARGV: KEYS are for what a script reads or writes.
+PUBLISH_MANY = Script("""
+local n = 0
+for i = 2, #ARGV do
+  n = n + redis.call('PUBLISH', ARGV[i], ARGV[1])
+end
+return n
+""")
 
 
 def default_node_id() -> str:
@@ -218,6 +251,8 @@ class RedisLink(Service):
         self._pinger.clock = reactor
         self._was_up = False
         self._timers = set()  # reply deadlines pending
+        self._scripts = {}  # sha -> Script: loaded on every (re)connect
+        self.register_script(PUBLISH_MANY)
 
     # -- the interface ----------------------------------------------------------
     def key(self, *parts) -> str:
@@ -237,6 +272,59 @@ class RedisLink(Service):
             return fail(RedisUnavailable("Redis is unavailable"))
         self.metrics.redis_published()
         return self._cmd.request(("PUBLISH", self.key(channel), data))
+
+    def publish_many(self, channels, data: bytes) -> Deferred:
+        """One script call (one round trip) that publishes ``data`` on each
+        channel (names under the prefix); fires the receivers of all of them."""
+        if not self.up:
+            return fail(RedisUnavailable("Redis is unavailable"))
+        self.metrics.redis_published()
+        return self.run_script(PUBLISH_MANY, (),
+                               [data] + [self.key(c) for c in channels])
+
+    def register_script(self, script: Script) -> None:
+        """Loaded on every (re)connect, before ``up``; now too if the link is up."""
+        if script.sha in self._scripts:
+            return
+        self._scripts[script.sha] = script
+        if self.up:
+            self._load(script)
+
+    def run_script(self, script: Script, keys=(), args=()) -> Deferred:
+        """``EVALSHA``; on ``NOSCRIPT`` (Redis lost its script cache), ``EVAL``
+        with the source, and the script is loaded again for the next call."""
+        if not self.up:
+            return fail(RedisUnavailable("Redis is unavailable"))
+        self.register_script(script)
+        keys, args = list(keys), list(args)
+        d = self.command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        def lost(failure):
+            failure.trap(RedisError)
+            if not str(failure.value).startswith("NOSCRIPT"):
+                return failure
+            self.log.info("Redis had lost script {sha}: run with EVAL and loaded again",
+                          sha=script.sha)
+            again = self.command("EVAL", script.source, len(keys), *keys, *args)
+            # EVAL caches a script only until evicted (Redis 7.4+): load it for good.
+            self._load(script)
+            return again
+        return d.addErrback(lost)
+
+    def _load(self, script: Script) -> None:
+        self.command("SCRIPT", "LOAD", script.source).addErrback(
+            self._load_failed, script)
+
+    def _load_failed(self, failure, script) -> None:
+        # Not fatal: a script missing at its next call is run with EVAL.
+        failure.trap(RedisUnavailable, RedisError)
+        if failure.check(RedisError):
+            self._refused(failure, script)
+
+    def _refused(self, failure, script) -> None:
+        failure.trap(RedisError)
+        self.log.warn("Redis refused to load script {sha}: {error}", sha=script.sha,
+                      error=failure.getErrorMessage())
 
     def subscribe(self, channel: str, callback, on_ready=None) -> None:
         """``on_ready()``: once Redis has confirmed this subscription (not called
@@ -316,6 +404,13 @@ class RedisLink(Service):
             if self.password is not None:
                 steps.append(self._timed(p, ("AUTH", self.password)))
         steps.append(self._timed(cmd, ("SELECT", self.db)))
+        # Loaded before "up", so a script's first call after a (re)connect, or
+        # after Redis restarted empty, is one EVALSHA.
+        # A refusal (an ACL without SCRIPT, say) is logged, not fatal: the
+        # script then runs with EVAL.
+        for script in list(self._scripts.values()):
+            steps.append(self._timed(cmd, ("SCRIPT", "LOAD", script.source)).addErrback(
+                self._refused, script))
         for full in list(self._channels):
             steps.append(self._timed(sub, ("SUBSCRIBE", full)))
         d = gatherResults(steps, consumeErrors=True)

@@ -31,6 +31,7 @@ from chatd.protocols.irc import IrcFactory, irc_refusal
 from chatd.protocols.ircws import IrcWebSocketFactory
 from chatd.protocols.line import LineFactory
 from chatd.protocols.websocket import ChatWebSocketFactory
+from chatd.proxyproto import split as split_proxied
 from chatd.redislink import DEFAULT_PREFIX
 from chatd.redislink import parse_url as parse_redis_url
 from chatd.reload import Reloader
@@ -215,7 +216,8 @@ class Options(usage.Options):
         return again
 
     def opt_line(self, endpoint):
-        """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS)"""
+        """Line protocol endpoint, repeatable (default tcp:9000; none: off; tls:PORT: TLS;
+        haproxy:ENDPOINT: behind a --trusted-proxy sending a PROXY header)"""
         self["line"].append(endpoint)
 
     def opt_ws(self, endpoint):
@@ -223,7 +225,8 @@ class Options(usage.Options):
         self["ws"].append(endpoint)
 
     def opt_irc(self, endpoint):
-        """IRC endpoint (RFC 1459/2812, IRCv3), repeatable (default none; tcp:6667; tls:6697)"""
+        """IRC endpoint (RFC 1459/2812, IRCv3), repeatable (default none; tcp:6667; tls:6697;
+        haproxy:ENDPOINT as for --line)"""
         self["irc"].append(endpoint)
 
     def opt_admin(self, endpoint):
@@ -232,7 +235,8 @@ class Options(usage.Options):
         self["admin"].append(endpoint)
 
     def opt_trusted_proxy(self, address):
-        """Proxy whose X-Forwarded-For names WebSocket clients, repeatable (e.g. 127.0.0.1)"""
+        """Proxy whose X-Forwarded-For (WebSocket) or PROXY header (haproxy: listeners)
+        names clients, repeatable (e.g. 127.0.0.1)"""
         try:
             self["trusted-proxy"].append(str(ipaddress.ip_address(address)))
         except ValueError:
@@ -275,6 +279,7 @@ class Options(usage.Options):
         self["ws"] = [e for e in self["ws"] if e != "none"]
         self["irc"] = [e for e in self["irc"] if e != "none"]
         self["admin"] = [e for e in self["admin"] if e != "none"]
+        self._check_proxied()
         self._check_tls()
         if self["data-dir"] is None:
             self["data-dir"] = DEFAULT_DATA_DIR
@@ -320,6 +325,21 @@ class Options(usage.Options):
                                        for f in fields(Limits)})
         except ValueError as e:
             raise usage.UsageError(str(e))
+
+    def _check_proxied(self):
+        for kind in ("line", "ws", "irc", "admin"):
+            for endpoint in self[kind]:
+                try:
+                    proxied, _ = split_proxied(endpoint)
+                except ValueError as e:
+                    raise usage.UsageError(f"--{kind}: {e}")
+                if proxied and not self["trusted-proxy"]:
+                    # Without it every header would be refused: say so now, not
+                    # in a log line per connection.
+                    raise usage.UsageError(
+                        f"--{kind} {endpoint}: a haproxy: listener takes the client's address "
+                        "from the PROXY header of the proxy in front; name that proxy's "
+                        "address with --trusted-proxy")
 
     def _check_tls(self):
         wants_tls = any(is_tls(e) for e in self["line"] + self["ws"] + self["irc"]
@@ -408,15 +428,17 @@ def makeService(config, reactor=None) -> service.MultiService:
     def admit(refusal, front_end):
         return lambda factory: AdmissionFactory(factory, admission, refusal, reactor,
                                                 front_end)
+    # Who may name a client with a PROXY header on a haproxy: listener.
+    trusted = config["trusted-proxy"]
     line_factory = LineFactory(chat, dispatcher, flusher)
     for endpoint in config["line"]:
         listener(endpoint, line_factory, reactor, tls,
-                 admit(line_refusal, "line")).setServiceParent(listeners)
+                 admit(line_refusal, "line"), trusted).setServiceParent(listeners)
     if config["irc"]:
         irc_factory = IrcFactory(chat, dispatcher, flusher)
         for endpoint in config["irc"]:
             listener(endpoint, irc_factory, reactor, tls,
-                     admit(irc_refusal, "irc")).setServiceParent(listeners)
+                     admit(irc_refusal, "irc"), trusted).setServiceParent(listeners)
     if config["ws"]:
         ws_options = dict(trusted_proxies=config["trusted-proxy"], admission=admission,
                           allowed_origins=config["allowed-origin"], flusher=flusher)
@@ -427,7 +449,7 @@ def makeService(config, reactor=None) -> service.MultiService:
                          reactor, metrics, readiness, irc_ws_factory)
         for endpoint in config["ws"]:
             listener(endpoint, site, reactor, tls,
-                     admit(http_refusal, "websocket")).setServiceParent(listeners)
+                     admit(http_refusal, "websocket"), trusted).setServiceParent(listeners)
     # Open from the start, not after the store: /readyz then says why it is not
     # ready yet.  Not counted by admission: a scrape never takes a user's place.
     # The admin JSON API (chatd.adminapi) only with a token to check.
@@ -442,7 +464,7 @@ def makeService(config, reactor=None) -> service.MultiService:
     for endpoint in config["admin"]:
         listener(endpoint, admin_site, reactor, tls,
                  lambda factory: AdmissionFactory(factory, admin_admission, http_refusal,
-                                                  reactor)).setServiceParent(top)
+                                                  reactor), trusted).setServiceParent(top)
     listeners.setServiceParent(top)
     # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
     SystemdNotifier(reactor).setServiceParent(top)

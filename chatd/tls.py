@@ -7,6 +7,10 @@ shares one :class:`ReloadableTLS`; a reload builds a new context from the files
 and only swaps it in once it loaded cleanly, so a bad renewal keeps the old
 certificate serving.  Connections already open keep the context they started
 with.  Twisted's own ``ssl:`` endpoints work too, but cannot be reloaded.
+
+``haproxy:`` goes in front of either (``haproxy:tls:6697``,
+``haproxy:tcp:9000``): the PROXY header comes first on the wire, before any TLS
+handshake (chatd.proxyproto).
 """
 
 import signal
@@ -22,7 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from chatd import sdnotify
+from chatd import proxyproto, sdnotify
 
 PREFIX = "tls:"
 # Connections the kernel holds for accept() on a tcp/unix listener whose
@@ -111,6 +115,9 @@ class ReloadableTLS:
 
 
 def is_tls(description: str) -> bool:
+    """Whether the listener speaks TLS, behind a ``haproxy:`` or not."""
+    if description.startswith(proxyproto.PREFIX):
+        description = description[len(proxyproto.PREFIX):]
     return description.startswith(PREFIX)
 
 
@@ -123,13 +130,23 @@ def with_backlog(description: str) -> str:
 
 
 def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
-             admit=None) -> service.Service:
-    """A listening service for an endpoint description, ours (``tls:``) or Twisted's.
+             admit=None, trusted_proxies=()) -> service.Service:
+    """A listening service for an endpoint description, ours (``tls:``,
+    ``haproxy:``) or Twisted's.
 
     ``admit`` wraps the outermost factory (outside TLS), so connection
-    limits count a connection from accept, before any TLS handshake.
+    limits count a connection from accept, before any TLS handshake.  Behind
+    ``haproxy:`` that outermost factory is built only once the PROXY header
+    from one of ``trusted_proxies`` has named the client: admission counts the
+    client, not the proxy.
     """
     admit = admit or (lambda f: f)
+    proxied, inner = proxyproto.split(description)
+    if proxied:
+        if not trusted_proxies:
+            raise ValueError(f"{description}: a haproxy: listener needs --trusted-proxy")
+        description = inner
+        admit = _behind_proxy(admit, trusted_proxies, reactor)
     if not is_tls(description):
         return strports.service(with_backlog(description), admit(factory), reactor=reactor)
     if tls is None:
@@ -144,6 +161,12 @@ def listener(description: str, factory, reactor, tls: ReloadableTLS | None,
     # (and stops the daemon) instead of being logged and forgotten.
     svc._raiseSynchronously = True
     return svc
+
+
+def _behind_proxy(admit, trusted_proxies, reactor):
+    def wrap(factory):
+        return proxyproto.ProxyHeaderFactory(admit(factory), trusted_proxies, reactor)
+    return wrap
 
 
 class ReloadOnHangup(service.Service):

@@ -52,18 +52,27 @@ def _servers(text: str, port: int, nodes) -> str:
 
 
 def cluster_config(workdir: Path, http_port: int, line_port: int, ws_nodes=(), line_nodes=(),
-                   listen="127.0.0.1") -> Path:
-    """Write nginx.conf for the shipped example, listening on ``listen``; its path."""
+                   listen="127.0.0.1", irc_port: int | None = None, irc_nodes=()) -> Path:
+    """Write nginx.conf for the shipped example, listening on ``listen``; its path.
+
+    The IRC port is ``irc_port``, or a free one if the test does not use it.
+    """
     http = HTTP_CONF.read_text(encoding="utf-8")
     stream = STREAM_CONF.read_text(encoding="utf-8")
+    if irc_port is None:
+        irc_port = free_port(listen)
     if ws_nodes:
         http = _servers(http, 8080, ws_nodes)
     if line_nodes:
         stream = _servers(stream, 9000, line_nodes)
+    if irc_nodes:
+        stream = _servers(stream, 6667, irc_nodes)
     http = (http.replace("listen 80;", f"listen {listen}:{http_port};")
             .replace("listen [::]:80;", ""))
     stream = (stream.replace("listen 9000;", f"listen {listen}:{line_port};")
-              .replace("listen [::]:9000;", ""))
+              .replace("listen [::]:9000;", "")
+              .replace("listen 6667;", f"listen {listen}:{irc_port};")
+              .replace("listen [::]:6667;", ""))
     (workdir / "chatd-cluster.conf").write_text(http)
     (workdir / "chatd-cluster-stream.conf").write_text(stream)
     temp = " ".join(f"{kind}_temp_path {workdir}/{kind};"

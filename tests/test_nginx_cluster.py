@@ -1,5 +1,6 @@
 """etc/nginx/: the cluster configuration is valid nginx and says what the
-cluster needs (the real proxying is tests/integration/test_cluster_nginx.py)."""
+cluster needs (the real proxying, PROXY headers included, is
+tests/integration/test_cluster_nginx.py)."""
 
 import re
 
@@ -36,11 +37,39 @@ def test_websocket_location_upgrades_and_outlasts_the_heartbeat():
         assert seconds > Limits().ping_timeout, timeout
 
 
-def test_both_ports_balance_over_several_nodes():
+def stream_servers() -> dict:
+    """The stream config's server blocks, by the upstream they pass to."""
+    blocks = re.findall(r"^server \{\n(.*?)^\}", STREAM, re.M | re.S)
+    return {re.search(r"proxy_pass (\w+);", b).group(1): b for b in blocks}
+
+
+def test_every_port_balances_over_several_nodes():
     http_up = HTTP.split("upstream chatd_nodes {", 1)[1].split("}", 1)[0]
-    stream_up = STREAM.split("upstream chatd_line_nodes {", 1)[1].split("}", 1)[0]
-    for upstream in (http_up, stream_up):
+    upstreams = [http_up] + [STREAM.split(f"upstream {name} {{", 1)[1].split("}", 1)[0]
+                             for name in ("chatd_line_nodes", "chatd_irc_nodes")]
+    for upstream in upstreams:
         assert "least_conn;" in upstream
         assert len(re.findall(r"^\s*server \S+ ", upstream, re.M)) >= 2
-    seconds = int(re.search(r"proxy_timeout (\d+)s;", STREAM).group(1))
-    assert seconds > Limits().ping_timeout
+    servers = stream_servers()
+    assert sorted(servers) == ["chatd_irc_nodes", "chatd_line_nodes"]
+    for block in servers.values():
+        seconds = int(re.search(r"proxy_timeout (\d+)s;", block).group(1))
+        assert seconds > Limits().ping_timeout
+
+
+def test_the_raw_tcp_ports_pass_the_client_address_to_haproxy_listeners():
+    # The nodes' --line/--irc haproxy:... read the header nginx sends first;
+    # the comment says which chatd options go with it.
+    for block in stream_servers().values():
+        assert "proxy_protocol on;" in block
+    for option in ("--line haproxy:tcp:9000", "--irc haproxy:tcp:6667", "--trusted-proxy"):
+        assert option in STREAM
+
+
+def test_nginx_accepts_it_with_the_irc_port_replaced(tmp_path):
+    nodes = [("127.0.0.1", 7001), ("127.0.0.1", 7002)]
+    config = cluster_config(tmp_path, 18080, 19000, irc_port=16667, irc_nodes=nodes)
+    assert check(config).returncode == 0
+    written = (tmp_path / "chatd-cluster-stream.conf").read_text()
+    assert "listen 127.0.0.1:16667;" in written and "10.0.0.11:6667" not in written
+    assert "server 127.0.0.1:7002 " in written

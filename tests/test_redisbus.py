@@ -197,7 +197,8 @@ class BusTests(NodesTestCase):
         bob.line.proto.transport.loseConnection()
         yield self.until(lambda: alice.of("quit"), "alice sees bob quit")
         assert alice.of("quit")[0]["nick"] == "bobby"
-        assert b.publishes.count("rooms") == 2  # one for the nick, one for the quit
+        # One publish each, on the one room they share (one room: no script).
+        assert b.publishes.count("room:#x") == 2  # one for the nick, one for the quit
         yield self.settled(a, b)
         assert len(alice.of("nick")) == 1 and len(alice.of("quit")) == 1
 

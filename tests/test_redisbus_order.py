@@ -27,6 +27,7 @@ class Switchboard:
 
     def __init__(self):
         self.published = []  # (channel, payload), in publish order
+        self.calls = []  # (node id, channel or tuple of channels): one per publish call
         self.links = []
 
     def link(self, node_id):
@@ -60,6 +61,7 @@ class SwitchedLink:
         self.board = board
         self.node_id = node_id
         self.handlers = {}
+        self.received = []  # (channel, payload) handed to a subscription here
 
     def subscribe(self, channel, handler, on_ready=None):
         self.handlers[channel] = handler
@@ -73,12 +75,19 @@ class SwitchedLink:
         pass
 
     def publish(self, channel, payload):
+        self.board.calls.append((self.node_id, channel))
         self.board.published.append((channel, payload))
         return succeed(1)
+
+    def publish_many(self, channels, payload):
+        self.board.calls.append((self.node_id, tuple(channels)))
+        self.board.published.extend((channel, payload) for channel in channels)
+        return succeed(len(channels))
 
     def receive(self, channel, payload):
         handler = self.handlers.get(channel)
         if handler is not None:
+            self.received.append((channel, payload))
             handler(payload)
 
 
