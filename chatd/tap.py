@@ -20,6 +20,7 @@ from chatd.dispatch import Dispatcher
 from chatd.drain import Drain
 from chatd.errors import ChatError
 from chatd.fastsend import TurnFlusher
+from chatd.gctune import CollectorTuning
 from chatd.limits import Limits
 from chatd.loglevel import LEVELS, LevelFilter, LevelledTop
 from chatd.logs import FORMATS as LOG_FORMATS
@@ -465,6 +466,8 @@ def makeService(config, reactor=None) -> service.MultiService:
         listener(endpoint, admin_site, reactor, tls,
                  lambda factory: AdmissionFactory(factory, admin_admission, http_refusal,
                                                   reactor), trusted).setServiceParent(top)
+    # The last step of start-up, once every listener is open (chatd.gctune).
+    CollectorTuning().setServiceParent(listeners)
     listeners.setServiceParent(top)
     # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
     SystemdNotifier(reactor).setServiceParent(top)

@@ -279,3 +279,22 @@ def test_plugin_points_at_tap():
     assert chatd.tapname == "chatd"
     assert chatd.module == "chatd.tap"
     assert chatd.options is Options
+
+
+def test_once_the_listeners_are_open_start_up_objects_are_frozen_and_full_collections_rare():
+    import gc
+
+    from chatd.gctune import FULL_EVERY
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--line", "tcp:0", "--ws", "none", "--data-dir", "/nonexistent"),
+                      reactor=reactor)
+    [gate] = [s for s in top if isinstance(s, AfterStore)]
+    saved = gc.get_threshold()
+    try:
+        gate.running = True  # started, as far as _open asks (the store is not opened here)
+        gate._open(None)  # what the store's load calls back with
+        assert gc.get_threshold() == (saved[0], saved[1], FULL_EVERY)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
