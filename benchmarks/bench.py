@@ -223,7 +223,8 @@ class Server:
             cmd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                    "-n", "--pidfile=", "--logfile", self.logfile, "chatd",
                    "--line", line, "--ws", ws, *irc, "--data-dir", data,
-                   *(chatd_limit_args(args, tree) if lift_limits else ()), *chatd_args]
+                   *(chatd_limit_args(args, tree) if lift_limits else ()), *chatd_args,
+                   *getattr(args, "tree_args", {}).get(target.partition("@")[2], ())]
         elif callable(how):
             cmd = how(self.port, logdir, max(args.connections, args.clients))
         else:
@@ -833,6 +834,10 @@ def parse_args(argv):
                         "commit), repeatable; targets chatd-*@NAME run the daemon from it, "
                         f"first on its PYTHONPATH (default NAME: the directory's name; "
                         f"targets without @ run {PROJECT})")
+    p.add_argument("--tree-arg", action="append", default=[], metavar="NAME=OPTION",
+                   help="extra chatd option for the targets @NAME only, repeatable: "
+                        "--chatd-tree win=. --tree-arg=win=--send-window=0.002 compares "
+                        "one setting against the default in one batch")
     p.add_argument("--baselines", default=str(HERE),
                    help="directory holding the bare broadcaster scripts")
     p.add_argument("--connect", help="drive a running server at HOST:PORT instead "
@@ -854,6 +859,12 @@ def parse_args(argv):
         if not (path / "chatd" / "tap.py").is_file():
             p.error(f"--chatd-tree {spec!r}: {path} has no chatd/tap.py")
         args.chatd_trees[name] = path
+    args.tree_args = {}
+    for spec in args.tree_arg:
+        name, sep, option = spec.partition("=")
+        if not sep or name not in args.chatd_trees or not option.startswith("--"):
+            p.error(f"--tree-arg {spec!r}: NAME=--option=value, NAME given by --chatd-tree")
+        args.tree_args.setdefault(name, []).append(option)
     for t in args.targets:
         base, _, name = t.partition("@")
         if base not in TARGETS:

@@ -210,8 +210,10 @@ def run_cluster(args, run_no: int, logdir: str) -> dict:
             servers.append(Server(TARGET, b, cpu, [
                 "--db", db.url, "--redis", redis.url, "--redis-prefix", prefix,
                 "--node-id", f"bench-{name}", *args.chatd_arg], logdir))
-        # Senders first, all on node A; receivers alternate between A and B.
-        senders = args.senders
+        # Senders first, all on node A (the set-up: A does all the
+        # ingestion), or with --spread every member alternates, senders too, as
+        # a load balancer would place them; receivers alternate between A and B.
+        senders = 0 if args.spread else args.senders
 
         def node_of(i):
             return 0 if i < senders else (i - senders) % 2
@@ -269,6 +271,13 @@ def summary(results) -> dict:
             two = med(r["nodes"][node]["latency_ms"].get(q) for r in cluster)
             out[f"{q}_added_ms_{node}"] = (round(two - one, 3)
                                            if one is not None and two is not None else None)
+        # Within each cluster round, B's members against A's: the same messages
+        # and commits, so the difference is the Redis hop (and B's own turn).
+        out[f"{q}_hop_ms"] = med(
+            round(r["nodes"]["b"]["latency_ms"][q] - r["nodes"]["a"]["latency_ms"][q], 3)
+            for r in cluster
+            if r["nodes"]["a"]["latency_ms"].get(q) is not None
+            and r["nodes"]["b"]["latency_ms"].get(q) is not None)
     out["publishes_per_message"] = med(r["publishes_per_message"] for r in cluster)
     return out
 
@@ -277,7 +286,10 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="benchmarks/bench.py cluster",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--clients", type=int, default=100, help="room members in all")
-    p.add_argument("-s", "--senders", type=int, default=10, help="members who send (node A)")
+    p.add_argument("-s", "--senders", type=int, default=10,
+                   help="members who send (all on node A unless --spread)")
+    p.add_argument("--spread", action="store_true",
+                   help="senders alternate between the nodes like everyone else")
     p.add_argument("-m", "--messages", type=int, default=200, help="messages per sender")
     p.add_argument("--rate", type=float, default=1000, help="total messages/s (0: unthrottled)")
     p.add_argument("--size", type=int, default=48, help="bytes of message text")

@@ -127,6 +127,8 @@ class RedisBus:
         self.note_mid = note_mid
         # The node id and this process's start: a node started again is new.
         self.node = f"{link.node_id}/{secrets.token_hex(4)}"
+        # How every envelope of ours begins (_envelope, publish_state).
+        self._own = b'{"n":' + json.dumps(self.node).encode("utf-8") + b","
         self._seq = itertools.count(1)  # every message this process publishes, in order
         self._last = {}  # sender -> highest sequence number received from it
         self._outbox = deque(maxlen=outbox)  # (seq, channel, payload)
@@ -264,11 +266,15 @@ class RedisBus:
     # -- out ---------------------------------------------------------------------
     def _envelope(self, event, routing: dict, seq: int) -> bytes:
         name, values = encode_event(event)
-        routing["n"] = self.node
-        routing["q"] = seq
-        routing["t"] = name
-        routing["v"] = values
-        return json.dumps(routing, separators=(",", ":")).encode("utf-8")
+        # The sender first, so that each node drops its own publications (Redis
+        # hands them back to it: it is subscribed to the same rooms) by a prefix
+        # test instead of parsing them (_received).
+        envelope = {"n": self.node}
+        envelope.update(routing)
+        envelope["q"] = seq
+        envelope["t"] = name
+        envelope["v"] = values
+        return json.dumps(envelope, separators=(",", ":")).encode("utf-8")
 
     def _publish(self, channel, event, routing: dict) -> None:
         seq = next(self._seq)
@@ -309,6 +315,8 @@ class RedisBus:
 
     # -- in ----------------------------------------------------------------------
     def _received(self, data: bytes) -> None:
+        if data.startswith(self._own):
+            return  # our own, delivered here when it was published
         msg = json.loads(data)
         sender = msg.get("n")
         if sender == self.node:

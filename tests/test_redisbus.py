@@ -381,3 +381,33 @@ def test_the_outbox_is_bounded_and_keeps_the_newest():
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_a_nodes_own_publications_come_back_and_are_dropped_unparsed_others_are_shown(
+        monkeypatch):
+    # Redis hands a node its own publications on the rooms it is subscribed to;
+    # they were delivered when published, so each is dropped by its first bytes.
+    from chatd import redisbus
+    from chatd.bus import LocalBus
+    from chatd.nicks import Nicks
+    from chatd.rooms import Rooms
+
+    def node():
+        rooms, nicks = Rooms(), Nicks(24)
+        local = LocalBus(rooms, nicks)
+        shown = []
+        local.publish_all = shown.append
+        return RedisBus(FakeLink(), local, rooms, nicks, set()), shown
+
+    (bus, shown), (other, _) = node(), node()
+    bus.publish_all(Notice("mine"))  # the link is down: it waits in the outbox
+    other.publish_all(Notice("theirs"))
+    mine, theirs = bus._outbox[-1][2], other._outbox[-1][2]  # noqa: SLF001
+    shown.clear()
+    parsed = []
+    loads = json.loads
+    monkeypatch.setattr(redisbus.json, "loads", lambda data: parsed.append(data) or loads(data))
+    bus._received(mine)  # noqa: SLF001
+    assert (shown, parsed) == ([], [])
+    bus._received(theirs)  # noqa: SLF001
+    assert shown == [Notice("theirs")]

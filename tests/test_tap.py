@@ -47,7 +47,7 @@ def test_defaults():
     assert dict(parse()) == {
         "name": "chatd", "tls-cert": None, "tls-key": None,
         "data-dir": "./chatd-data", "db": None, "history": 50, "sqlite-sync": "full",
-        "store-timeout": 10.0, "node-timeout": 10.0,
+        "send-window": 0.0, "commit-window": 0.0, "store-timeout": 10.0, "node-timeout": 10.0,
         "redis": None, "redis-prefix": "chatd:", "node-id": None,
         "line": ["tcp:9000"], "ws": ["tcp:8080"], "irc": [], "trusted-proxy": [],
         "allowed-origin": [],
@@ -68,6 +68,7 @@ def test_full_command_line():
         "--admin", "tcp:9100:interface=127.0.0.1",
         "--data-dir", "/var/lib/chatd", "--db", "postgresql://chat@db/chat", "--history", "20",
         "--sqlite-sync", "normal", "--store-timeout", "2.5", "--offline-queue", "7",
+        "--send-window", "0.003", "--commit-window", "0.002",
         "--node-timeout", "4",
         "--redis", "redis://:pw@cache.internal:6380/2", "--redis-prefix", "chat1:",
         "--node-id", "node-a",
@@ -102,7 +103,9 @@ def test_full_command_line():
     assert dict(options) == {
         "name": "town-square", "tls-cert": None, "tls-key": None,
         "data-dir": "/var/lib/chatd", "db": "postgresql://chat@db/chat", "history": 20,
-        "sqlite-sync": "normal", "store-timeout": 2.5, "node-timeout": 4.0,
+        "sqlite-sync": "normal", "send-window": 0.003, "commit-window": 0.002,
+        "store-timeout": 2.5,
+        "node-timeout": 4.0,
         "redis": "redis://:pw@cache.internal:6380/2", "redis-prefix": "chat1:",
         "node-id": "node-a",
         "line": ["tcp:7000:interface=127.0.0.1", "unix:/tmp/chat.sock"], "ws": [],
@@ -143,6 +146,10 @@ def test_none_turns_a_front_end_off():
     ["--history", "-1"],
     ["--history", "100000"],
     ["--sqlite-sync", "off"],
+    ["--send-window", "-0.001"],
+    ["--send-window", "0.5"],
+    ["--commit-window", "-1"],
+    ["--commit-window", "0.2"],
     ["--trusted-proxy", "nginx.local"],
     ["--hash-threads", "0"],
     ["--hash-queue", "-1"],
@@ -216,6 +223,16 @@ def test_make_service_builds_irc_listeners_behind_admission():
     assert irc1.factory.wrappedFactory.service is list(top)[0]
 
 
+def test_send_window_reaches_every_front_ends_sender():
+    top = makeService(parse("--line", "tcp:7001", "--ws", "none", "--irc", "tcp:7667",
+                            "--send-window", "0.004"), reactor=MemoryReactorClock())
+    [gate] = [s for s in top if isinstance(s, AfterStore)]
+    line, irc = (s.factory.wrappedFactory for s in gate
+                 if isinstance(s, StreamServerEndpointService))
+    assert line.flusher is irc.flusher
+    assert line.flusher.window == 0.004
+
+
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
     assert [type(s) for s in top] == [ChatService, LagProbe, ReloadOnHangup, StopOnTerm,
@@ -262,3 +279,22 @@ def test_plugin_points_at_tap():
     assert chatd.tapname == "chatd"
     assert chatd.module == "chatd.tap"
     assert chatd.options is Options
+
+
+def test_once_the_listeners_are_open_start_up_objects_are_frozen_and_full_collections_rare():
+    import gc
+
+    from chatd.gctune import FULL_EVERY
+    reactor = MemoryReactorClock()
+    top = makeService(parse("--line", "tcp:0", "--ws", "none", "--data-dir", "/nonexistent"),
+                      reactor=reactor)
+    [gate] = [s for s in top if isinstance(s, AfterStore)]
+    saved = gc.get_threshold()
+    try:
+        gate.running = True  # started, as far as _open asks (the store is not opened here)
+        gate._open(None)  # what the store's load calls back with
+        assert gc.get_threshold() == (saved[0], saved[1], FULL_EVERY)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

@@ -10,7 +10,7 @@ what is really on disk).
 
 import itertools
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import inlineCallbacks
 from zope.interface.verify import verifyObject
 
@@ -407,6 +407,47 @@ class SQLStoreContract(StoreContract):
         # far fewer transactions than one each.
         self.assertEqual(sum(transactions), 200)
         self.assertLess(len(transactions), 20)
+
+    @inlineCallbacks
+    def test_commit_window_holds_close_messages_for_one_commit(self):
+        from twisted.internet import reactor
+        store = yield self.opened()
+        store.commit_window = window = 0.3
+        transactions = []
+        insert = store._insert_messages
+
+        def counting(txn, rows, *more):
+            transactions.append((reactor.seconds(), len(rows)))
+            return insert(txn, rows, *more)
+        store._insert_messages = counting
+        # After a quiet spell: committed at once, not held.
+        first = yield store.append_message("#a", "#A", "n", "t0", "message", 1.0)
+        yield task.deferLater(reactor, 0, lambda: None)  # the next messages come later
+        started = transactions[0][0]
+        # Within the window of that commit: held, then one commit for all of them,
+        # no sooner than the window after the first, and nothing lost or reordered.
+        rest = yield defer.gatherResults(
+            [store.append_message("#a", "#A", "n", f"t{i}", "message", 1.0) for i in range(1, 6)])
+        self.assertEqual([n for _, n in transactions], [1, 5])
+        self.assertGreaterEqual(transactions[1][0] - started, window * 0.99)
+        self.assertEqual([first, *rest], sorted([first, *rest]))
+        page = yield store.history("#a", limit=10)
+        self.assertEqual([m.text for m in page][-6:], [f"t{i}" for i in range(6)])
+
+    @inlineCallbacks
+    def test_close_commits_what_the_commit_window_holds(self):
+        store = yield self.opened()
+        store.commit_window = 30.0  # far longer than the test
+        from twisted.internet import reactor
+        yield store.append_message("#a", "#A", "n", "first", "message", 1.0)
+        yield task.deferLater(reactor, 0, lambda: None)
+        held = store.append_message("#a", "#A", "n", "held", "message", 1.0)
+        self.assertFalse(held.called)
+        yield store.close()
+        self.assertTrue(held.called)
+        again = yield self.opened()
+        page = yield again.history("#a", limit=10)
+        self.assertEqual([m.text for m in page][-2:], ["first", "held"])
 
     # -- migrations ------------------------------------------------------------------------
     @inlineCallbacks
