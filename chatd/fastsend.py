@@ -81,8 +81,10 @@ class TurnFlusher:
     with it.  At 1,000 messages/s into one room, each member then gets one
     ``send()`` for every W x 1,000 messages instead of one per message; the
     kernel's share of a delivery is most of its cost (docs/performance.rst),
-    and every message waits at most W longer.  Memory stays bounded: what a
-    queue holds for the send counts against its cap (chatd.outbuf).
+    and every message waits at most W longer.  Memory stays bounded: replies
+    held for the send count against the queue's cap (chatd.outbuf), and the
+    broadcasts are what the server reads within W, which ``--send-window``'s
+    ceiling (20 ms, chatd.tap) keeps of the order of one long turn.
     """
 
     __slots__ = ("clock", "queues", "call", "window", "last")

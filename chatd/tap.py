@@ -113,8 +113,11 @@ _LIMIT_HELP = {
 }
 
 _ARGON2 = Argon2Params()
-# Past a tenth of a second the wait is visible to people typing to each other.
-MAX_WINDOW = 0.1
+# The windows' ceiling.  Broadcasts held for a window are not counted against a
+# client's cap (chatd.outbuf: only replies are), so what a queue can hold is what
+# the server reads while it waits; 20 ms keeps that of the order of one long
+# reactor turn in a burst, which the queues hold without a window already.
+MAX_WINDOW = 0.02
 
 
 def _limit_params():
@@ -166,11 +169,12 @@ class Options(usage.Options):
          "seconds a message may wait for the next ones so that they share one commit (and "
          "fsync; a message after a quiet spell never waits); 0: each commits as soon as "
          "the one before has. Less CPU under steady traffic; acks and deliveries wait at "
-         "most this much longer", float],
+         "most this much longer (at most 0.02)", float],
         ["send-window", None, 0.0,
          "seconds a send to a client may wait for the next messages so that they share one "
          "send (a lone message never waits); 0: every turn's writes go out at its end. "
-         "Less CPU per delivery under steady traffic, at most this much more latency", float],
+         "Less CPU per delivery under steady traffic, at most this much more latency "
+         "(at most 0.02)", float],
         # New password hashes only; older hashes keep (and verify with) their own.
         ["argon2-time-cost", None, _ARGON2.time_cost,
          "argon2id passes for new password hashes; time grows linearly (default: "
