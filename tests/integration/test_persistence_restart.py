@@ -3,6 +3,7 @@
 import sqlite3
 
 import argon2
+import pytest
 
 from chatd.store.migrations import LATEST, migrate
 from chatd.store.sqlite import FILENAME
@@ -35,9 +36,15 @@ def all_messages(daemon, room) -> list:
         since = got[-1]["mid"]
 
 
-def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path, start_daemon):
+# With the windows a commit waits for the next messages and a send for the
+# next writes; still nothing is acknowledged before it is committed.
+WINDOWS = ["--send-window", "0.004", "--commit-window", "0.004"]
+
+
+@pytest.mark.parametrize("windows", [[], WINDOWS], ids=["default", "windows"])
+def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path, start_daemon, windows):
     data = tmp_path / "data"
-    first = Daemon(tmp_path / "first", ["--data-dir", str(data), *FAST]).start()
+    first = Daemon(tmp_path / "first", ["--data-dir", str(data), *FAST, *windows]).start()
     try:
         writers = [jline(first, f"w{i}", "#burst") for i in range(4)]
         per_writer = 400
