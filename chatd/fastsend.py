@@ -27,8 +27,12 @@ INTERNALS = ("_tempDataLen", "dataBuffer", "_writeDisconnected", "TLS", "connect
              "disconnecting", "socket")
 
 
+# Accepted connections, and the ones chatd makes itself (to Redis, chatd.redislink).
+_CONNECTIONS = (tcp.Server, tcp.Client)
+
+
 def direct(transport):
-    """The ``tcp.Server`` that writes to ``transport`` may go straight to, or None.
+    """The TCP connection that writes to ``transport`` may go straight to, or None.
 
     chatd's admission wrapper (``chatd.admission.Admitted``) only counts the
     connection, and a ``haproxy:`` listener's (``chatd.proxyproto``) only reads
@@ -37,7 +41,7 @@ def direct(transport):
     """
     while type(transport) in _PASS_THROUGH:
         transport = transport.transport
-    if (type(transport) is tcp.Server
+    if (type(transport) in _CONNECTIONS
             and all(hasattr(transport, name) for name in INTERNALS)
             and not transport.TLS):
         return transport

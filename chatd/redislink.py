@@ -57,6 +57,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from chatd import fastsend
 from chatd.metrics import NO_METRICS
 
 DEFAULT_PREFIX = "chatd:"
@@ -185,10 +186,27 @@ class RespProtocol(Protocol):
         self.lost = Deferred()  # fires (with None) when the connection goes
         self.reason = None  # why it went
 
+    _direct = None  # the TCP connection, for sends without a trip through the reactor
+
+    def connectionMade(self):
+        # As hiredis does: a pipelined command must not wait for Nagle's algorithm
+        # to gather more (a publish would wait for the previous reply's ACK).
+        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            set_nodelay(True)
+        self._direct = fastsend.direct(self.transport)
+
     def request(self, args) -> Deferred:
         d = Deferred()
         self.waiting.append(d)
-        self.transport.write(encode_command(args))
+        data = encode_command(args)
+        if self._direct is not None:
+            # Straight to the socket when nothing is buffered (chatd.fastsend):
+            # transport.write would register the socket for writing and send on
+            # the next poll, two epoll_ctl calls per command.
+            fastsend.send(self._direct, data)
+        else:
+            self.transport.write(data)
         return d
 
     def dataReceived(self, data: bytes) -> None:

@@ -7,7 +7,7 @@ import pytest
 from proxies import Proxy
 from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 
 from chatd.redislink import (
     RedisError,
@@ -84,6 +84,23 @@ class LinkTests(RedisTestCase):
         yield b.command("PING")  # the unsubscribe has been sent before this answer
         receivers = yield a.publish("room:#x", b"late")
         assert receivers == 0 and len(got) == 50
+
+    @inlineCallbacks
+    def test_commands_go_straight_to_a_no_delay_socket_and_big_ones_arrive_whole(self):
+        import socket as _socket
+        link = self.link()
+        yield self.until(lambda: link.up, "the link is up")
+        for proto in (link._cmd, link._sub):  # noqa: SLF001
+            sock = proto.transport.socket
+            assert sock.getsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY)
+            assert proto._direct is not None  # noqa: SLF001  (no trip through the reactor)
+        # Larger than the socket takes at once: the rest goes through the transport,
+        # in order, behind what was sent directly.
+        big = b"x" * (4 << 20)
+        sets = [link.command("SET", link.key(f"big{i}"), big + b"%d" % i) for i in range(3)]
+        yield gatherResults(sets)
+        for i in range(3):
+            assert (yield link.command("GET", link.key(f"big{i}"))) == big + b"%d" % i
 
     @inlineCallbacks
     def test_unreachable_redis_fails_fast_and_keeps_trying(self):
