@@ -177,3 +177,32 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_its_cap():
     capped = waits[10:]
     assert len(set(capped)) > 1, "jitter: the capped waits are not all equal"
     assert max(capped) <= BACKOFF_MAX
+
+
+def test_a_turns_commands_leave_in_one_send_in_order(monkeypatch):
+    # One segment per reactor turn: a group commit's publishes reach Redis (and
+    # the other nodes) together, and no command waits for the next poll.
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from chatd import fastsend
+    from chatd.redislink import RespProtocol, encode_command
+
+    sent = []
+    monkeypatch.setattr(fastsend, "direct", lambda transport: transport)
+    monkeypatch.setattr(fastsend, "send", lambda transport, data: sent.append(data))
+    clock = MemoryReactorClock()
+    proto = RespProtocol(clock=clock)
+    proto.makeConnection(StringTransport())
+    commands = [("PUBLISH", "room:#a", b"m%d" % i) for i in range(3)]
+    replies = [proto.request(c) for c in commands]
+    assert sent == []  # not before the end of the turn
+    clock.advance(0)
+    assert sent == [b"".join(encode_command(c) for c in commands)]
+    proto.dataReceived(b":1\r\n:2\r\n:3\r\n")
+    assert [r.result for r in replies] == [1, 2, 3]
+    # A connection lost before the end of its turn sends nothing more.
+    lost = proto.request(("PING",))
+    lost.addErrback(lambda f: None)
+    proto.connectionLost()
+    clock.advance(0)
+    assert len(sent) == 1
