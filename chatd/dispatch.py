@@ -296,6 +296,11 @@ class Dispatcher:
             error = flood
         self._error(session, error, error.rid, None)
 
+    def stop(self) -> None:
+        """Log the refusals counted and not yet summarised (the daemon is stopping)."""
+        if self._refusals is not None:
+            self._refusals.stop()
+
     def _error(self, session, error: ChatError, rid, kind) -> None:
         if error.code != "flood":  # a flood is logged once, when it drops the session
             if self._refusals is None:

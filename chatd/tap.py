@@ -414,6 +414,9 @@ def makeService(config, reactor=None) -> service.MultiService:
     LagProbe(metrics, reactor).setServiceParent(top)
     # In a reconnect storm, newcomers' work waits its turn (chatd/pacing.py).
     dispatcher = Dispatcher(chat, pacer=Pacer(reactor, metrics=metrics))
+    # Added after the chat service, so stopped before it: a storm's last counts
+    # of refused requests are logged, not lost with the process.
+    WhenStopping(dispatcher.stop).setServiceParent(top)
     tls = None
     if config["tls-cert"] is not None:
         tls = ReloadableTLS(config["tls-cert"], config["tls-key"])
@@ -476,6 +479,17 @@ def makeService(config, reactor=None) -> service.MultiService:
     # Last, so it stops first: systemd hears STOPPING=1 before the listeners close.
     SystemdNotifier(reactor).setServiceParent(top)
     return top
+
+
+class WhenStopping(service.Service):
+    """Calls ``stop`` (no arguments) when the daemon stops."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def stopService(self):
+        super().stopService()
+        self.stop()
 
 
 class AfterStore(service.MultiService):

@@ -55,3 +55,30 @@ def test_stop_logs_what_was_counted_and_leaves_no_timer():
     assert texts(seen) == ["closed", '4 more "session closed" in the last 10 s, '
                            "not logged one by one"]
     assert clock.getDelayedCalls() == []
+
+
+def test_a_storms_last_refusal_count_is_logged_when_the_daemon_stops():
+    # The dispatcher counts refusals past the burst; stopping must not lose them.
+    from conftest import Chat
+    from twisted.internet.testing import MemoryReactorClock
+
+    from chatd.dispatch import Dispatcher
+    from chatd.tap import Options, WhenStopping, makeService
+
+    chat = Chat(burst=1000, rate=1000.0)  # no flood: every line is refused on its own
+    lines = []
+    chat.dispatcher.log = Logger(observer=lines.append)
+    client = chat.line("storm")
+    client.send(*["/frobnicate"] * 150)  # an unknown command, refused each time
+    one_by_one = [e for e in lines if "refused" in e["log_format"]]
+    assert 0 < len(one_by_one) < 150
+    chat.dispatcher.stop()
+    [summary] = [e for e in lines if "not logged one by one" in e["log_format"]]
+    assert summary["count"] == 150 - len(one_by_one)
+    # And the daemon calls it on the way down, before the chat service stops.
+    options = Options()
+    options.parseOptions(["--line", "none", "--ws", "none"])
+    top = list(makeService(options, reactor=MemoryReactorClock()))
+    [stopper] = [s for s in top if isinstance(s, WhenStopping)]
+    assert isinstance(stopper.stop.__self__, Dispatcher)
+    assert top.index(stopper) > 0  # after the chat service: stopped before it

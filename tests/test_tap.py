@@ -15,7 +15,7 @@ from chatd.protocols.line import LineFactory
 from chatd.sdnotify import SystemdNotifier
 from chatd.service import ChatService
 from chatd.signals import StopOnTerm
-from chatd.tap import AfterStore, Options, makeService
+from chatd.tap import AfterStore, Options, WhenStopping, makeService
 from chatd.tls import ReloadOnHangup
 
 DEFAULT_LIMITS = {
@@ -235,8 +235,8 @@ def test_send_window_reaches_every_front_ends_sender():
 
 def test_make_service_with_front_ends_off():
     top = makeService(parse("--line", "none", "--ws", "none"), reactor=MemoryReactorClock())
-    assert [type(s) for s in top] == [ChatService, LagProbe, ReloadOnHangup, StopOnTerm,
-                                      AfterStore, SystemdNotifier]
+    assert [type(s) for s in top] == [ChatService, LagProbe, WhenStopping, ReloadOnHangup,
+                                      StopOnTerm, AfterStore, SystemdNotifier]
 
 
 def test_the_admin_endpoint_listens_before_the_store_is_ready(monkeypatch):
