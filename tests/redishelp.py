@@ -1,7 +1,11 @@
 """Helpers for tests against the shared Redis server (127.0.0.1:6379): a unique
-key prefix per test, and its keys removed afterwards."""
+key prefix per test, and its keys removed afterwards; and a private redis-server
+for the few tests that change a server's global state."""
 
+import shutil
 import socket
+import subprocess
+import time
 import uuid
 
 from twisted.internet import reactor
@@ -44,6 +48,48 @@ def delete_prefix(prefix: str, port: int = REDIS_PORT) -> None:
 def count_keys(prefix: str) -> int:
     with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=5) as s:
         return len(_command(s, "KEYS", prefix + "*"))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port of 127.0.0.1, keeping nothing
+    on disk: for what would disturb the shared server's other clients (emptying
+    its script cache).  ``stop()`` ends it."""
+
+    def __init__(self):
+        exe = shutil.which("redis-server")
+        if exe is None:  # scripts/test-setup installs it: its absence is a broken machine
+            raise AssertionError("redis-server is not installed (run scripts/test-setup)")
+        with socket.socket() as probe:
+            probe.bind((REDIS_HOST, 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://{REDIS_HOST}:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [exe, "--bind", REDIS_HOST, "--port", str(self.port), "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.command("PING") in ("PONG", b"PONG"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def command(self, *args):
+        with socket.create_connection((REDIS_HOST, self.port), timeout=5) as s:
+            return _command(s, *args)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class RedisTestCase(TestCase):

@@ -1,13 +1,11 @@
 """chatd.redislink's scripts: ``run_script`` (EVALSHA, and EVAL when Redis has
 lost the script), ``publish_many`` in one call, and scripts loaded on every
 (re)connect before the link is up.  In memory first (the bytes on the wire),
-then against the real Redis."""
-
-import socket
+then against the real Redis (a private server where the script cache is emptied)."""
 
 import pytest
 from proxies import Proxy
-from redishelp import REDIS_HOST, REDIS_PORT, REDIS_URL, RedisTestCase, _command
+from redishelp import REDIS_HOST, REDIS_URL, PrivateRedis, RedisTestCase
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
@@ -139,11 +137,6 @@ class ScriptTests(RedisTestCase):
         self.addCleanup(link.stopService)
         return link
 
-    @staticmethod
-    def redis(*args):
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=5) as s:
-            return _command(s, *args)
-
     def counted(self, link) -> list:
         """Every command the link sends on its command connection from now on."""
         sent = []
@@ -152,20 +145,26 @@ class ScriptTests(RedisTestCase):
         proto.request = lambda args: sent.append(args[0]) or request(args)
         return sent
 
+    def private_redis(self) -> PrivateRedis:
+        # SCRIPT FLUSH empties a server's script cache (as a restart does): done
+        # on a server of the test's own, not to the shared one's other clients.
+        server = PrivateRedis()
+        self.addCleanup(server.stop)
+        return server
+
     @inlineCallbacks
     def test_run_script_survives_a_script_flush(self):
-        link = self.link()
+        server = self.private_redis()
+        link = self.link(url=server.url)
         yield self.until(lambda: link.up, "the link is up")
         script = Script("return {KEYS[1], ARGV[1], 'v1-" + self.prefix + "'}")
         key = link.key("k")
         assert (yield link.run_script(script, [key], ["a"]))[:2] == [key.encode(), b"a"]
-        # SCRIPT FLUSH empties the server's script cache (as a restart does);
-        # every client must cope with NOSCRIPT, so the shared server is fine.
-        self.redis("SCRIPT", "FLUSH")
+        server.command("SCRIPT", "FLUSH")
         sent = self.counted(link)
         assert (yield link.run_script(script, [key], ["b"]))[:2] == [key.encode(), b"b"]
         assert sent == ["EVALSHA", "EVAL", "SCRIPT"]
-        assert self.redis("SCRIPT", "EXISTS", script.sha) == [1]
+        assert server.command("SCRIPT", "EXISTS", script.sha) == [1]
         sent.clear()
         assert (yield link.run_script(script, [key], ["c"]))[1] == b"c"
         assert sent == ["EVALSHA"]
@@ -188,17 +187,18 @@ class ScriptTests(RedisTestCase):
 
     @inlineCallbacks
     def test_scripts_are_loaded_again_on_a_reconnect(self):
-        proxy = Proxy(REDIS_HOST, REDIS_PORT)
+        server = self.private_redis()
+        proxy = Proxy(REDIS_HOST, server.port)
         self.addCleanup(proxy.close)
         link = self.link(url=f"redis://127.0.0.1:{proxy.port}/0")
         yield self.until(lambda: link.up, "the link is up")
-        self.redis("SCRIPT", "FLUSH")
+        server.command("SCRIPT", "FLUSH")
         proxy.cut()
         yield self.until(lambda: not link.up, "the cut is seen")
         proxy.restore()
         yield self.until(lambda: link.up, "the link is back")
         # Loaded before "up": the first call after the reconnect is one EVALSHA.
-        assert self.redis("SCRIPT", "EXISTS", PUBLISH_MANY.sha) == [1]
+        assert server.command("SCRIPT", "EXISTS", PUBLISH_MANY.sha) == [1]
         sent = self.counted(link)
         assert (yield link.publish_many(["x", "y"], b"z")) == 0
         assert sent == ["EVALSHA"]
