@@ -103,17 +103,26 @@ def default_node_id() -> str:
     return f"{socket.gethostname()}-{__import__('os').getpid()}"
 
 
+def _shown(url: str) -> str:
+    """``url`` for an error message: a password in it replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 def parse_url(url: str) -> tuple:
     """``redis://[:PASSWORD@]HOST[:PORT][/DB]`` -> (host, port, db, password)."""
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
-        raise ValueError(f"{url!r} is not like redis://HOST:6379/0")
+        raise ValueError(f"{_shown(url)!r} is not like redis://HOST:6379/0")
     path = parts.path.strip("/")
     try:
         port = parts.port or 6379
         db = int(path) if path else 0
     except ValueError:
-        raise ValueError(f"{url!r}: the port and the database are numbers") from None
+        raise ValueError(f"{_shown(url)!r}: the port and the database are numbers") from None
     password = unquote(parts.password) if parts.password else None
     return parts.hostname, port, db, password
 

@@ -26,6 +26,11 @@ def test_url_forms():
     for bad in ("http://x/0", "redis:///0", "redis://h:6379/zero"):
         with pytest.raises(ValueError):
             parse_url(bad)
+    # The error quotes the URL, never its password (it ends up in logs and terminals).
+    for bad in ("redis://:hunter2@cache:port/0", "rediss://user:hunter2@cache/0"):
+        with pytest.raises(ValueError) as e:
+            parse_url(bad)
+        assert "hunter2" not in str(e.value) and "***" in str(e.value)
 
 
 def test_resp_replies_whole_and_cut():
