@@ -127,7 +127,7 @@ class RedisBus:
         self.note_mid = note_mid
         # The node id and this process's start: a node started again is new.
         self.node = f"{link.node_id}/{secrets.token_hex(4)}"
-        # How every envelope of ours begins (_envelope, publish_state).
+        # How every envelope of ours begins (_payload).
         self._own = b'{"n":' + json.dumps(self.node).encode("utf-8") + b","
         self._seq = itertools.count(1)  # every message this process publishes, in order
         self._last = {}  # sender -> highest sequence number received from it
@@ -252,28 +252,27 @@ class RedisBus:
         if not self.link.up:
             return fail(cluster_unavailable())
         seq = next(self._seq)
-        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
-                             separators=(",", ":")).encode("utf-8")
+        payload = self._payload(seq, {"s": kind, "d": data})
         d = self.link.publish("user:" + nick_key, payload)
         return d.addCallbacks(lambda receivers: bool(receivers), self._unreachable)
 
     def publish_state(self, kind: str, data: dict) -> None:
         seq = next(self._seq)
-        payload = json.dumps({"n": self.node, "q": seq, "s": kind, "d": data},
-                             separators=(",", ":")).encode("utf-8")
-        self._send(seq, "state", payload)
+        self._send(seq, "state", self._payload(seq, {"s": kind, "d": data}))
 
     # -- out ---------------------------------------------------------------------
     def _envelope(self, event, routing: dict, seq: int) -> bytes:
         name, values = encode_event(event)
-        # The sender first, so that each node drops its own publications (Redis
-        # hands them back to it: it is subscribed to the same rooms) by a prefix
-        # test instead of parsing them (_received).
-        envelope = {"n": self.node}
-        envelope.update(routing)
-        envelope["q"] = seq
-        envelope["t"] = name
-        envelope["v"] = values
+        routing["t"] = name
+        routing["v"] = values
+        return self._payload(seq, routing)
+
+    def _payload(self, seq: int, fields: dict) -> bytes:
+        """Every envelope this node publishes.  The sender first, so that each node
+        drops its own (Redis hands them back to it on every channel it shares)
+        by a prefix test, ``_own``, instead of parsing them (_received)."""
+        envelope = {"n": self.node, "q": seq}
+        envelope.update(fields)
         return json.dumps(envelope, separators=(",", ":")).encode("utf-8")
 
     def _publish(self, channel, event, routing: dict) -> None:
@@ -316,11 +315,9 @@ class RedisBus:
     # -- in ----------------------------------------------------------------------
     def _received(self, data: bytes) -> None:
         if data.startswith(self._own):
-            return  # our own, delivered here when it was published
+            return  # our own (_payload), delivered here when it was published
         msg = json.loads(data)
         sender = msg.get("n")
-        if sender == self.node:
-            return  # delivered here when it was published
         seq = msg.get("q", 0)
         if seq <= self._last.get(sender, 0):
             # sent again after an outage, and had already come; or an event of
