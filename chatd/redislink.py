@@ -188,11 +188,12 @@ class RespProtocol(Protocol):
     (``[b"message", channel, data]``), which answers no request.
     """
 
-    def __init__(self, on_push=None, clock=None):
+    def __init__(self, on_push=None, flusher=None):
         self.on_push = on_push
-        # With a clock, a turn's commands are sent together at its end (one
-        # send, as transport.write would, but without its epoll round).
-        self.clock = clock
+        # With a flusher (chatd.fastsend.TurnFlusher), a turn's commands go out
+        # together at its end, as the clients' output does: one send, as
+        # transport.write would, but without its epoll round.
+        self.flusher = flusher
         self._out = None  # this turn's encoded commands, waiting for the end of the turn
         self.waiting = deque()
         self.buf = b""
@@ -213,16 +214,16 @@ class RespProtocol(Protocol):
         d = Deferred()
         self.waiting.append(d)
         data = encode_command(args)
-        if self._direct is None or self.clock is None:
+        if self._direct is None or self.flusher is None:
             self.transport.write(data)
         elif self._out is None:
             self._out = [data]
-            self.clock.callLater(0, self._send_turn)
+            self.flusher.add(self)
         else:
             self._out.append(data)
         return d
 
-    def _send_turn(self) -> None:
+    def send_turn(self) -> None:
         """The turn's commands in one send, straight to the socket when nothing is
         buffered (chatd.fastsend): ``transport.write`` would register the socket
         for writing and send on the next poll, two ``epoll_ctl`` calls a turn.
@@ -295,6 +296,7 @@ class RedisLink(Service):
         self._was_up = False
         self._timers = set()  # reply deadlines pending
         self._scripts = {}  # sha -> Script: loaded on every (re)connect
+        self._flusher = fastsend.TurnFlusher(reactor)  # both connections' end-of-turn sends
         self.register_script(PUBLISH_MANY)
 
     # -- the interface ----------------------------------------------------------
@@ -425,8 +427,8 @@ class RedisLink(Service):
         self._generation += 1
         gen = self._generation
         endpoint = HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout)
-        cmd = RespProtocol(clock=self.reactor)
-        sub = RespProtocol(on_push=self._pushed, clock=self.reactor)
+        cmd = RespProtocol(flusher=self._flusher)
+        sub = RespProtocol(on_push=self._pushed, flusher=self._flusher)
         d = gatherResults([connectProtocol(endpoint, cmd), connectProtocol(endpoint, sub)],
                           consumeErrors=True)
         # Both connections, or a retry: a half-open link is no link.

@@ -196,7 +196,7 @@ def test_a_turns_commands_leave_in_one_send_in_order(monkeypatch):
     monkeypatch.setattr(fastsend, "direct", lambda transport: transport)
     monkeypatch.setattr(fastsend, "send", lambda transport, data: sent.append(data))
     clock = MemoryReactorClock()
-    proto = RespProtocol(clock=clock)
+    proto = RespProtocol(flusher=fastsend.TurnFlusher(clock))
     proto.makeConnection(StringTransport())
     commands = [("PUBLISH", "room:#a", b"m%d" % i) for i in range(3)]
     replies = [proto.request(c) for c in commands]
