@@ -116,9 +116,7 @@ class ReloadableTLS:
 
 def is_tls(description: str) -> bool:
     """Whether the listener speaks TLS, behind a ``haproxy:`` or not."""
-    if description.startswith(proxyproto.PREFIX):
-        description = description[len(proxyproto.PREFIX):]
-    return description.startswith(PREFIX)
+    return proxyproto.split(description)[1].startswith(PREFIX)
 
 
 def with_backlog(description: str) -> str:
