@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 
+from nginxconf import free_port
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
@@ -59,9 +60,7 @@ class PrivateRedis:
         exe = shutil.which("redis-server")
         if exe is None:  # scripts/test-setup installs it: its absence is a broken machine
             raise AssertionError("redis-server is not installed (run scripts/test-setup)")
-        with socket.socket() as probe:
-            probe.bind((REDIS_HOST, 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port(REDIS_HOST)
         self.url = f"redis://{REDIS_HOST}:{self.port}/0"
         self.proc = subprocess.Popen(
             [exe, "--bind", REDIS_HOST, "--port", str(self.port), "--save", "",

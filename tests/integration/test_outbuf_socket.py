@@ -4,42 +4,26 @@ A socketpair stands in for the client; the reactor is a MemoryReactorClock, so
 the transport's own buffered writes (``doWrite``) happen only when the test says.
 """
 
-import socket
-
 import pytest
-from twisted.internet import protocol, tcp
+from twisted.internet import protocol
 from twisted.internet.testing import MemoryReactorClock
 
 from chatd import fastsend
 from chatd.fastsend import TurnFlusher
 from chatd.outbuf import OutputQueue
 
+from .socketpairs import received, server_end
+
 
 @pytest.fixture
 def pair():
-    ours, peer = socket.socketpair()
-    ours.setblocking(False)
-    peer.setblocking(False)
     reactor = MemoryReactorClock()
-    transport = tcp.Server(ours, protocol.Protocol(), ("127.0.0.1", 1), None, 1, reactor)
+    transport, peer, close = server_end(reactor)
     dropped = []
     queue = OutputQueue(transport, 1 << 20, lambda: dropped.append(True), reactor,
                         TurnFlusher(reactor))
     yield queue, transport, peer, reactor, dropped
-    peer.close()
-    ours.close()
-
-
-def received(peer) -> bytes:
-    out = []
-    while True:
-        try:
-            chunk = peer.recv(1 << 16)
-        except BlockingIOError:
-            return b"".join(out)
-        if not chunk:
-            return b"".join(out)
-        out.append(chunk)
+    close()
 
 
 def test_turn_arrives_whole_and_in_order_at_its_end(pair):

@@ -6,9 +6,7 @@ were it not to, every delivery behind nginx would take the slow path.  A
 socketpair stands in for the proxy; the reactor is a MemoryReactorClock.
 """
 
-import socket
-
-from twisted.internet import protocol, tcp
+from twisted.internet import protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 
@@ -18,19 +16,18 @@ from chatd.fastsend import TurnFlusher
 from chatd.outbuf import OutputQueue
 from chatd.proxyproto import ProxyHeaderFactory
 
+from .socketpairs import server_end
+
 
 def test_the_direct_send_sees_through_the_header_reader_and_admission():
-    ours, peer = socket.socketpair()
+    reactor = MemoryReactorClock()
+    app = protocol.Factory.forProtocol(protocol.Protocol)
+    factory = ProxyHeaderFactory(
+        AdmissionFactory(app, Admission(10, 10, exempt=["127.0.0.1"]), line_refusal,
+                         reactor), ["127.0.0.1"], reactor)
+    proxied = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport, peer, close = server_end(reactor, proto=proxied)
     try:
-        ours.setblocking(False)
-        peer.setblocking(False)
-        reactor = MemoryReactorClock()
-        app = protocol.Factory.forProtocol(protocol.Protocol)
-        factory = ProxyHeaderFactory(
-            AdmissionFactory(app, Admission(10, 10, exempt=["127.0.0.1"]), line_refusal,
-                             reactor), ["127.0.0.1"], reactor)
-        proxied = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        transport = tcp.Server(ours, proxied, ("127.0.0.1", 1), None, 1, reactor)
         proxied.makeConnection(transport)
         proxied.dataReceived(b"PROXY TCP4 203.0.113.7 127.0.0.1 4000 9000\r\n")
         admitted = proxied.wrappedProtocol
@@ -44,5 +41,4 @@ def test_the_direct_send_sees_through_the_header_reader_and_admission():
         assert peer.recv(1024) == b"straight to the socket\n"
         assert transport not in reactor.getWriters()  # sent, not buffered
     finally:
-        peer.close()
-        ours.close()
+        close()
