@@ -6,46 +6,29 @@ notice: a lone message still arrives at the end of its turn, while messages
 that follow each other closely arrive together, at most the window later.
 """
 
-import socket
-
 import pytest
-from twisted.internet import protocol, tcp
 from twisted.internet.testing import MemoryReactorClock
 
 from chatd.fastsend import TurnFlusher
-from chatd.outbuf import OutputQueue
+from chatd.outbuf import GRACE, OutputQueue
+
+from .socketpairs import received, server_end
 
 WINDOW = 0.002
-
-
-def received(peer) -> bytes:
-    out = []
-    while True:
-        try:
-            chunk = peer.recv(1 << 16)
-        except BlockingIOError:
-            return b"".join(out)
-        if not chunk:
-            return b"".join(out)
-        out.append(chunk)
 
 
 @pytest.fixture
 def room():
     reactor = MemoryReactorClock()
     flusher = TurnFlusher(reactor, window=WINDOW)
-    members, sockets = [], []
+    members, closers = [], []
     for port in (1, 2):
-        ours, peer = socket.socketpair()
-        ours.setblocking(False)
-        peer.setblocking(False)
-        sockets += [ours, peer]
-        transport = tcp.Server(ours, protocol.Protocol(), ("127.0.0.1", port), None, port,
-                               reactor)
+        transport, peer, close = server_end(reactor, port)
+        closers.append(close)
         members.append((OutputQueue(transport, 1 << 20, lambda: None, reactor, flusher), peer))
     yield reactor, flusher, members
-    for s in sockets:
-        s.close()
+    for close in closers:
+        close()
 
 
 def broadcast(members, data):
@@ -115,3 +98,23 @@ def test_flush_before_a_close_does_not_wait_for_the_window(room):
 def test_the_window_is_never_negative():
     with pytest.raises(ValueError):
         TurnFlusher(MemoryReactorClock(), window=-0.001)
+
+
+def test_a_member_who_stops_reading_is_still_dropped_at_its_cap():
+    # What a window holds back goes to the same bounded queue: a client that
+    # never reads costs its cap, window or not, and is let go.
+    reactor = MemoryReactorClock()
+    transport, peer, close = server_end(reactor)
+    dropped = []
+    queue = OutputQueue(transport, 64 * 1024, lambda: dropped.append(True), reactor,
+                        TurnFlusher(reactor, window=WINDOW))
+    try:
+        line = b"x" * 999 + b"\n"
+        for _ in range(2000):  # 2 MB over many windows; the peer reads none of it
+            queue.write(line)
+            reactor.advance(WINDOW / 2)
+        reactor.advance(GRACE + WINDOW)
+        assert dropped == [True]
+        assert (queue.pending, queue.pending_bytes, queue.turn) == ([], 0, None)
+    finally:
+        close()
